@@ -1,0 +1,189 @@
+//! Validation of JSON request bodies (SPEC 6): unknown fields are rejected the way the original
+//! did (`"foo" is not allowed`), types are strict (priority `5.5` or `"7"` is an error), and every
+//! error names its field. `null` counts as absent.
+
+use serde_json::{Map, Value};
+
+use crate::http::ApiError;
+
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+fn bad(field: &str, message: String) -> ApiError {
+    ApiError::bad_request(field, message)
+}
+
+impl<'a> Fields<'a> {
+    /// The body as an object whose keys are all in `allowed` (an empty body is `{}`).
+    pub fn new(body: Option<&'a Value>, allowed: &[&str]) -> Result<Fields<'a>, ApiError> {
+        let map = match body {
+            None => EMPTY.get_or_init(Map::new),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(bad("body", "the request body must be a JSON object".into())),
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(bad(unknown, format!("\"{unknown}\" is not allowed (allowed fields: {})", allowed.join(", "))));
+        }
+        Ok(Fields { map })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    /// A required string with something other than whitespace in it.
+    pub fn required_text(&self, name: &str) -> Result<String, ApiError> {
+        self.text(name)?.ok_or_else(|| bad(name, format!("\"{name}\" is required")))
+    }
+
+    /// An optional non-empty string.
+    pub fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be a non-empty string"))),
+        }
+    }
+
+    /// An optional integer in `min..=max`; floats and numeric strings are refused.
+    pub fn integer(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if v.is_u64() && (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(bad(name, format!("\"{name}\" must be an integer from {min} to {max}"))),
+            },
+        }
+    }
+
+    /// An optional finite number `>= min`.
+    pub fn number(&self, name: &str, min: f64) -> Result<Option<f64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(n) if v.is_number() && n.is_finite() && n >= min => Ok(Some(n)),
+                _ => Err(bad(name, format!("\"{name}\" must be a number >= {min}"))),
+            },
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be true or false"))),
+        }
+    }
+
+    /// An optional list of tool names: non-empty strings that cannot be read as CLI flags.
+    pub fn tool_list(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(value) = self.get(name) else { return Ok(None) };
+        let message = || format!("\"{name}\" must be an array of tool names (non-empty strings not starting with '-')");
+        let items = value.as_array().ok_or_else(|| bad(name, message()))?;
+        items
+            .iter()
+            .map(|item| match item.as_str() {
+                Some(s) if !s.trim().is_empty() && !s.starts_with('-') => Ok(s.to_string()),
+                _ => Err(bad(name, message())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// An optional list of 1..=max non-empty strings.
+    pub fn text_list(&self, name: &str, max: usize) -> Result<Option<Vec<String>>, ApiError> {
+        let Some(value) = self.get(name) else { return Ok(None) };
+        let message = || format!("\"{name}\" must be an array of 1 to {max} non-empty strings");
+        let items = value.as_array().filter(|a| !a.is_empty() && a.len() <= max).ok_or_else(|| bad(name, message()))?;
+        items
+            .iter()
+            .map(|item| item.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string).ok_or_else(|| bad(name, message())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    pub fn object(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be an object"))),
+        }
+    }
+
+    /// An optional string from a fixed set.
+    pub fn choice(&self, name: &str, choices: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if choices.contains(&s.as_str()) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be one of {}", choices.join(", ")))),
+        }
+    }
+
+    /// An optional http(s) URL.
+    pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let url = self.text(name)?;
+        if let Some(u) = &url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+                return Err(bad(name, format!("\"{name}\" must be an http:// or https:// URL")));
+            }
+        }
+        Ok(url)
+    }
+
+    /// A string, or an object that is passed on as its JSON text (e.g. `mcp_config`).
+    pub fn text_or_json(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            Some(v @ Value::Object(_)) => Ok(Some(v.to_string())),
+            Some(Value::String(_)) | None => self.text(name),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be a string (file path or JSON) or an object"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(body: Value, f: impl Fn(&Fields) -> Result<(), ApiError>) -> ApiError {
+        let fields = Fields::new(Some(&body), &["prompt", "priority", "tools", "budget", "flag", "meta"]).unwrap();
+        f(&fields).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let body = json!({"prompt": "x", "promt": "y"});
+        let e = Fields::new(Some(&body), &["prompt"]).err().unwrap();
+        assert_eq!((e.status, e.field.as_deref()), (400, Some("promt")));
+        assert!(e.message.starts_with("\"promt\" is not allowed"));
+        assert!(Fields::new(Some(&json!([1])), &["prompt"]).is_err());
+        assert!(Fields::new(None, &["prompt"]).is_ok());
+    }
+
+    #[test]
+    fn priority_must_be_a_real_integer_in_range() {
+        for bad_value in [json!(5.5), json!("7"), json!(0), json!(11), json!(-1), json!(true)] {
+            let e = err(json!({"priority": bad_value}), |f| f.integer("priority", 1, 10).map(|_| ()));
+            assert_eq!(e.message, "\"priority\" must be an integer from 1 to 10");
+        }
+        let body = json!({"priority": 7});
+        assert_eq!(Fields::new(Some(&body), &["priority"]).unwrap().integer("priority", 1, 10).unwrap(), Some(7));
+    }
+
+    #[test]
+    fn strings_lists_and_numbers() {
+        assert_eq!(err(json!({}), |f| f.required_text("prompt").map(|_| ())).message, "\"prompt\" is required");
+        assert!(err(json!({"prompt": "  "}), |f| f.required_text("prompt").map(|_| ())).message.contains("non-empty"));
+        assert!(err(json!({"prompt": 3}), |f| f.required_text("prompt").map(|_| ())).message.contains("non-empty"));
+        assert!(err(json!({"tools": ["--dangerous"]}), |f| f.tool_list("tools").map(|_| ())).message.contains("tool names"));
+        assert!(err(json!({"tools": "Bash"}), |f| f.tool_list("tools").map(|_| ())).message.contains("array"));
+        assert!(err(json!({"budget": -0.5}), |f| f.number("budget", 0.0).map(|_| ())).message.contains(">= 0"));
+        assert!(err(json!({"flag": "yes"}), |f| f.boolean("flag").map(|_| ())).message.contains("true or false"));
+        assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ())).message.contains("object"));
+        let nulls = json!({"prompt": null});
+        assert_eq!(Fields::new(Some(&nulls), &["prompt"]).unwrap().text("prompt").unwrap(), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! The configuration (SPEC 3): the keys of the original server plus ccs's own, their defaults,
+//! validation that names the offending key, and which keys need a restart.
+//!
+//! `Config` is immutable once built; a reload builds a new one and swaps the `Arc` whole.
+
+mod file;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use file::{load_or_create, read_file, LoadError};
+pub use parse::{from_value, ConfigError};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub port: u16,
+    pub host: String,
+    pub claude_path: String,
+    pub nvm_bin: Option<String>,
+    pub default_project_path: String,
+    pub log_file: PathBuf,
+    pub pid_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub session_retention_days: u32,
+    pub task_queue: TaskQueue,
+    pub webhook: Webhook,
+    pub rate_limit: RateLimit,
+    pub default_model: String,
+    pub max_budget_usd: f64,
+    pub statistics: Statistics,
+    pub mcp: Mcp,
+    pub log_level: LogLevel,
+    pub storage_type: StorageType,
+    pub redis_url: Option<String>,
+    pub auth: Auth,
+    pub allowed_project_roots: Vec<String>,
+    pub max_body_bytes: u64,
+    pub task_retention_days: u32,
+    pub claude_env: BTreeMap<String, String>,
+    pub permission_mode: Option<String>,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub allow_caller_overrides: bool,
+    pub http_threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskQueue {
+    pub concurrency: usize,
+    pub default_timeout: u64,
+    pub max_pending: usize,
+    pub kill_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub enabled: bool,
+    pub default_url: Option<String>,
+    pub timeout: u64,
+    pub retries: u32,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    pub enabled: bool,
+    pub window_ms: u64,
+    pub max_requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Statistics {
+    pub enabled: bool,
+    pub collection_interval: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mcp {
+    pub enabled: bool,
+    pub config_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static [&'static str] = &["error", "warn", "info", "debug", "trace"];
+
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    File,
+    Memory,
+    Redis,
+}
+
+/// The keys a running server cannot change without a restart.
+pub const RESTART_KEYS: &[&str] = &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "logFile", "pidFile"];
+
+impl Config {
+    /// The full default config for a state folder `home`; `user_home` is the user's `$HOME`.
+    pub fn defaults(home: &Path, user_home: &Path) -> Config {
+        Config {
+            port: 5546,
+            host: "127.0.0.1".into(),
+            claude_path: "claude".into(),
+            nvm_bin: None,
+            default_project_path: user_home.join("workspace").to_string_lossy().into_owned(),
+            log_file: home.join("logs").join("server.log"),
+            pid_file: home.join("server.pid"),
+            data_dir: home.join("data"),
+            session_retention_days: 30,
+            task_queue: TaskQueue { concurrency: 3, default_timeout: 300_000, max_pending: 10_000, kill_grace_ms: 5_000 },
+            webhook: Webhook { enabled: false, default_url: None, timeout: 5_000, retries: 3, secret: None },
+            rate_limit: RateLimit { enabled: true, window_ms: 60_000, max_requests: 100 },
+            default_model: "claude-sonnet-4-5".into(),
+            max_budget_usd: 10.0,
+            statistics: Statistics { enabled: true, collection_interval: 60_000 },
+            mcp: Mcp { enabled: false, config_path: None },
+            log_level: LogLevel::Info,
+            storage_type: StorageType::File,
+            redis_url: None,
+            auth: Auth { api_keys: Vec::new() },
+            allowed_project_roots: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            task_retention_days: 30,
+            claude_env: BTreeMap::new(),
+            permission_mode: None,
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+            allow_caller_overrides: false,
+            http_threads: 8,
+        }
+    }
+
+    /// The config as JSON, the way it is written to `config.json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// The keys whose change needs a restart, comparing `self` (running) with `next`.
+    pub fn restart_required(&self, next: &Config) -> Vec<&'static str> {
+        let (old, new) = (self.to_json(), next.to_json());
+        RESTART_KEYS.iter().copied().filter(|key| old.get(key) != new.get(key)).collect()
+    }
+
+    /// Whether `host` is a loopback address, where running without an API key is safe.
+    pub fn host_is_loopback(&self) -> bool {
+        match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host == "localhost",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_validation_without_warnings() {
+        let defaults = Config::defaults(Path::new("/h/.ccs"), Path::new("/h"));
+        let (parsed, warnings) = from_value(&defaults.to_json(), defaults.clone()).unwrap();
+        assert_eq!(parsed, defaults);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn restart_keys_are_reported() {
+        let a = Config::defaults(Path::new("/h/.ccs"), Path::new("/h"));
+        let mut b = a.clone();
+        b.port = 6000;
+        b.task_queue.concurrency = 5;
+        assert_eq!(a.restart_required(&b), vec!["port"]);
+    }
+}

@@ -1,0 +1,78 @@
+//! The housekeeping thread: reloads the config when its file changes (mtime poll) or on SIGHUP,
+//! validating first and keeping the running config when the new one is wrong; and removes
+//! sessions and tasks past their retention.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::app::App;
+use crate::config::{self, LoadError};
+use crate::{sessions, signals};
+
+const POLL: Duration = Duration::from_millis(500);
+const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts the thread; it ends when `stop` gets a message or is dropped.
+pub fn spawn(app: Arc<App>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("housekeeping".into()).spawn(move || run(&app, &stop))
+}
+
+fn run(app: &App, stop: &Receiver<()>) {
+    let mut seen = modified(&app.source.path);
+    let mut last_cleanup: Option<Instant> = None;
+    loop {
+        if last_cleanup.is_none_or(|t| t.elapsed() >= CLEANUP_EVERY) {
+            cleanup(app);
+            last_cleanup = Some(Instant::now());
+        }
+        match stop.recv_timeout(POLL) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = modified(&app.source.path);
+        let hup = signals::take_reload_request();
+        if hup || now != seen {
+            seen = now;
+            let why = if hup { "SIGHUP" } else { "the file changed" };
+            if let Err(err) = reload(app) {
+                log::error!("config not reloaded ({why}): {err}; the server keeps its running config");
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reads, validates and applies the config file; returns the changed keys that need a restart.
+pub fn reload(app: &App) -> Result<Vec<&'static str>, LoadError> {
+    let (next, warnings) = config::read_file(&app.source.path, app.source.defaults())?;
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let restart = app.apply_config(app.source.override_cli(next));
+    if restart.is_empty() {
+        log::info!("config reloaded from {}", app.source.path.display());
+    } else {
+        log::warn!(
+            "config reloaded from {}; these keys change only after a restart: {}",
+            app.source.path.display(),
+            restart.join(", ")
+        );
+    }
+    Ok(restart)
+}
+
+fn cleanup(app: &App) {
+    match sessions::cleanup_expired(app, chrono::Utc::now()) {
+        Ok((0, 0)) => {}
+        Ok((s, t)) => log::info!("retention: removed {s} idle session(s) and {t} old task(s)"),
+        Err(err) => log::error!("retention cleanup failed: {err}"),
+    }
+}

@@ -1,0 +1,37 @@
+//! ccs: a small HTTP server that runs the Claude Code CLI (`claude -p`) as a REST API.
+//!
+//! Data flow: `http` (acceptor threads, routing, body limits) → `api` (one file per resource)
+//! → `sessions` (turn ordering, budgets) → `runner` (the claude child process) → `store`
+//! (records on disk). The core modules never import `http` or `api`.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod gate;
+pub mod housekeeping;
+pub mod http;
+pub mod logging;
+pub mod model;
+pub mod money;
+pub mod project;
+pub mod runner;
+pub mod server;
+pub mod sessions;
+pub mod signals;
+pub mod slots;
+pub mod store;
+
+/// Exit codes shared by every command (SPEC 1).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
+    cli::main(args)
+}

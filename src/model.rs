@@ -1,0 +1,139 @@
+//! The records ccs keeps: sessions, their turns, and tasks (one run of the CLI each).
+//! These are the on-disk format: fields are only ever added, with `#[serde(default)]`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Active,
+    Archived,
+    Closed,
+}
+
+impl SessionStatus {
+    pub const NAMES: &'static [&'static str] = &["active", "archived", "closed"];
+
+    pub fn parse(name: &str) -> Option<SessionStatus> {
+        match name {
+            "active" => Some(SessionStatus::Active),
+            "archived" => Some(SessionStatus::Archived),
+            "closed" => Some(SessionStatus::Closed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Archived => "archived",
+            SessionStatus::Closed => "closed",
+        }
+    }
+}
+
+/// A conversation in one project folder; its id is also the CLI's session id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub project_path: String,
+    pub model: String,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub max_budget_usd: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub messages_count: u64,
+    pub total_cost_usd: f64,
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub metadata: Value,
+    /// Whether the CLI already has this session (later turns then `--resume` it).
+    #[serde(default)]
+    pub cli_started: bool,
+}
+
+impl Session {
+    /// The session as the API shows it (internal bookkeeping left out).
+    pub fn to_api(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("cli_started");
+        }
+        value
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+    Interrupted,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskStatus::Pending | TaskStatus::Processing)
+    }
+}
+
+/// One prompt and its answer within a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub session_id: String,
+    pub seq: u64,
+    pub task_id: String,
+    pub prompt: String,
+    pub status: TaskStatus,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub cost_usd: f64,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub num_turns: Option<u64>,
+    #[serde(default)]
+    pub usage: Value,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+}
+
+impl Turn {
+    /// The store id of turn `seq` of a session: sorts in order within the session.
+    pub fn key(session_id: &str, seq: u64) -> String {
+        format!("{session_id}.{seq:08}")
+    }
+}
+
+/// One run of the CLI, sync or async.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub status: TaskStatus,
+    pub priority: u8,
+    pub prompt: String,
+    pub project_path: String,
+    pub model: String,
+    pub session_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub duration_ms: Option<u64>,
+    pub num_turns: Option<u64>,
+    #[serde(default)]
+    pub usage: Value,
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub metadata: Value,
+}

@@ -1,0 +1,118 @@
+//! The claude command line for one run (SPEC 4, CLI.md). Pure: no I/O, unit-tested.
+//! The prompt is never in argv: it goes to stdin, so it can never be read as a flag.
+
+/// How a run relates to a CLI session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionFlag {
+    /// No session handling (the CLI makes up its own id).
+    None,
+    /// The first turn: `--session-id <id>` creates the session with our id.
+    Create(String),
+    /// A later turn: `--resume=<id>` continues it.
+    Resume(String),
+}
+
+/// Everything that becomes a CLI option.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CliArgs {
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    pub max_budget_usd: Option<f64>,
+    pub max_turns: Option<u32>,
+    pub mcp_config: Option<String>,
+    pub permission_mode: Option<String>,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub agent: Option<String>,
+}
+
+impl Default for SessionFlag {
+    fn default() -> Self {
+        SessionFlag::None
+    }
+}
+
+/// The argv (without the program) for `claude -p` with JSON output.
+pub fn build(args: &CliArgs, session: &SessionFlag) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["-p".into(), "--output-format".into(), "json".into()];
+    let mut push = |flag: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            argv.push(flag.into());
+            argv.push(value.clone());
+        }
+    };
+    push("--model", &args.model);
+    push("--system-prompt", &args.system_prompt);
+    push("--append-system-prompt", &args.append_system_prompt);
+    push("--max-budget-usd", &args.max_budget_usd.map(|b| b.to_string()));
+    push("--max-turns", &args.max_turns.map(|t| t.to_string()));
+    push("--mcp-config", &args.mcp_config);
+    push("--permission-mode", &args.permission_mode);
+    push("--agent", &args.agent);
+    for (flag, tools) in [("--allowedTools", &args.allowed_tools), ("--disallowedTools", &args.disallowed_tools)] {
+        if !tools.is_empty() {
+            argv.push(flag.into());
+            argv.extend(tools.iter().cloned());
+        }
+    }
+    match session {
+        SessionFlag::None => {}
+        SessionFlag::Create(id) => {
+            argv.push("--session-id".into());
+            argv.push(id.clone());
+        }
+        SessionFlag::Resume(id) => argv.push(format!("--resume={id}")),
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_run_is_print_with_json_output() {
+        assert_eq!(build(&CliArgs::default(), &SessionFlag::None), ["-p", "--output-format", "json"]);
+    }
+
+    #[test]
+    fn first_turn_creates_and_later_turns_resume() {
+        let id = "743eb495-b308-4ccd-bd22-c677a47bf2be".to_string();
+        let first = build(&CliArgs::default(), &SessionFlag::Create(id.clone()));
+        assert_eq!(&first[3..], ["--session-id", id.as_str()]);
+        let later = build(&CliArgs::default(), &SessionFlag::Resume(id.clone()));
+        assert_eq!(later.last().unwrap(), &format!("--resume={id}"));
+        assert!(!later.contains(&"--session-id".to_string()));
+    }
+
+    #[test]
+    fn every_option_is_its_own_element() {
+        let args = CliArgs {
+            model: Some("opus".into()),
+            system_prompt: Some("be brief; rm -rf /".into()),
+            append_system_prompt: Some("--also".into()),
+            max_budget_usd: Some(0.5),
+            max_turns: Some(3),
+            mcp_config: Some("/etc/mcp.json".into()),
+            permission_mode: Some("plan".into()),
+            allowed_tools: vec!["Bash(git log:*)".into(), "Read".into()],
+            disallowed_tools: vec!["Edit".into()],
+            agent: Some("reviewer".into()),
+        };
+        let argv = build(&args, &SessionFlag::None);
+        let expected = [
+            "-p", "--output-format", "json", "--model", "opus", "--system-prompt", "be brief; rm -rf /",
+            "--append-system-prompt", "--also", "--max-budget-usd", "0.5", "--max-turns", "3",
+            "--mcp-config", "/etc/mcp.json", "--permission-mode", "plan", "--agent", "reviewer",
+            "--allowedTools", "Bash(git log:*)", "Read", "--disallowedTools", "Edit",
+        ];
+        assert_eq!(argv, expected);
+    }
+
+    #[test]
+    fn whole_dollar_budget_prints_without_fraction() {
+        let args = CliArgs { max_budget_usd: Some(10.0), ..CliArgs::default() };
+        assert_eq!(&build(&args, &SessionFlag::None)[3..], ["--max-budget-usd", "10"]);
+    }
+}

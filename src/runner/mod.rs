@@ -1,0 +1,190 @@
+//! Running the claude CLI once (SPEC 4): build the command line, run the child process, and
+//! turn what it printed into a `RunResult`. Knows nothing of HTTP, sessions or storage.
+
+pub mod argv;
+pub mod output;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use argv::{CliArgs, SessionFlag};
+pub use output::Report;
+
+/// One run of the CLI, fully resolved.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    pub prompt: String,
+    pub cwd: PathBuf,
+    /// Environment set on top of the server's own (PATH already includes `nvmBin`).
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+/// A flag another thread sets to stop a run (its process group is killed).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+/// The interpreted end of a run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: RunStatus,
+    /// The CLI's result object, when it printed one.
+    pub report: Option<Report>,
+    /// What went wrong, for every status but `Completed`.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+}
+
+/// The CLI could not be started at all.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub program: String,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.source.kind() == std::io::ErrorKind::NotFound {
+            write!(
+                f,
+                "claude CLI not found: claudePath is \"{}\"; install it (npm install -g @anthropic-ai/claude-code) \
+                 or set claudePath (or nvmBin) in the config to where it is",
+                self.program
+            )
+        } else {
+            write!(f, "cannot start the claude CLI (claudePath \"{}\"): {}", self.program, self.source)
+        }
+    }
+}
+
+/// Runs the CLI and interprets the outcome.
+pub fn run(inv: &Invocation, cancel: &Cancel) -> Result<RunResult, SpawnError> {
+    let raw = process::execute(inv, cancel).map_err(|source| SpawnError { program: inv.program.clone(), source })?;
+    Ok(interpret(&raw, inv.timeout))
+}
+
+/// Maps a finished process to a result. Success is `is_error == false` in the result object.
+pub fn interpret(raw: &process::RawRun, timeout: Duration) -> RunResult {
+    let stdout = String::from_utf8_lossy(&raw.stdout);
+    let report = output::parse(&stdout);
+    let stderr = raw.stderr_tail.trim();
+    let (status, error) = if raw.cancelled {
+        (RunStatus::Cancelled, Some("cancelled; the claude process group was killed".to_string()))
+    } else if raw.timed_out {
+        let message = format!(
+            "claude did not finish within {} ms and was killed; raise timeout_ms (or taskQueue.defaultTimeout)",
+            timeout.as_millis()
+        );
+        (RunStatus::Timeout, Some(message))
+    } else if raw.stdout_overflow {
+        let message = format!("claude printed more than {} bytes of output; the run is treated as failed", process::STDOUT_CAP);
+        (RunStatus::Failed, Some(message))
+    } else {
+        match &report {
+            Some(r) if !r.is_error => (RunStatus::Completed, None),
+            Some(r) => (RunStatus::Failed, Some(r.error_text())),
+            None => (RunStatus::Failed, Some(failure_without_report(raw, &stdout, stderr))),
+        }
+    };
+    RunResult { status, report, error, exit_code: raw.exit_code, duration_ms: raw.duration.as_millis() as u64 }
+}
+
+fn failure_without_report(raw: &process::RawRun, stdout: &str, stderr: &str) -> String {
+    let how = match (raw.exit_code, raw.signal) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "ended".to_string(),
+    };
+    let stdout = stdout.trim();
+    let mut message = if stdout.is_empty() {
+        format!("claude {how} without a result")
+    } else {
+        let head: String = stdout.chars().take(200).collect();
+        format!("claude {how} and printed no JSON result: {head}")
+    };
+    if !stderr.is_empty() {
+        message.push_str(": ");
+        message.push_str(last_chars(stderr, 2000));
+    }
+    message
+}
+
+fn last_chars(text: &str, n: usize) -> &str {
+    let start = text.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process::RawRun;
+    use super::*;
+
+    fn raw(stdout: &str, stderr: &str, code: i32) -> RawRun {
+        RawRun { stdout: stdout.as_bytes().to_vec(), stderr_tail: stderr.into(), exit_code: Some(code), ..RawRun::default() }
+    }
+
+    #[test]
+    fn usage_error_uses_the_stderr_line() {
+        let r = interpret(&raw("", "Error: Session ID abc is already in use.\n", 1), Duration::from_secs(1));
+        assert_eq!(r.status, RunStatus::Failed);
+        assert_eq!(r.error.unwrap(), "claude exited with code 1 without a result: Error: Session ID abc is already in use.");
+    }
+
+    #[test]
+    fn exit_code_does_not_decide_success() {
+        let ok = r#"{"type":"result","is_error":false,"result":"fine"}"#;
+        assert_eq!(interpret(&raw(ok, "", 1), Duration::from_secs(1)).status, RunStatus::Completed);
+        let bad = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}"#;
+        let r = interpret(&raw(bad, "", 0), Duration::from_secs(1));
+        assert_eq!((r.status, r.error.as_deref()), (RunStatus::Failed, Some("API Error: 401")));
+    }
+
+    #[test]
+    fn garbage_is_a_failure_that_quotes_it() {
+        let r = interpret(&raw("<html>oops</html>", "", 0), Duration::from_secs(1));
+        assert_eq!(r.status, RunStatus::Failed);
+        assert!(r.error.unwrap().contains("<html>oops"));
+    }
+
+    #[test]
+    fn timeout_and_cancel_win_over_output() {
+        let mut t = raw("", "", 143);
+        t.timed_out = true;
+        assert_eq!(interpret(&t, Duration::from_millis(1500)).status, RunStatus::Timeout);
+        let mut c = raw("", "", 143);
+        c.cancelled = true;
+        assert_eq!(interpret(&c, Duration::from_secs(1)).status, RunStatus::Cancelled);
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        assert_eq!(last_chars("héllo", 3), "llo");
+        assert_eq!(last_chars("ab", 5), "ab");
+    }
+}

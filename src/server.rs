@@ -1,0 +1,112 @@
+//! `ccs serve`: load the config, open the store, start the HTTP acceptors and housekeeping, then
+//! wait for SIGINT/SIGTERM and stop in order (acceptors with a grace period, then the rest).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::{App, ConfigSource};
+use crate::cli::Options;
+use crate::config::{self, Config};
+use crate::store::Store;
+use crate::{api, exit, housekeeping, http, logging, sessions, signals};
+
+/// Why the server could not run.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The config is wrong (exit code 2).
+    Config(String),
+    /// Something at start-up failed (exit code 1).
+    Start(String),
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Config(_) => exit::USAGE,
+            ServeError::Start(_) => exit::FAILED,
+        }
+    }
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Config(m) | ServeError::Start(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Loads (or first writes) the config named by the options.
+pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSource), ServeError> {
+    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| options.home.clone());
+    let source = ConfigSource {
+        path: options.config.clone(),
+        home: options.home.clone(),
+        user_home,
+        host: options.host.clone(),
+        port: options.port,
+    };
+    let (config, warnings) =
+        config::load_or_create(&source.path, source.defaults()).map_err(|e| ServeError::Config(e.to_string()))?;
+    Ok((source.override_cli(config), warnings, source))
+}
+
+fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
+    if config.host_is_loopback() || !config.auth.api_keys.is_empty() {
+        return Ok(());
+    }
+    Err(ServeError::Config(format!(
+        "refusing to listen on {} without an API key: anyone who can reach it could run claude on this machine. \
+         Add a key to auth.apiKeys in the config (e.g. \"auth\": {{\"apiKeys\": [\"<a long random string>\"]}}) \
+         or set host to 127.0.0.1",
+        config.host
+    )))
+}
+
+pub fn serve(options: &Options) -> Result<(), ServeError> {
+    let (config, warnings, source) = load_config(options)?;
+    refuse_open_bind(&config)?;
+    logging::init(&config.log_file, config.log_level)
+        .map_err(|e| ServeError::Start(format!("cannot open the log file {}: {e}", config.log_file.display())))?;
+    std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let store = Store::open(config.storage_type, &config.data_dir)
+        .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
+    let shutdown = signals::install().map_err(ServeError::Start)?;
+    let addr = format!("{}:{}", config.host, config.port);
+    let app = Arc::new(App::new(config.clone(), source, store));
+    let interrupted = sessions::recover_interrupted(&app).map_err(|e| ServeError::Start(e.to_string()))?;
+    if interrupted > 0 {
+        log::warn!("{interrupted} task(s) were running when the server last stopped; they are marked interrupted");
+    }
+
+    let server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads).map_err(|e| {
+        ServeError::Start(format!(
+            "cannot listen on {addr}: {e}; is another server (ccs?) using the port? Pick another with --port or `port` in the config"
+        ))
+    })?;
+    log::info!(
+        "ccs {} listening on http://{addr} (config {}, data {}, {} sessions)",
+        env!("CARGO_PKG_VERSION"),
+        app.source.path.display(),
+        config.data_dir.display(),
+        app.store.sessions.len()
+    );
+    let (stop_housekeeping, housekeeping_stop) = crossbeam_channel::bounded::<()>(1);
+    let housekeeping = housekeeping::spawn(app.clone(), housekeeping_stop)
+        .map_err(|e| ServeError::Start(format!("cannot start the housekeeping thread: {e}")))?;
+
+    let _ = shutdown.recv();
+    let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
+    log::info!("stopping: no new requests; running ones get {} ms to finish", grace.as_millis());
+    app.begin_shutdown();
+    server.stop(&app, grace);
+    drop(stop_housekeeping);
+    let _ = housekeeping.join();
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Records on disk (or only in memory), one record per key, each written on its own so the cost
+//! of a write does not grow with the number of records. Every table keeps all its records in
+//! memory, loaded once at start: reads and listings never parse files.
+//!
+//! Invariant: a record is written to the backend before the in-memory copy changes, so what a
+//! reader sees has been stored durably. Callers serialize writes to one record (a session's
+//! turns run one at a time; a task has one owner).
+
+mod file;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::StorageType;
+use crate::model::{Session, Task, Turn};
+
+pub use file::FileBackend;
+pub use memory::MemoryBackend;
+
+/// Where records live: bytes by (kind, id).
+pub trait Backend: Send + Sync {
+    /// Every record of `kind`; records that cannot be read are moved aside and skipped.
+    fn load(&self, kind: &str) -> io::Result<Vec<(String, Vec<u8>)>>;
+    fn write(&self, kind: &str, id: &str, bytes: &[u8]) -> io::Result<()>;
+    fn remove(&self, kind: &str, id: &str) -> io::Result<()>;
+    /// Moves a record that does not parse out of the way; returns where it went.
+    fn quarantine(&self, kind: &str, id: &str) -> io::Result<String>;
+}
+
+/// A failed write or removal.
+#[derive(Debug)]
+pub struct StoreError {
+    pub kind: &'static str,
+    pub id: String,
+    pub source: io::Error,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "could not save {} record {}: {} (check free disk space and the permissions of dataDir)",
+            self.kind, self.id, self.source
+        )
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// One kind of record, indexed in memory by id (ordered, so prefix scans are cheap).
+pub struct Table<T> {
+    kind: &'static str,
+    backend: Arc<dyn Backend>,
+    rows: RwLock<BTreeMap<String, Arc<T>>>,
+}
+
+impl<T: Serialize + DeserializeOwned> Table<T> {
+    fn open(kind: &'static str, backend: Arc<dyn Backend>) -> io::Result<Table<T>> {
+        let mut rows = BTreeMap::new();
+        for (id, bytes) in backend.load(kind)? {
+            match serde_json::from_slice::<T>(&bytes) {
+                Ok(record) => {
+                    rows.insert(id, Arc::new(record));
+                }
+                Err(err) => match backend.quarantine(kind, &id) {
+                    Ok(to) => log::warn!("{kind} record {id} is corrupt ({err}); moved it aside to {to}"),
+                    Err(e) => log::warn!("{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"),
+                },
+            }
+        }
+        Ok(Table { kind, backend, rows: RwLock::new(rows) })
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.rows.read().get(id).cloned()
+    }
+
+    /// Stores `record` under `id`, durably, then makes it visible.
+    pub fn put(&self, id: &str, record: T) -> Result<Arc<T>, StoreError> {
+        let error = |source| StoreError { kind: self.kind, id: id.to_string(), source };
+        if !is_safe_id(id) {
+            return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
+        }
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| error(e.into()))?;
+        self.backend.write(self.kind, id, &bytes).map_err(error)?;
+        let record = Arc::new(record);
+        self.rows.write().insert(id.to_string(), record.clone());
+        Ok(record)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.backend
+            .remove(self.kind, id)
+            .map_err(|source| StoreError { kind: self.kind, id: id.to_string(), source })?;
+        self.rows.write().remove(id);
+        Ok(())
+    }
+
+    /// Records whose id starts with `prefix`, in id order.
+    pub fn scan(&self, prefix: &str) -> Vec<Arc<T>> {
+        let rows = self.rows.read();
+        rows.range(prefix.to_string()..).take_while(|(id, _)| id.starts_with(prefix)).map(|(_, r)| r.clone()).collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<T>> {
+        self.rows.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn is_safe_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Every table of ccs.
+pub struct Store {
+    pub sessions: Table<Session>,
+    pub turns: Table<Turn>,
+    pub tasks: Table<Task>,
+}
+
+impl Store {
+    /// Opens the store of `storage_type` under `data_dir`, loading every record.
+    pub fn open(storage_type: StorageType, data_dir: &Path) -> io::Result<Store> {
+        let backend: Arc<dyn Backend> = match storage_type {
+            StorageType::File => Arc::new(FileBackend::new(data_dir)?),
+            StorageType::Memory | StorageType::Redis => Arc::new(MemoryBackend),
+        };
+        Store::with_backend(backend)
+    }
+
+    pub fn with_backend(backend: Arc<dyn Backend>) -> io::Result<Store> {
+        Ok(Store {
+            sessions: Table::open("sessions", backend.clone())?,
+            turns: Table::open("turns", backend.clone())?,
+            tasks: Table::open("tasks", backend)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn temp_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ccs-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn table(dir: &Path) -> Table<Value> {
+        Table::open("things", Arc::new(FileBackend::new(dir).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn records_survive_a_reopen_and_scan_by_prefix() {
+        let dir = temp_dir();
+        let t = table(&dir);
+        t.put("a.00000001", json!({"n": 1})).unwrap();
+        t.put("a.00000002", json!({"n": 2})).unwrap();
+        t.put("b.00000001", json!({"n": 3})).unwrap();
+        t.put("a.00000001", json!({"n": 10})).unwrap();
+        t.remove("b.00000001").unwrap();
+        let reopened = table(&dir);
+        let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
+        assert_eq!(scanned, [10, 2]);
+        assert_eq!(reopened.len(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn corrupt_records_are_moved_aside_and_leftover_temp_files_removed() {
+        let dir = temp_dir();
+        table(&dir).put("good", json!({"ok": true})).unwrap();
+        std::fs::write(dir.join("things/bad.json"), b"{\"half\": ").unwrap();
+        std::fs::write(dir.join("things/.good.json.1.2.tmp"), b"{").unwrap();
+        let t = table(&dir);
+        assert_eq!(t.len(), 1);
+        let names: Vec<String> = std::fs::read_dir(dir.join("things"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("bad.json.corrupt-")), "{names:?}");
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unsafe_ids_are_refused() {
+        let dir = temp_dir();
+        let t = table(&dir);
+        assert!(t.put("../escape", json!(1)).is_err());
+        assert!(t.put("", json!(1)).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn memory_backend_keeps_nothing_across_opens() {
+        let t: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
+        t.put("x", json!(1)).unwrap();
+        assert_eq!(t.get("x").as_deref(), Some(&json!(1)));
+        let again: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
+        assert!(again.is_empty());
+    }
+}
