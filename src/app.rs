@@ -88,7 +88,9 @@ impl App {
     /// Registers a run so shutdown can cancel it.
     pub fn track_run(&self, task_id: &str) -> Cancel {
         let cancel = Cancel::default();
-        self.running.lock().insert(task_id.to_string(), cancel.clone());
+        self.running
+            .lock()
+            .insert(task_id.to_string(), cancel.clone());
         cancel
     }
 

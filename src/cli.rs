@@ -57,7 +57,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
     if let Some(flag) = rest.iter().find(|a| a.to_string_lossy().starts_with('-')) {
         return Err(format!("unknown option '{}'", flag.to_string_lossy()));
     }
-    let words: Vec<String> = rest.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let words: Vec<String> = rest
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let command = if help {
         Command::Help
     } else if version {
@@ -80,20 +83,30 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
     let config = config
         .or_else(|| env_path("CCS_CONFIG"))
         .unwrap_or_else(|| home.join("config.json"));
-    Ok(Options { command, home, config, host, port })
+    Ok(Options {
+        command,
+        home,
+        config,
+        host,
+        port,
+    })
 }
 
 fn describe(err: pico_args::Error) -> String {
     match err {
         pico_args::Error::OptionWithoutAValue(opt) => format!("{opt} needs a value"),
-        pico_args::Error::Utf8ArgumentParsingFailed { value, .. } => format!("'{value}' is not valid"),
+        pico_args::Error::Utf8ArgumentParsingFailed { value, .. } => {
+            format!("'{value}' is not valid")
+        }
         pico_args::Error::ArgumentParsingFailed { cause } => cause,
         other => other.to_string(),
     }
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn default_home() -> Result<PathBuf, String> {
@@ -149,9 +162,15 @@ mod tests {
 
     #[test]
     fn unknown_command_and_option_are_usage_errors() {
-        assert!(parse_str(&["--home", "/h", "frobnicate"]).unwrap_err().contains("unknown command"));
-        assert!(parse_str(&["--home", "/h", "serve", "--frob"]).unwrap_err().contains("--frob"));
-        assert!(parse_str(&["--home", "/h", "--port", "99999", "serve"]).unwrap_err().contains("--port"));
+        assert!(parse_str(&["--home", "/h", "frobnicate"])
+            .unwrap_err()
+            .contains("unknown command"));
+        assert!(parse_str(&["--home", "/h", "serve", "--frob"])
+            .unwrap_err()
+            .contains("--frob"));
+        assert!(parse_str(&["--home", "/h", "--port", "99999", "serve"])
+            .unwrap_err()
+            .contains("--port"));
     }
 
     #[test]

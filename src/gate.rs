@@ -33,7 +33,10 @@ impl Gate {
         while lines.get(key).is_some_and(|line| line.serving != ticket) {
             self.turn_done.wait(&mut lines);
         }
-        GateGuard { gate: self, key: key.to_string() }
+        GateGuard {
+            gate: self,
+            key: key.to_string(),
+        }
     }
 
     /// Whether a turn of `key` runs or waits.

@@ -11,7 +11,10 @@ pub fn resolve(path: &str, config: &Config) -> Result<String, Error> {
     let field = "project_path";
     let given = Path::new(path);
     if !given.is_absolute() {
-        return Err(Error::invalid(field, format!("\"project_path\" must be an absolute path (got \"{path}\")")));
+        return Err(Error::invalid(
+            field,
+            format!("\"project_path\" must be an absolute path (got \"{path}\")"),
+        ));
     }
     let canonical = match given.canonicalize() {
         Ok(p) => p,
@@ -23,9 +26,14 @@ pub fn resolve(path: &str, config: &Config) -> Result<String, Error> {
         }
     };
     if !canonical.is_dir() {
-        return Err(Error::invalid(field, format!("project path \"{path}\" is not a folder")));
+        return Err(Error::invalid(
+            field,
+            format!("project path \"{path}\" is not a folder"),
+        ));
     }
-    if !config.allowed_project_roots.is_empty() && !inside_any(&canonical, &config.allowed_project_roots) {
+    if !config.allowed_project_roots.is_empty()
+        && !inside_any(&canonical, &config.allowed_project_roots)
+    {
         return Err(Error::forbidden(
             field,
             format!(
@@ -54,13 +62,25 @@ mod tests {
     fn relative_missing_and_outside_paths_are_refused() {
         let mut config = Config::defaults(Path::new("/tmp/h"), Path::new("/tmp"));
         let tmp = std::env::temp_dir();
-        assert!(matches!(resolve("relative/dir", &config), Err(Error::Invalid { .. })));
-        assert!(matches!(resolve("/no/such/folder/ccs", &config), Err(Error::Invalid { .. })));
+        assert!(matches!(
+            resolve("relative/dir", &config),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve("/no/such/folder/ccs", &config),
+            Err(Error::Invalid { .. })
+        ));
         assert!(resolve(tmp.to_str().unwrap(), &config).is_ok());
         config.allowed_project_roots = vec!["/usr".into()];
-        assert!(matches!(resolve(tmp.to_str().unwrap(), &config), Err(Error::Forbidden { .. })));
+        assert!(matches!(
+            resolve(tmp.to_str().unwrap(), &config),
+            Err(Error::Forbidden { .. })
+        ));
         assert!(resolve("/usr/bin", &config).is_ok());
         // `..` cannot climb out of a root.
-        assert!(matches!(resolve("/usr/../tmp", &config), Err(Error::Forbidden { .. })));
+        assert!(matches!(
+            resolve("/usr/../tmp", &config),
+            Err(Error::Forbidden { .. })
+        ));
     }
 }

@@ -40,7 +40,9 @@ impl fmt::Display for ServeError {
 
 /// Loads (or first writes) the config named by the options.
 pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSource), ServeError> {
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| options.home.clone());
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| options.home.clone());
     let source = ConfigSource {
         path: options.config.clone(),
         home: options.home.clone(),
@@ -48,8 +50,8 @@ pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSour
         host: options.host.clone(),
         port: options.port,
     };
-    let (config, warnings) =
-        config::load_or_create(&source.path, source.defaults()).map_err(|e| ServeError::Config(e.to_string()))?;
+    let (config, warnings) = config::load_or_create(&source.path, source.defaults())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     Ok((source.override_cli(config), warnings, source))
 }
 
@@ -68,18 +70,27 @@ fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
 pub fn serve(options: &Options) -> Result<(), ServeError> {
     let (config, warnings, source) = load_config(options)?;
     refuse_open_bind(&config)?;
-    logging::init(&config.log_file, config.log_level)
-        .map_err(|e| ServeError::Start(format!("cannot open the log file {}: {e}", config.log_file.display())))?;
+    logging::init(&config.log_file, config.log_level).map_err(|e| {
+        ServeError::Start(format!(
+            "cannot open the log file {}: {e}",
+            config.log_file.display()
+        ))
+    })?;
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     for warning in warnings {
         log::warn!("{warning}");
     }
-    let store = Store::open(config.storage_type, &config.data_dir)
-        .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
+    let store = Store::open(config.storage_type, &config.data_dir).map_err(|e| {
+        ServeError::Start(format!(
+            "cannot open the data folder {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
     let app = Arc::new(App::new(config.clone(), source, store));
-    let interrupted = sessions::recover_interrupted(&app).map_err(|e| ServeError::Start(e.to_string()))?;
+    let interrupted =
+        sessions::recover_interrupted(&app).map_err(|e| ServeError::Start(e.to_string()))?;
     if interrupted > 0 {
         log::warn!("{interrupted} task(s) were running when the server last stopped; they are marked interrupted");
     }
@@ -102,7 +113,10 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
 
     let _ = shutdown.recv();
     let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
-    log::info!("stopping: no new requests; running ones get {} ms to finish", grace.as_millis());
+    log::info!(
+        "stopping: no new requests; running ones get {} ms to finish",
+        grace.as_millis()
+    );
     app.begin_shutdown();
     server.stop(&app, grace);
     drop(stop_housekeeping);

@@ -70,7 +70,9 @@ pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
         messages_count: 0,
         total_cost_usd: 0.0,
         status: SessionStatus::Active,
-        metadata: new.metadata.unwrap_or_else(|| Value::Object(Default::default())),
+        metadata: new
+            .metadata
+            .unwrap_or_else(|| Value::Object(Default::default())),
         cli_started: false,
     };
     log::info!("session {} created in {}", session.id, session.project_path);
@@ -78,10 +80,11 @@ pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {
-    app.store
-        .sessions
-        .get(id)
-        .ok_or_else(|| Error::NotFound(format!("session {id} not found; list sessions with GET /api/sessions")))
+    app.store.sessions.get(id).ok_or_else(|| {
+        Error::NotFound(format!(
+            "session {id} not found; list sessions with GET /api/sessions"
+        ))
+    })
 }
 
 /// The turns of a session, oldest first.
@@ -97,11 +100,22 @@ pub fn list(app: &App, filter: &Filter) -> (Vec<Arc<Session>>, usize) {
         .all()
         .into_iter()
         .filter(|s| filter.status.is_none_or(|status| s.status == status))
-        .filter(|s| filter.project_path.as_ref().is_none_or(|p| &s.project_path == p))
+        .filter(|s| {
+            filter
+                .project_path
+                .as_ref()
+                .is_none_or(|p| &s.project_path == p)
+        })
         .collect();
     newest_first(&mut all);
     let total = all.len();
-    (all.into_iter().skip(filter.offset).take(filter.limit).collect(), total)
+    (
+        all.into_iter()
+            .skip(filter.offset)
+            .take(filter.limit)
+            .collect(),
+        total,
+    )
 }
 
 /// Sessions whose id or metadata contains `q` (case-insensitive), newest first.
@@ -112,7 +126,9 @@ pub fn search(app: &App, q: &str, limit: usize) -> Vec<Arc<Session>> {
         .sessions
         .all()
         .into_iter()
-        .filter(|s| s.id.contains(&needle) || s.metadata.to_string().to_lowercase().contains(&needle))
+        .filter(|s| {
+            s.id.contains(&needle) || s.metadata.to_string().to_lowercase().contains(&needle)
+        })
         .collect();
     newest_first(&mut found);
     found.truncate(limit);
@@ -120,7 +136,11 @@ pub fn search(app: &App, q: &str, limit: usize) -> Vec<Arc<Session>> {
 }
 
 fn newest_first(sessions: &mut [Arc<Session>]) {
-    sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+    sessions.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Session>, Error> {
@@ -134,7 +154,9 @@ pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Sess
 pub fn delete(app: &App, id: &str) -> Result<(), Error> {
     get(app, id)?;
     if app.gate.is_busy(id) {
-        return Err(Error::Conflict(format!("session {id} has a turn running; wait for it to finish, then delete")));
+        return Err(Error::Conflict(format!(
+            "session {id} has a turn running; wait for it to finish, then delete"
+        )));
     }
     remove_with_turns(app, id)?;
     log::info!("session {id} deleted");
@@ -180,7 +202,9 @@ pub fn recover_interrupted(app: &App) -> Result<usize, Error> {
         if task.status == TaskStatus::Processing {
             let mut task = (*task).clone();
             task.status = TaskStatus::Interrupted;
-            task.error = Some("the server stopped while this task ran; retry it if its side effects allow".into());
+            task.error = Some(
+                "the server stopped while this task ran; retry it if its side effects allow".into(),
+            );
             task.updated_at = Utc::now();
             task.completed_at = Some(task.updated_at);
             app.store.tasks.put(&task.id.clone(), task)?;
@@ -205,7 +229,10 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
                 if project::resolve(path, &config)? != session.project_path {
                     return Err(Error::invalid(
                         "project_path",
-                        format!("session {id} belongs to project folder {}; leave project_path out", session.project_path),
+                        format!(
+                            "session {id} belongs to project folder {}; leave project_path out",
+                            session.project_path
+                        ),
                     ));
                 }
             }
@@ -214,7 +241,10 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
         None => create(
             app,
             NewSession {
-                project_path: req.project_path.clone().unwrap_or_else(|| config.default_project_path.clone()),
+                project_path: req
+                    .project_path
+                    .clone()
+                    .unwrap_or_else(|| config.default_project_path.clone()),
                 model: req.model.clone(),
                 system_prompt: req.system_prompt.clone(),
                 max_budget_usd: None,
@@ -230,7 +260,10 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
     if !std::path::Path::new(&session.project_path).is_dir() {
         return Err(Error::invalid(
             "project_path",
-            format!("project folder {} of session {} no longer exists; recreate it", session.project_path, session.id),
+            format!(
+                "project folder {} of session {} no longer exists; recreate it",
+                session.project_path, session.id
+            ),
         ));
     }
 
@@ -238,7 +271,12 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
     let mut task = new_task(&req, &session);
     app.store.tasks.put(&task.id.clone(), task.clone())?;
     let cancel = app.track_run(&task.id);
-    log::info!("task {} runs turn {} of session {}", task.id, session.messages_count + 1, session.id);
+    log::info!(
+        "task {} runs turn {} of session {}",
+        task.id,
+        session.messages_count + 1,
+        session.id
+    );
     log::debug!("task {} prompt: {}", task.id, req.prompt);
     let outcome = run_cli(&config, &req, &session, budget, &cancel);
     app.untrack_run(&task.id);
@@ -293,8 +331,12 @@ fn check_takes_turns(session: &Session) -> Result<(), Error> {
 /// is left of the session's own budget.
 fn run_budget(config: &Config, req: &TurnRequest, session: &Session) -> Result<f64, Error> {
     let cap = req.max_budget_usd.unwrap_or(config.max_budget_usd);
-    let Some(limit) = session.max_budget_usd else { return Ok(cap) };
-    let left = money::to_usd(money::to_micros(limit).saturating_sub(money::to_micros(session.total_cost_usd)));
+    let Some(limit) = session.max_budget_usd else {
+        return Ok(cap);
+    };
+    let left = money::to_usd(
+        money::to_micros(limit).saturating_sub(money::to_micros(session.total_cost_usd)),
+    );
     if left <= 0.0 {
         return Err(Error::Conflict(format!(
             "session {} has spent ${} of its ${} budget and takes no more turns; start a new session",
@@ -325,23 +367,47 @@ fn new_task(req: &TurnRequest, session: &Session) -> Task {
         num_turns: None,
         usage: Value::Null,
         exit_code: None,
-        metadata: req.metadata.clone().unwrap_or_else(|| Value::Object(Default::default())),
+        metadata: req
+            .metadata
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default())),
     }
 }
 
 /// The CLI options of one turn: the request's, then the session's, then the config's defaults.
 pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f64) -> CliArgs {
     let mut disallowed = config.disallowed_tools.clone();
-    disallowed.extend(req.disallowed_tools.iter().flatten().filter(|t| !config.disallowed_tools.contains(t)).cloned());
+    disallowed.extend(
+        req.disallowed_tools
+            .iter()
+            .flatten()
+            .filter(|t| !config.disallowed_tools.contains(t))
+            .cloned(),
+    );
     CliArgs {
         model: Some(req.model.clone().unwrap_or_else(|| session.model.clone())),
-        system_prompt: req.system_prompt.clone().or_else(|| session.system_prompt.clone()),
+        system_prompt: req
+            .system_prompt
+            .clone()
+            .or_else(|| session.system_prompt.clone()),
         append_system_prompt: req.append_system_prompt.clone(),
         max_budget_usd: Some(budget),
         max_turns: req.max_turns,
-        mcp_config: req.mcp_config.clone().or_else(|| config.mcp.enabled.then(|| config.mcp.config_path.clone()).flatten()),
-        permission_mode: req.permission_mode.clone().or_else(|| config.permission_mode.clone()),
-        allowed_tools: req.allowed_tools.clone().unwrap_or_else(|| config.allowed_tools.clone()),
+        mcp_config: req.mcp_config.clone().or_else(|| {
+            config
+                .mcp
+                .enabled
+                .then(|| config.mcp.config_path.clone())
+                .flatten()
+        }),
+        permission_mode: req
+            .permission_mode
+            .clone()
+            .or_else(|| config.permission_mode.clone()),
+        allowed_tools: req
+            .allowed_tools
+            .clone()
+            .unwrap_or_else(|| config.allowed_tools.clone()),
         disallowed_tools: disallowed,
         agent: req.agent.clone(),
     }
@@ -352,33 +418,66 @@ fn child_env(config: &Config) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if let Some(bin) = &config.nvm_bin {
         let path = std::env::var("PATH").unwrap_or_default();
-        env.push(("PATH".to_string(), if path.is_empty() { bin.clone() } else { format!("{bin}:{path}") }));
+        env.push((
+            "PATH".to_string(),
+            if path.is_empty() {
+                bin.clone()
+            } else {
+                format!("{bin}:{path}")
+            },
+        ));
     }
-    env.extend(config.claude_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        config
+            .claude_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     env
 }
 
 type Outcome = Result<RunResult, SpawnError>;
 
-fn run_cli(config: &Config, req: &TurnRequest, session: &Session, budget: f64, cancel: &runner::Cancel) -> Outcome {
-    let flag =
-        if session.cli_started { SessionFlag::Resume(session.id.clone()) } else { SessionFlag::Create(session.id.clone()) };
+fn run_cli(
+    config: &Config,
+    req: &TurnRequest,
+    session: &Session,
+    budget: f64,
+    cancel: &runner::Cancel,
+) -> Outcome {
+    let flag = if session.cli_started {
+        SessionFlag::Resume(session.id.clone())
+    } else {
+        SessionFlag::Create(session.id.clone())
+    };
     let invocation = |flag: &SessionFlag| Invocation {
         program: config.claude_path.clone(),
         args: runner::argv::build(&cli_args(config, req, session, budget), flag),
         prompt: req.prompt.clone(),
         cwd: session.project_path.clone().into(),
         env: child_env(config),
-        timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
+        timeout: std::time::Duration::from_millis(
+            req.timeout_ms.unwrap_or(config.task_queue.default_timeout),
+        ),
         kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
     };
     let outcome = runner::run(&invocation(&flag), cancel)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
     // the conversation exists, so continue it instead.
-    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
+    let id_taken = outcome.report.is_none()
+        && outcome
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("already in use"));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
-        log::warn!("session {} already exists in the CLI; resuming it", session.id);
-        return runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel);
+        log::warn!(
+            "session {} already exists in the CLI; resuming it",
+            session.id
+        );
+        return runner::run(
+            &invocation(&SessionFlag::Resume(session.id.clone())),
+            cancel,
+        );
     }
     Ok(outcome)
 }

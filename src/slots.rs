@@ -20,7 +20,15 @@ pub struct Slot<'a>(&'a Slots);
 
 impl Slots {
     pub fn new(limit: usize) -> Slots {
-        Slots { state: Mutex::new(State { in_use: 0, waiting: 0, limit: limit.max(1), closed: false }), freed: Condvar::new() }
+        Slots {
+            state: Mutex::new(State {
+                in_use: 0,
+                waiting: 0,
+                limit: limit.max(1),
+                closed: false,
+            }),
+            freed: Condvar::new(),
+        }
     }
 
     /// Waits for a free slot; `None` once the server is shutting down.

@@ -35,7 +35,13 @@ pub const TURN_FIELDS: &[&str] = &[
     "metadata",
 ];
 
-const PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions", "default", "dontAsk", "plan"];
+const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
 
 /// Reads and validates the fields of one turn.
 pub fn turn_request(f: &Fields) -> Result<TurnRequest, ApiError> {
@@ -64,10 +70,16 @@ pub fn turn_request(f: &Fields) -> Result<TurnRequest, ApiError> {
 
 fn refuse_not_yet_supported(f: &Fields) -> Result<(), ApiError> {
     if f.boolean("async")? == Some(true) {
-        return Err(ApiError::new(501, "\"async\": true is not supported by this version yet; send the request without it"));
+        return Err(ApiError::new(
+            501,
+            "\"async\": true is not supported by this version yet; send the request without it",
+        ));
     }
     if f.boolean("stream")? == Some(true) {
-        return Err(ApiError::new(501, "\"stream\": true is not supported by this version yet; send the request without it"));
+        return Err(ApiError::new(
+            501,
+            "\"stream\": true is not supported by this version yet; send the request without it",
+        ));
     }
     Ok(())
 }
@@ -85,11 +97,21 @@ pub fn task_reply(task: Task) -> Result<Reply, ApiError> {
     let (task_id, session_id) = (task.id.clone(), task.session_id.clone());
     let error = match task.status {
         TaskStatus::Completed => return Ok(Reply::ok(success_body(&task))),
-        TaskStatus::Timeout => Error::CliTimeout { message, task_id, session_id },
+        TaskStatus::Timeout => Error::CliTimeout {
+            message,
+            task_id,
+            session_id,
+        },
         TaskStatus::Cancelled => {
-            return Err(ApiError::new(503, message).with("task_id", task_id).with("session_id", session_id))
+            return Err(ApiError::new(503, message)
+                .with("task_id", task_id)
+                .with("session_id", session_id))
         }
-        _ => Error::CliFailed { message, task_id: Some(task_id), session_id },
+        _ => Error::CliFailed {
+            message,
+            task_id: Some(task_id),
+            session_id,
+        },
     };
     Err(ApiError::from(error).with("exit_code", task.exit_code))
 }
@@ -113,13 +135,22 @@ const BATCH_FIELDS: &[&str] = &["prompts", "project_path", "model", "async"];
 /// Runs every prompt (each in a session of its own) within the worker limit; answers in order.
 pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), BATCH_FIELDS)?;
-    let prompts = f.text_list("prompts", 10)?.ok_or_else(|| ApiError::bad_request("prompts", "\"prompts\" is required"))?;
+    let prompts = f
+        .text_list("prompts", 10)?
+        .ok_or_else(|| ApiError::bad_request("prompts", "\"prompts\" is required"))?;
     let model = f.text("model")?;
     if f.boolean("async")? == Some(true) {
-        return Err(ApiError::new(501, "\"async\": true is not supported by this version yet; send the batch without it"));
+        return Err(ApiError::new(
+            501,
+            "\"async\": true is not supported by this version yet; send the batch without it",
+        ));
     }
     let config = app.config();
-    let project_path = project::resolve(&f.text("project_path")?.unwrap_or_else(|| config.default_project_path.clone()), &config)?;
+    let project_path = project::resolve(
+        &f.text("project_path")?
+            .unwrap_or_else(|| config.default_project_path.clone()),
+        &config,
+    )?;
     let outcomes: Vec<Result<Task, Error>> = std::thread::scope(|scope| {
         let runs: Vec<_> = prompts
             .into_iter()
@@ -135,7 +166,13 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
             })
             .collect();
         runs.into_iter()
-            .map(|run| run.join().unwrap_or_else(|_| Err(Error::Unavailable("this prompt's run failed internally".into()))))
+            .map(|run| {
+                run.join().unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "this prompt's run failed internally".into(),
+                    ))
+                })
+            })
             .collect()
     });
     Ok(Reply::ok(batch_body(&outcomes)))

@@ -9,7 +9,13 @@ use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Session, SessionStatus};
 use crate::sessions::{self, Filter, NewSession};
 
-const CREATE_FIELDS: &[&str] = &["project_path", "model", "system_prompt", "max_budget_usd", "metadata"];
+const CREATE_FIELDS: &[&str] = &[
+    "project_path",
+    "model",
+    "system_prompt",
+    "max_budget_usd",
+    "metadata",
+];
 
 pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), CREATE_FIELDS)?;
@@ -21,14 +27,22 @@ pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         metadata: f.object("metadata")?,
     };
     let session = sessions::create(app, new)?;
-    Ok(Reply::created(json!({"success": true, "session": session.to_api()})))
+    Ok(Reply::created(
+        json!({"success": true, "session": session.to_api()}),
+    ))
 }
 
 pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let status = match ctx.query("status") {
         None => None,
         Some(name) => Some(SessionStatus::parse(name).ok_or_else(|| {
-            ApiError::bad_request("status", format!("\"status\" must be one of {}", SessionStatus::NAMES.join(", ")))
+            ApiError::bad_request(
+                "status",
+                format!(
+                    "\"status\" must be one of {}",
+                    SessionStatus::NAMES.join(", ")
+                ),
+            )
         })?),
     };
     let filter = Filter {
@@ -39,22 +53,35 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let (found, total) = sessions::list(app, &filter);
     let sessions: Vec<Value> = found.iter().map(|s| s.to_api()).collect();
-    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total})))
+    Ok(Reply::ok(
+        json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total}),
+    ))
 }
 
 pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let q = ctx
-        .query("q")
-        .ok_or_else(|| ApiError::bad_request("q", "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>"))?;
+    let q = ctx.query("q").ok_or_else(|| {
+        ApiError::bad_request(
+            "q",
+            "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>",
+        )
+    })?;
     let limit = ctx.query_number("limit", 20, 1000)?;
-    let sessions: Vec<Value> = sessions::search(app, q, limit).iter().map(|s| s.to_api()).collect();
-    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len()})))
+    let sessions: Vec<Value> = sessions::search(app, q, limit)
+        .iter()
+        .map(|s| s.to_api())
+        .collect();
+    Ok(Reply::ok(
+        json!({"success": true, "sessions": sessions, "count": sessions.len()}),
+    ))
 }
 
 pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = ctx.param("id");
     let mut session = sessions::get(app, id)?.to_api();
-    let turns: Vec<Value> = sessions::turns(app, id).iter().map(|t| serde_json::to_value(&**t).unwrap_or_default()).collect();
+    let turns: Vec<Value> = sessions::turns(app, id)
+        .iter()
+        .map(|t| serde_json::to_value(&**t).unwrap_or_default())
+        .collect();
     session["turns"] = Value::Array(turns);
     Ok(Reply::ok(json!({"success": true, "session": session})))
 }
@@ -79,7 +106,11 @@ fn stats_of(s: &Session) -> Value {
 }
 
 pub fn continue_turn(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let allowed: Vec<&str> = TURN_FIELDS.iter().copied().filter(|f| !matches!(*f, "session_id" | "project_path")).collect();
+    let allowed: Vec<&str> = TURN_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !matches!(*f, "session_id" | "project_path"))
+        .collect();
     let f = Fields::new(ctx.body.as_ref(), &allowed)?;
     let mut request = turn_request(&f)?;
     request.session_id = Some(ctx.param("id").to_string());
@@ -88,12 +119,17 @@ pub fn continue_turn(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 
 pub fn set_status(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), &["status"])?;
-    let name = f
-        .choice("status", SessionStatus::NAMES)?
-        .ok_or_else(|| ApiError::bad_request("status", "\"status\" is required (active, archived or closed)"))?;
+    let name = f.choice("status", SessionStatus::NAMES)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "status",
+            "\"status\" is required (active, archived or closed)",
+        )
+    })?;
     let status = SessionStatus::parse(&name).unwrap_or(SessionStatus::Active);
     let session = sessions::set_status(app, ctx.param("id"), status)?;
-    Ok(Reply::ok(json!({"success": true, "session": session.to_api()})))
+    Ok(Reply::ok(
+        json!({"success": true, "session": session.to_api()}),
+    ))
 }
 
 pub fn delete(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

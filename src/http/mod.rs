@@ -31,20 +31,34 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and starts `threads` acceptors serving `routes`.
-    pub fn start(app: Arc<App>, routes: Router<Handler>, addr: &str, threads: usize) -> Result<HttpServer, String> {
+    pub fn start(
+        app: Arc<App>,
+        routes: Router<Handler>,
+        addr: &str,
+        threads: usize,
+    ) -> Result<HttpServer, String> {
         let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
         let routes = Arc::new(routes);
         let stopping = Arc::new(AtomicBool::new(false));
         let acceptors = (0..threads.max(1))
             .map(|i| {
-                let (server, routes, app, stopping) = (server.clone(), routes.clone(), app.clone(), stopping.clone());
+                let (server, routes, app, stopping) = (
+                    server.clone(),
+                    routes.clone(),
+                    app.clone(),
+                    stopping.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
                     .spawn(move || accept_loop(&server, &routes, &app, &stopping))
                     .map_err(|e| format!("cannot start acceptor thread: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(HttpServer { server, acceptors, stopping })
+        Ok(HttpServer {
+            server,
+            acceptors,
+            stopping,
+        })
     }
 
     /// Stops taking requests, lets the ones in progress finish for up to `grace`, then cancels
@@ -60,7 +74,10 @@ impl HttpServer {
         }
         let cancelled = app.cancel_all_runs();
         if cancelled > 0 {
-            log::warn!("stopping: killed {cancelled} claude run(s) still going after {} ms", grace.as_millis());
+            log::warn!(
+                "stopping: killed {cancelled} claude run(s) still going after {} ms",
+                grace.as_millis()
+            );
         }
         for acceptor in self.acceptors {
             let _ = acceptor.join();
@@ -68,7 +85,12 @@ impl HttpServer {
     }
 }
 
-fn accept_loop(server: &tiny_http::Server, routes: &Router<Handler>, app: &App, stopping: &AtomicBool) {
+fn accept_loop(
+    server: &tiny_http::Server,
+    routes: &Router<Handler>,
+    app: &App,
+    stopping: &AtomicBool,
+) {
     while !stopping.load(Ordering::SeqCst) {
         match server.recv() {
             Ok(rq) => serve(app, routes, rq),
@@ -91,10 +113,25 @@ fn serve(app: &App, routes: &Router<Handler>, mut rq: tiny_http::Request) {
         Ok(reply) => (reply.status, reply.body, reply.headers),
         Err(err) => (err.status, err.body(), err.headers.clone()),
     };
-    let level = if path == "/health" { log::Level::Debug } else { log::Level::Info };
-    log::log!(level, "{} {} {} {} ms", method.name(), path, status, started.elapsed().as_millis());
-    let mut response = tiny_http::Response::from_data(body.to_string().into_bytes()).with_status_code(status);
-    let content_type = ("Content-Type", "application/json; charset=utf-8".to_string());
+    let level = if path == "/health" {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(
+        level,
+        "{} {} {} {} ms",
+        method.name(),
+        path,
+        status,
+        started.elapsed().as_millis()
+    );
+    let mut response =
+        tiny_http::Response::from_data(body.to_string().into_bytes()).with_status_code(status);
+    let content_type = (
+        "Content-Type",
+        "application/json; charset=utf-8".to_string(),
+    );
     for (name, value) in headers.iter().chain(std::iter::once(&content_type)) {
         if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(header);
@@ -115,12 +152,18 @@ fn answer(
 ) -> Result<Reply, ApiError> {
     let (handler, params) = match routes.find(method, path) {
         Match::Found(handler, params) => (*handler, params),
-        Match::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(method.name(), path, &allowed)),
+        Match::WrongMethod(allowed) => {
+            return Err(ApiError::method_not_allowed(method.name(), path, &allowed))
+        }
         Match::NotFound => return Err(ApiError::not_found(path)),
     };
     let config = app.config();
     if auth::is_protected(path) {
-        auth::check(&config, header(rq, "Authorization"), header(rq, "X-API-Key"))?;
+        auth::check(
+            &config,
+            header(rq, "Authorization"),
+            header(rq, "X-API-Key"),
+        )?;
     }
     let body = if method.has_body() {
         let declared = rq.body_length();
@@ -129,16 +172,26 @@ fn answer(
     } else {
         None
     };
-    let ctx = Ctx { params, query, body };
+    let ctx = Ctx {
+        params,
+        query,
+        body,
+    };
     guard_panics(&format!("{} {path}", method.name()), || handler(app, &ctx))
 }
 
 fn header<'a>(rq: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {
-    rq.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
 }
 
 /// Runs a handler; a panic becomes a 500 for this request alone (the thread lives on).
-pub fn guard_panics(what: &str, handler: impl FnOnce() -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
+pub fn guard_panics(
+    what: &str,
+    handler: impl FnOnce() -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
     catch_unwind(AssertUnwindSafe(handler)).unwrap_or_else(|_| {
         log::error!("handler for {what} panicked; answered 500");
         Err(ApiError::internal(what))
@@ -155,6 +208,11 @@ mod tests {
         assert_eq!(err.status, 500);
         assert_eq!(err.body()["success"], false);
         assert!(err.message.contains("GET /boom"));
-        assert_eq!(guard_panics("GET /fine", || Ok(Reply::ok(serde_json::json!({})))).unwrap().status, 200);
+        assert_eq!(
+            guard_panics("GET /fine", || Ok(Reply::ok(serde_json::json!({}))))
+                .unwrap()
+                .status,
+            200
+        );
     }
 }

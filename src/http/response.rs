@@ -11,10 +11,18 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Value) -> Reply {
-        Reply { status: 200, body, headers: Vec::new() }
+        Reply {
+            status: 200,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     pub fn created(body: Value) -> Reply {
-        Reply { status: 201, body, headers: Vec::new() }
+        Reply {
+            status: 201,
+            body,
+            headers: Vec::new(),
+        }
     }
 }

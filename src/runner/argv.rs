@@ -45,12 +45,18 @@ pub fn build(args: &CliArgs, session: &SessionFlag) -> Vec<String> {
     push("--model", &args.model);
     push("--system-prompt", &args.system_prompt);
     push("--append-system-prompt", &args.append_system_prompt);
-    push("--max-budget-usd", &args.max_budget_usd.map(|b| b.to_string()));
+    push(
+        "--max-budget-usd",
+        &args.max_budget_usd.map(|b| b.to_string()),
+    );
     push("--max-turns", &args.max_turns.map(|t| t.to_string()));
     push("--mcp-config", &args.mcp_config);
     push("--permission-mode", &args.permission_mode);
     push("--agent", &args.agent);
-    for (flag, tools) in [("--allowedTools", &args.allowed_tools), ("--disallowedTools", &args.disallowed_tools)] {
+    for (flag, tools) in [
+        ("--allowedTools", &args.allowed_tools),
+        ("--disallowedTools", &args.disallowed_tools),
+    ] {
         if !tools.is_empty() {
             argv.push(flag.into());
             argv.extend(tools.iter().cloned());
@@ -73,7 +79,10 @@ mod tests {
 
     #[test]
     fn minimal_run_is_print_with_json_output() {
-        assert_eq!(build(&CliArgs::default(), &SessionFlag::None), ["-p", "--output-format", "json"]);
+        assert_eq!(
+            build(&CliArgs::default(), &SessionFlag::None),
+            ["-p", "--output-format", "json"]
+        );
     }
 
     #[test]
@@ -102,17 +111,43 @@ mod tests {
         };
         let argv = build(&args, &SessionFlag::None);
         let expected = [
-            "-p", "--output-format", "json", "--model", "opus", "--system-prompt", "be brief; rm -rf /",
-            "--append-system-prompt", "--also", "--max-budget-usd", "0.5", "--max-turns", "3",
-            "--mcp-config", "/etc/mcp.json", "--permission-mode", "plan", "--agent", "reviewer",
-            "--allowedTools", "Bash(git log:*)", "Read", "--disallowedTools", "Edit",
+            "-p",
+            "--output-format",
+            "json",
+            "--model",
+            "opus",
+            "--system-prompt",
+            "be brief; rm -rf /",
+            "--append-system-prompt",
+            "--also",
+            "--max-budget-usd",
+            "0.5",
+            "--max-turns",
+            "3",
+            "--mcp-config",
+            "/etc/mcp.json",
+            "--permission-mode",
+            "plan",
+            "--agent",
+            "reviewer",
+            "--allowedTools",
+            "Bash(git log:*)",
+            "Read",
+            "--disallowedTools",
+            "Edit",
         ];
         assert_eq!(argv, expected);
     }
 
     #[test]
     fn whole_dollar_budget_prints_without_fraction() {
-        let args = CliArgs { max_budget_usd: Some(10.0), ..CliArgs::default() };
-        assert_eq!(&build(&args, &SessionFlag::None)[3..], ["--max-budget-usd", "10"]);
+        let args = CliArgs {
+            max_budget_usd: Some(10.0),
+            ..CliArgs::default()
+        };
+        assert_eq!(
+            &build(&args, &SessionFlag::None)[3..],
+            ["--max-budget-usd", "10"]
+        );
     }
 }

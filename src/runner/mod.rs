@@ -78,14 +78,21 @@ impl std::fmt::Display for SpawnError {
                 self.program
             )
         } else {
-            write!(f, "cannot start the claude CLI (claudePath \"{}\"): {}", self.program, self.source)
+            write!(
+                f,
+                "cannot start the claude CLI (claudePath \"{}\"): {}",
+                self.program, self.source
+            )
         }
     }
 }
 
 /// Runs the CLI and interprets the outcome.
 pub fn run(inv: &Invocation, cancel: &Cancel) -> Result<RunResult, SpawnError> {
-    let raw = process::execute(inv, cancel).map_err(|source| SpawnError { program: inv.program.clone(), source })?;
+    let raw = process::execute(inv, cancel).map_err(|source| SpawnError {
+        program: inv.program.clone(),
+        source,
+    })?;
     Ok(interpret(&raw, inv.timeout))
 }
 
@@ -95,7 +102,10 @@ pub fn interpret(raw: &process::RawRun, timeout: Duration) -> RunResult {
     let report = output::parse(&stdout);
     let stderr = raw.stderr_tail.trim();
     let (status, error) = if raw.cancelled {
-        (RunStatus::Cancelled, Some("cancelled; the claude process group was killed".to_string()))
+        (
+            RunStatus::Cancelled,
+            Some("cancelled; the claude process group was killed".to_string()),
+        )
     } else if raw.timed_out {
         let message = format!(
             "claude did not finish within {} ms and was killed; raise timeout_ms (or taskQueue.defaultTimeout)",
@@ -103,16 +113,28 @@ pub fn interpret(raw: &process::RawRun, timeout: Duration) -> RunResult {
         );
         (RunStatus::Timeout, Some(message))
     } else if raw.stdout_overflow {
-        let message = format!("claude printed more than {} bytes of output; the run is treated as failed", process::STDOUT_CAP);
+        let message = format!(
+            "claude printed more than {} bytes of output; the run is treated as failed",
+            process::STDOUT_CAP
+        );
         (RunStatus::Failed, Some(message))
     } else {
         match &report {
             Some(r) if !r.is_error => (RunStatus::Completed, None),
             Some(r) => (RunStatus::Failed, Some(r.error_text())),
-            None => (RunStatus::Failed, Some(failure_without_report(raw, &stdout, stderr))),
+            None => (
+                RunStatus::Failed,
+                Some(failure_without_report(raw, &stdout, stderr)),
+            ),
         }
     };
-    RunResult { status, report, error, exit_code: raw.exit_code, duration_ms: raw.duration.as_millis() as u64 }
+    RunResult {
+        status,
+        report,
+        error,
+        exit_code: raw.exit_code,
+        duration_ms: raw.duration.as_millis() as u64,
+    }
 }
 
 fn failure_without_report(raw: &process::RawRun, stdout: &str, stderr: &str) -> String {
@@ -136,7 +158,11 @@ fn failure_without_report(raw: &process::RawRun, stdout: &str, stderr: &str) -> 
 }
 
 fn last_chars(text: &str, n: usize) -> &str {
-    let start = text.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
+    let start = text
+        .char_indices()
+        .rev()
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i);
     &text[start..]
 }
 
@@ -146,23 +172,41 @@ mod tests {
     use super::*;
 
     fn raw(stdout: &str, stderr: &str, code: i32) -> RawRun {
-        RawRun { stdout: stdout.as_bytes().to_vec(), stderr_tail: stderr.into(), exit_code: Some(code), ..RawRun::default() }
+        RawRun {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr_tail: stderr.into(),
+            exit_code: Some(code),
+            ..RawRun::default()
+        }
     }
 
     #[test]
     fn usage_error_uses_the_stderr_line() {
-        let r = interpret(&raw("", "Error: Session ID abc is already in use.\n", 1), Duration::from_secs(1));
+        let r = interpret(
+            &raw("", "Error: Session ID abc is already in use.\n", 1),
+            Duration::from_secs(1),
+        );
         assert_eq!(r.status, RunStatus::Failed);
-        assert_eq!(r.error.unwrap(), "claude exited with code 1 without a result: Error: Session ID abc is already in use.");
+        assert_eq!(
+            r.error.unwrap(),
+            "claude exited with code 1 without a result: Error: Session ID abc is already in use."
+        );
     }
 
     #[test]
     fn exit_code_does_not_decide_success() {
         let ok = r#"{"type":"result","is_error":false,"result":"fine"}"#;
-        assert_eq!(interpret(&raw(ok, "", 1), Duration::from_secs(1)).status, RunStatus::Completed);
-        let bad = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}"#;
+        assert_eq!(
+            interpret(&raw(ok, "", 1), Duration::from_secs(1)).status,
+            RunStatus::Completed
+        );
+        let bad =
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}"#;
         let r = interpret(&raw(bad, "", 0), Duration::from_secs(1));
-        assert_eq!((r.status, r.error.as_deref()), (RunStatus::Failed, Some("API Error: 401")));
+        assert_eq!(
+            (r.status, r.error.as_deref()),
+            (RunStatus::Failed, Some("API Error: 401"))
+        );
     }
 
     #[test]
@@ -176,10 +220,16 @@ mod tests {
     fn timeout_and_cancel_win_over_output() {
         let mut t = raw("", "", 143);
         t.timed_out = true;
-        assert_eq!(interpret(&t, Duration::from_millis(1500)).status, RunStatus::Timeout);
+        assert_eq!(
+            interpret(&t, Duration::from_millis(1500)).status,
+            RunStatus::Timeout
+        );
         let mut c = raw("", "", 143);
         c.cancelled = true;
-        assert_eq!(interpret(&c, Duration::from_secs(1)).status, RunStatus::Cancelled);
+        assert_eq!(
+            interpret(&c, Duration::from_secs(1)).status,
+            RunStatus::Cancelled
+        );
     }
 
     #[test]

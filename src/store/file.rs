@@ -15,7 +15,9 @@ pub struct FileBackend {
 impl FileBackend {
     pub fn new(root: &Path) -> io::Result<FileBackend> {
         fs::create_dir_all(root)?;
-        Ok(FileBackend { root: root.to_path_buf() })
+        Ok(FileBackend {
+            root: root.to_path_buf(),
+        })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -30,13 +32,18 @@ impl Backend for FileBackend {
         let mut records = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if name.ends_with(fsutil::TEMP_SUFFIX) {
                 // An interrupted write: the record it was replacing is still intact.
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some(id) = name.strip_suffix(".json") else { continue };
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
             records.push((id.to_string(), fs::read(&path)?));
         }
         Ok(records)

@@ -71,12 +71,20 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
                     rows.insert(id, Arc::new(record));
                 }
                 Err(err) => match backend.quarantine(kind, &id) {
-                    Ok(to) => log::warn!("{kind} record {id} is corrupt ({err}); moved it aside to {to}"),
-                    Err(e) => log::warn!("{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"),
+                    Ok(to) => {
+                        log::warn!("{kind} record {id} is corrupt ({err}); moved it aside to {to}")
+                    }
+                    Err(e) => log::warn!(
+                        "{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"
+                    ),
                 },
             }
         }
-        Ok(Table { kind, backend, rows: RwLock::new(rows) })
+        Ok(Table {
+            kind,
+            backend,
+            rows: RwLock::new(rows),
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<T>> {
@@ -85,9 +93,16 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// Stores `record` under `id`, durably, then makes it visible.
     pub fn put(&self, id: &str, record: T) -> Result<Arc<T>, StoreError> {
-        let error = |source| StoreError { kind: self.kind, id: id.to_string(), source };
+        let error = |source| StoreError {
+            kind: self.kind,
+            id: id.to_string(),
+            source,
+        };
         if !is_safe_id(id) {
-            return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
+            return Err(error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unsafe record id",
+            )));
         }
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| error(e.into()))?;
         self.backend.write(self.kind, id, &bytes).map_err(error)?;
@@ -99,7 +114,11 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.backend
             .remove(self.kind, id)
-            .map_err(|source| StoreError { kind: self.kind, id: id.to_string(), source })?;
+            .map_err(|source| StoreError {
+                kind: self.kind,
+                id: id.to_string(),
+                source,
+            })?;
         self.rows.write().remove(id);
         Ok(())
     }
@@ -107,7 +126,10 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// Records whose id starts with `prefix`, in id order.
     pub fn scan(&self, prefix: &str) -> Vec<Arc<T>> {
         let rows = self.rows.read();
-        rows.range(prefix.to_string()..).take_while(|(id, _)| id.starts_with(prefix)).map(|(_, r)| r.clone()).collect()
+        rows.range(prefix.to_string()..)
+            .take_while(|(id, _)| id.starts_with(prefix))
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<T>> {
@@ -124,7 +146,11 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 }
 
 fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Every table of ccs.
@@ -178,7 +204,11 @@ mod tests {
         t.put("a.00000001", json!({"n": 10})).unwrap();
         t.remove("b.00000001").unwrap();
         let reopened = table(&dir);
-        let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
+        let scanned: Vec<i64> = reopened
+            .scan("a.")
+            .iter()
+            .map(|v| v["n"].as_i64().unwrap())
+            .collect();
         assert_eq!(scanned, [10, 2]);
         assert_eq!(reopened.len(), 2);
         std::fs::remove_dir_all(dir).ok();
@@ -196,7 +226,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().any(|n| n.starts_with("bad.json.corrupt-")), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("bad.json.corrupt-")),
+            "{names:?}"
+        );
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
         std::fs::remove_dir_all(dir).ok();
     }

@@ -1,0 +1,453 @@
+//! Test harness: runs the real `ccs` binary on a free 127.0.0.1 port in a temp home, with the
+//! fake claude (tests/support/fake_claude.rs) as `claudePath`, and talks plain HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const CCS: &str = env!("CARGO_BIN_EXE_ccs");
+pub const FAKE_CLAUDE: &str = env!("CARGO_BIN_EXE_fake-claude");
+
+/// A temp folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ccs-test-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir.canonicalize().expect("canonical temp dir"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` text of an error body.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+}
+
+/// Sends one HTTP/1.1 request and reads the whole answer (the connection is closed after).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to ccs");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    if let Some(body) = body {
+        // The server may answer (413) and close before reading it all.
+        let _ = stream.write_all(body);
+    }
+    read_response(&mut stream)
+}
+
+pub fn read_response(stream: &mut TcpStream) -> Response {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Response {
+        status,
+        headers,
+        text: body,
+        json,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server and everything around it.
+pub struct Server {
+    pub port: u16,
+    pub home: TempDir,
+    /// An existing project folder to run prompts in.
+    pub project: PathBuf,
+    /// Where the fake CLI logs each call.
+    pub calls_log: PathBuf,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl Server {
+    /// A server with the test config plus `config` merged over it.
+    pub fn start_with(config: Value) -> Server {
+        let home = TempDir::new("home");
+        let project = home.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::create_dir_all(home.path().join("workspace")).unwrap();
+        let calls_log = home.path().join("fake-calls.jsonl");
+        let mut base = json!({
+            "claudePath": FAKE_CLAUDE,
+            "logLevel": "debug",
+            "claudeEnv": {
+                "FAKE_CLAUDE_LOG": calls_log.display().to_string(),
+                "CLAUDE_CONFIG_DIR": home.path().join("claude-config").display().to_string(),
+            },
+            "taskQueue": {"killGraceMs": 500},
+        });
+        merge(&mut base, config);
+        std::fs::create_dir_all(home.path().join("state")).unwrap();
+        std::fs::write(
+            home.path().join("state/config.json"),
+            serde_json::to_vec_pretty(&base).unwrap(),
+        )
+        .unwrap();
+        let mut server = Server {
+            port: 0,
+            home,
+            project,
+            calls_log,
+            child: None,
+            extra_args: Vec::new(),
+        };
+        server.launch();
+        server
+    }
+
+    pub fn start() -> Server {
+        Server::start_with(json!({}))
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.path().join("state")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.state_dir().join("config.json")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("logs/server.log")).unwrap_or_default()
+    }
+
+    /// The `ccs` command with this server's home and environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(CCS);
+        cmd.arg("--home")
+            .arg(self.state_dir())
+            .env("HOME", self.home.path())
+            .env_remove("CCS_HOME")
+            .env_remove("CCS_CONFIG");
+        cmd
+    }
+
+    fn launch(&mut self) {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut cmd = self.command();
+            cmd.args(["--port", &port.to_string()])
+                .args(&self.extra_args)
+                .arg("serve");
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn ccs");
+            if wait_healthy(port, &mut child) {
+                self.port = port;
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("ccs did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("server running")
+    }
+
+    /// SIGKILL: the server dies without any chance to save anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http(self.port, "GET", path, None, &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        http(self.port, "DELETE", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Response {
+        http(
+            self.port,
+            "POST",
+            path,
+            Some(body.to_string().as_bytes()),
+            &[],
+        )
+    }
+
+    pub fn patch(&self, path: &str, body: Value) -> Response {
+        http(
+            self.port,
+            "PATCH",
+            path,
+            Some(body.to_string().as_bytes()),
+            &[],
+        )
+    }
+
+    /// POST /api/claude in this server's project folder.
+    pub fn ask(&self, prompt: &str) -> Response {
+        self.post(
+            "/api/claude",
+            json!({"prompt": prompt, "project_path": self.project}),
+        )
+    }
+
+    /// Every event the fake CLI logged, in order.
+    pub fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.calls_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `start` events of the fake CLI (one per run).
+    pub fn starts(&self) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c["event"] == "start")
+            .collect()
+    }
+
+    /// Rewrites the config file with `change` merged in (the server hot-reloads it).
+    pub fn edit_config(&self, change: Value) {
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(self.config_path()).unwrap()).unwrap();
+        merge(&mut config, change);
+        write_and_bump_mtime(
+            &self.config_path(),
+            &serde_json::to_vec_pretty(&config).unwrap(),
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        // Reap whatever the fake left behind in this home (a failed test must not leak sleepers).
+        for event in self.calls() {
+            if let Some(pid) = event["grandchild_pid"].as_u64() {
+                signal(pid as u32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Writes a file so that its mtime surely differs from the previous one.
+pub fn write_and_bump_mtime(path: &Path, bytes: &[u8]) {
+    let before = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    std::fs::write(path, bytes).unwrap();
+    if let Some(before) = before {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let _ = file.set_modified(before + Duration::from_secs(2));
+    }
+}
+
+pub fn wait_healthy(port: u16, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ =
+                stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            if read_response(&mut stream).status == 200 {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// Polls `check` until it is true or `secs` pass; returns the last answer.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill only sends a signal.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone: it runs nothing).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// The parent pid of `pid`, if it exists.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub fn merge(base: &mut Value, change: Value) {
+    match (base, change) {
+        (Value::Object(base), Value::Object(change)) => {
+            for (k, v) in change {
+                merge(base.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (base, change) => *base = change,
+    }
+}
+
+/// The most processes of the fake CLI that ran at the same instant, from its start/end log.
+pub fn max_overlap(calls: &[Value]) -> usize {
+    let mut edges: Vec<(u64, i32)> = calls
+        .iter()
+        .filter_map(|c| match c["event"].as_str() {
+            Some("start") => Some((c["t_ms"].as_u64()?, 1)),
+            Some("end") => Some((c["t_ms"].as_u64()?, -1)),
+            _ => None,
+        })
+        .collect();
+    // Ends before starts at the same millisecond: touching runs do not overlap.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
