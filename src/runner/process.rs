@@ -38,15 +38,17 @@ pub struct RawRun {
 /// Runs the invocation to its end; `Err` only when the process could not be started.
 pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let started = Instant::now();
-    let mut child = Command::new(&inv.program)
+    let mut command = Command::new(&inv.program);
+    command
         .args(&inv.args)
         .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    die_with_the_server(&mut command);
+    let mut child = command.spawn()?;
     let pgid = child.id() as i32;
     feed_stdin(&mut child, inv.prompt.clone());
     let stdout = drain(child.stdout.take(), keep_head(STDOUT_CAP));
@@ -81,6 +83,24 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     run.duration = started.elapsed();
     Ok(run)
 }
+
+/// If the server is killed (even `kill -9`), the CLI gets SIGKILL rather than running on
+/// unwatched: after a restart its task is `interrupted`, so it must not still be changing files.
+#[cfg(target_os = "linux")]
+fn die_with_the_server(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_the_server(_command: &mut Command) {}
 
 fn record_exit(run: &mut RawRun, status: ExitStatus) {
     run.exit_code = status.code();
