@@ -27,12 +27,6 @@ pub struct CliArgs {
     pub agent: Option<String>,
 }
 
-impl Default for SessionFlag {
-    fn default() -> Self {
-        SessionFlag::None
-    }
-}
-
 /// The argv (without the program) for `claude -p` with JSON output.
 pub fn build(args: &CliArgs, session: &SessionFlag) -> Vec<String> {
     let mut argv: Vec<String> = vec!["-p".into(), "--output-format".into(), "json".into()];
