@@ -1,9 +1,14 @@
 //! The records ccs keeps: sessions, their turns, and tasks (one run of the CLI each).
 //! These are the on-disk format: fields are only ever added, with `#[serde(default)]`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The current time at the millisecond precision records keep (`2026-11-21T12:19:31.910Z`).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -46,6 +46,24 @@ pub fn resolve(path: &str, config: &Config) -> Result<String, Error> {
     Ok(canonical.to_string_lossy().into_owned())
 }
 
+/// Like `resolve`, for a request's `project_path` that falls back to `defaultProjectPath`.
+pub fn resolve_or_default(given: Option<&str>, config: &Config) -> Result<String, Error> {
+    match given {
+        Some(path) => resolve(path, config),
+        None => resolve(&config.default_project_path, config).map_err(|err| match err {
+            Error::Invalid { field, .. } => Error::invalid(
+                &field,
+                format!(
+                    "no project_path was given and defaultProjectPath \"{}\" is not an existing folder; \
+                     pass project_path, or create that folder or change defaultProjectPath in the config",
+                    config.default_project_path
+                ),
+            ),
+            other => other,
+        }),
+    }
+}
+
 fn inside_any(path: &Path, roots: &[String]) -> bool {
     roots.iter().any(|root| {
         let root = PathBuf::from(root);

@@ -58,7 +58,7 @@ pub struct Filter {
 pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
     let config = app.config();
     let project_path = project::resolve(&new.project_path, &config)?;
-    let now = Utc::now();
+    let now = crate::model::now();
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         project_path,
@@ -147,7 +147,7 @@ pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Sess
     let _turns_wait = app.gate.enter(id);
     let mut session = (*get(app, id)?).clone();
     session.status = status;
-    session.updated_at = Utc::now();
+    session.updated_at = crate::model::now();
     Ok(app.store.sessions.put(id, session)?)
 }
 
@@ -205,7 +205,7 @@ pub fn recover_interrupted(app: &App) -> Result<usize, Error> {
             task.error = Some(
                 "the server stopped while this task ran; retry it if its side effects allow".into(),
             );
-            task.updated_at = Utc::now();
+            task.updated_at = crate::model::now();
             task.completed_at = Some(task.updated_at);
             app.store.tasks.put(&task.id.clone(), task)?;
             count += 1;
@@ -241,10 +241,7 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
         None => create(
             app,
             NewSession {
-                project_path: req
-                    .project_path
-                    .clone()
-                    .unwrap_or_else(|| config.default_project_path.clone()),
+                project_path: project::resolve_or_default(req.project_path.as_deref(), &config)?,
                 model: req.model.clone(),
                 system_prompt: req.system_prompt.clone(),
                 max_budget_usd: None,
@@ -347,7 +344,7 @@ fn run_budget(config: &Config, req: &TurnRequest, session: &Session) -> Result<f
 }
 
 fn new_task(req: &TurnRequest, session: &Session) -> Task {
-    let now = Utc::now();
+    let now = crate::model::now();
     Task {
         id: uuid::Uuid::new_v4().to_string(),
         status: TaskStatus::Processing,
@@ -483,7 +480,7 @@ fn run_cli(
 }
 
 fn record_outcome(task: &mut Task, outcome: &Outcome) {
-    let now = Utc::now();
+    let now = crate::model::now();
     task.updated_at = now;
     task.completed_at = Some(now);
     match outcome {
@@ -524,7 +521,7 @@ fn describe(task: &Task) -> String {
 
 fn record_turn(app: &App, session: &Session, task: &Task, outcome: &Outcome) -> Result<(), Error> {
     let seq = session.messages_count + 1;
-    let now = Utc::now();
+    let now = crate::model::now();
     let turn = Turn {
         session_id: session.id.clone(),
         seq,
@@ -549,4 +546,84 @@ fn record_turn(app: &App, session: &Session, task: &Task, outcome: &Outcome) -> 
     next.cli_started |= matches!(outcome, Ok(run) if run.report.is_some());
     app.store.sessions.put(&session.id, next)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::ConfigSource;
+    use crate::config::StorageType;
+    use crate::store::Store;
+    use std::path::Path;
+
+    fn app() -> App {
+        let home = Path::new("/nonexistent/ccs-home");
+        let source = ConfigSource {
+            path: home.join("config.json"),
+            home: home.into(),
+            user_home: home.into(),
+            host: None,
+            port: None,
+        };
+        let config = source.defaults();
+        App::new(
+            config,
+            source,
+            Store::open(StorageType::Memory, home).unwrap(),
+        )
+    }
+
+    fn session(app: &App, id: &str, idle_days: i64) {
+        let at = now() - Days::days(idle_days);
+        let s = Session {
+            id: id.into(),
+            project_path: "/tmp".into(),
+            model: "m".into(),
+            system_prompt: None,
+            max_budget_usd: None,
+            created_at: at,
+            updated_at: at,
+            messages_count: 1,
+            total_cost_usd: 0.0,
+            status: SessionStatus::Active,
+            metadata: Value::Null,
+            cli_started: true,
+        };
+        app.store.sessions.put(id, s).unwrap();
+        let turn = Turn {
+            session_id: id.into(),
+            seq: 1,
+            task_id: format!("task-{id}"),
+            prompt: "p".into(),
+            status: TaskStatus::Completed,
+            result: None,
+            error: None,
+            cost_usd: 0.0,
+            duration_ms: 1,
+            num_turns: None,
+            usage: Value::Null,
+            created_at: at,
+            completed_at: at,
+        };
+        app.store.turns.put(&Turn::key(id, 1), turn).unwrap();
+    }
+
+    fn now() -> DateTime<Utc> {
+        crate::model::now()
+    }
+
+    #[test]
+    fn retention_removes_idle_sessions_with_their_turns_but_not_busy_or_recent_ones() {
+        let app = app(); // sessionRetentionDays 30
+        session(&app, "old", 31);
+        session(&app, "busy-old", 31);
+        session(&app, "recent", 29);
+        let _running = app.gate.enter("busy-old");
+        let (removed, _) = cleanup_expired(&app, now()).unwrap();
+        assert_eq!(removed, 1);
+        assert!(app.store.sessions.get("old").is_none());
+        assert!(turns(&app, "old").is_empty());
+        assert!(app.store.sessions.get("busy-old").is_some());
+        assert_eq!(turns(&app, "recent").len(), 1);
+    }
 }

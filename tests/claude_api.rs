@@ -522,3 +522,19 @@ fn health_reports_status_and_queue() {
     assert!(r.json["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r.json["queue"], json!({"pending": 0, "processing": 0}));
 }
+
+#[test]
+fn a_missing_default_project_folder_says_which_setting_to_change() {
+    let server = Server::start_with(json!({"defaultProjectPath": "/no/such/workspace"}));
+    let r = server.post("/api/claude", json!({"prompt": "hi"}));
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("project_path"))
+    );
+    assert!(
+        r.error()
+            .contains("defaultProjectPath \"/no/such/workspace\""),
+        "{}",
+        r.error()
+    );
+}

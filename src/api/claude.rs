@@ -146,11 +146,7 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         ));
     }
     let config = app.config();
-    let project_path = project::resolve(
-        &f.text("project_path")?
-            .unwrap_or_else(|| config.default_project_path.clone()),
-        &config,
-    )?;
+    let project_path = project::resolve_or_default(f.text("project_path")?.as_deref(), &config)?;
     let outcomes: Vec<Result<Task, Error>> = std::thread::scope(|scope| {
         let runs: Vec<_> = prompts
             .into_iter()

@@ -25,12 +25,13 @@ impl<'a> Fields<'a> {
             Some(_) => return Err(bad("body", "the request body must be a JSON object".into())),
         };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let hint = match closest(unknown, allowed) {
+                Some(near) => format!("did you mean \"{near}\"?"),
+                None => format!("allowed fields: {}", allowed.join(", ")),
+            };
             return Err(bad(
                 unknown,
-                format!(
-                    "\"{unknown}\" is not allowed (allowed fields: {})",
-                    allowed.join(", ")
-                ),
+                format!("\"{unknown}\" is not allowed; {hint}"),
             ));
         }
         Ok(Fields { map })
@@ -176,6 +177,31 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The allowed name within two edits of `name` (a typo), if there is one.
+fn closest<'n>(name: &str, allowed: &[&'n str]) -> Option<&'n str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(name, a), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +221,18 @@ mod tests {
         let body = json!({"prompt": "x", "promt": "y"});
         let e = Fields::new(Some(&body), &["prompt"]).err().unwrap();
         assert_eq!((e.status, e.field.as_deref()), (400, Some("promt")));
-        assert!(e.message.starts_with("\"promt\" is not allowed"));
+        assert_eq!(
+            e.message,
+            "\"promt\" is not allowed; did you mean \"prompt\"?"
+        );
+        let body = json!({"colour": 1});
+        let e = Fields::new(Some(&body), &["prompt", "model"])
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.message,
+            "\"colour\" is not allowed; allowed fields: prompt, model"
+        );
         assert!(Fields::new(Some(&json!([1])), &["prompt"]).is_err());
         assert!(Fields::new(None, &["prompt"]).is_ok());
     }
