@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP statuses and the JSON error body
 //! `{"success": false, "error": "...", "field": ...}`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::Error;
 
@@ -11,7 +11,7 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     /// More fields of the body (e.g. `task_id` of a failed run).
-    pub extra: Map<String, Value>,
+    pub extra: Vec<(&'static str, Value)>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -21,7 +21,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
-            extra: Map::new(),
+            extra: Vec::new(),
             headers: Vec::new(),
         }
     }
@@ -66,8 +66,8 @@ impl ApiError {
         )
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
-        self.extra.insert(key.to_string(), value.into());
+    pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> ApiError {
+        self.extra.push((key, value.into()));
         self
     }
 
@@ -77,7 +77,7 @@ impl ApiError {
             body["field"] = json!(field);
         }
         for (k, v) in &self.extra {
-            body[k] = v.clone();
+            body[*k] = v.clone();
         }
         body
     }
