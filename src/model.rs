@@ -85,6 +85,18 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Processing => "processing",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Timeout => "timeout",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Interrupted => "interrupted",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         !matches!(self, TaskStatus::Pending | TaskStatus::Processing)
     }

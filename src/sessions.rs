@@ -514,8 +514,8 @@ fn record_outcome(task: &mut Task, outcome: &Outcome) {
 fn describe(task: &Task) -> String {
     match (&task.status, &task.error) {
         (TaskStatus::Completed, _) => format!("completed in {} ms", task.duration_ms.unwrap_or(0)),
-        (status, Some(error)) => format!("ended {status:?}: {error}").to_lowercase(),
-        (status, None) => format!("ended {status:?}").to_lowercase(),
+        (status, Some(error)) => format!("ended {}: {error}", status.name()),
+        (status, None) => format!("ended {}", status.name()),
     }
 }
 

@@ -139,18 +139,44 @@ fn unknown_config_keys_are_warned_about_not_fatal() {
 #[test]
 fn a_second_server_on_the_same_port_fails_with_advice() {
     let server = Server::start();
-    let out = server
-        .command()
-        .args(["--port", &server.port.to_string(), "serve"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let other_home = TempDir::new("port");
+    let out = ccs(&other_home, &["--port", &server.port.to_string(), "serve"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot listen") && err.contains("--port"),
         "{err}"
     );
+}
+
+#[test]
+fn a_second_server_on_the_same_home_leaves_the_first_ones_state_alone() {
+    let server = Server::start();
+    let (port, project) = (server.port, server.project.clone());
+    let running = std::thread::spawn(move || {
+        let body = json!({"prompt": "@@sleep=2", "project_path": project}).to_string();
+        http(port, "POST", "/api/claude", Some(body.as_bytes()), &[])
+    });
+    assert!(eventually(10, || server.starts().len() == 1));
+    let other_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = server
+        .command()
+        .args(["--port", &other_port.to_string(), "serve"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another ccs server is using this data folder"),
+        "{err}"
+    );
+    // The first server's run was not declared interrupted by the second.
+    assert_eq!(running.join().unwrap().status, 200);
 }
 
 #[test]

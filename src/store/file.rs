@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::Backend;
@@ -10,13 +11,34 @@ use crate::fsutil;
 
 pub struct FileBackend {
     root: PathBuf,
+    /// Held open for the life of the backend: the exclusive lock on the data folder.
+    _lock: fs::File,
 }
 
 impl FileBackend {
+    /// Opens `root`, taking an exclusive lock on it: two servers on one data folder would each
+    /// believe the other's running tasks were interrupted. The OS drops the lock if we die.
     pub fn new(root: &Path) -> io::Result<FileBackend> {
         fs::create_dir_all(root)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(".lock"))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another ccs server is using this data folder; stop it first, or give this one its own --home",
+                ));
+            }
+            return Err(err);
+        }
         Ok(FileBackend {
             root: root.to_path_buf(),
+            _lock: lock,
         })
     }
 

@@ -203,6 +203,7 @@ mod tests {
         t.put("b.00000001", json!({"n": 3})).unwrap();
         t.put("a.00000001", json!({"n": 10})).unwrap();
         t.remove("b.00000001").unwrap();
+        drop(t);
         let reopened = table(&dir);
         let scanned: Vec<i64> = reopened
             .scan("a.")
@@ -231,6 +232,17 @@ mod tests {
             "{names:?}"
         );
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_data_folder_has_one_owner_at_a_time() {
+        let dir = temp_dir();
+        let first = FileBackend::new(&dir).unwrap();
+        let err = FileBackend::new(&dir).err().unwrap();
+        assert!(err.to_string().contains("another ccs server"), "{err}");
+        drop(first);
+        assert!(FileBackend::new(&dir).is_ok());
         std::fs::remove_dir_all(dir).ok();
     }
 
