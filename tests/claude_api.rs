@@ -25,24 +25,18 @@ fn sync_prompt_returns_the_cli_answer_and_runs_it_in_the_project_folder() {
     let call = &starts[0];
     assert_eq!(call["cwd"], server.project.display().to_string());
     assert_eq!(call["stdin"], "hello there");
-    let argv: Vec<&str> = call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let argv = support::argv(call);
     assert_eq!(&argv[..3], ["-p", "--output-format", "json"]);
     assert!(
-        argv.windows(2)
-            .any(|w| w == ["--model", "claude-sonnet-4-5"]),
+        support::has_option(&argv, "--model", "claude-sonnet-4-5"),
         "{argv:?}"
     );
     assert!(
-        argv.windows(2).any(|w| w == ["--max-budget-usd", "10"]),
+        support::has_option(&argv, "--max-budget-usd", "10"),
         "{argv:?}"
     );
     assert!(
-        argv.windows(2).any(|w| w == ["--session-id", session_id]),
+        support::has_option(&argv, "--session-id", session_id),
         "{argv:?}"
     );
 }
@@ -92,12 +86,7 @@ fn request_options_become_cli_flags_and_config_env_reaches_the_cli() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let call = &server.starts()[0];
-    let argv: Vec<&str> = call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let argv = support::argv(call);
     for pair in [
         ["--model", "opus"],
         ["--system-prompt", "be terse"],
@@ -109,7 +98,7 @@ fn request_options_become_cli_flags_and_config_env_reaches_the_cli() {
         ["--mcp-config", "{\"mcpServers\":{}}"],
     ] {
         assert!(
-            argv.windows(2).any(|w| w == pair),
+            support::has_option(&argv, pair[0], pair[1]),
             "{pair:?} missing from {argv:?}"
         );
     }

@@ -51,11 +51,7 @@ fn first_start_writes_the_full_default_config() {
     let server = Server::start();
     // The harness wrote a partial config; a fresh home gets every key.
     let fresh = TempDir::new("fresh");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let mut child = Command::new(CCS)
         .args([
             "--home",
@@ -152,17 +148,12 @@ fn a_second_server_on_the_same_port_fails_with_advice() {
 #[test]
 fn a_second_server_on_the_same_home_leaves_the_first_ones_state_alone() {
     let server = Server::start();
-    let (port, project) = (server.port, server.project.clone());
-    let running = std::thread::spawn(move || {
-        let body = json!({"prompt": "@@sleep=2", "project_path": project}).to_string();
-        http(port, "POST", "/api/claude", Some(body.as_bytes()), &[])
-    });
-    assert!(eventually(10, || server.starts().len() == 1));
-    let other_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let running = server.post_in_background(
+        "/api/claude",
+        json!({"prompt": "@@sleep=2", "project_path": server.project}),
+    );
+    server.wait_for_runs(1);
+    let other_port = support::free_port();
     let out = server
         .command()
         .args(["--port", &other_port.to_string(), "serve"])
@@ -317,12 +308,11 @@ fn api_keys_guard_the_api_but_not_health() {
 #[test]
 fn sigterm_stops_gracefully_and_lets_a_running_request_finish() {
     let mut server = Server::start();
-    let (port, project) = (server.port, server.project.clone());
-    let running = std::thread::spawn(move || {
-        let body = json!({"prompt": "finishing @@sleep=0.5", "project_path": project}).to_string();
-        http(port, "POST", "/api/claude", Some(body.as_bytes()), &[])
-    });
-    assert!(eventually(10, || server.starts().len() == 1));
+    let running = server.post_in_background(
+        "/api/claude",
+        json!({"prompt": "finishing @@sleep=0.5", "project_path": server.project}),
+    );
+    server.wait_for_runs(1);
     assert_eq!(server.terminate(), Some(0));
     let answer = running.join().unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text);
@@ -332,12 +322,11 @@ fn sigterm_stops_gracefully_and_lets_a_running_request_finish() {
 #[test]
 fn sigterm_kills_a_run_that_outlasts_the_grace_period() {
     let mut server = Server::start(); // killGraceMs 500 in the test config
-    let (port, project) = (server.port, server.project.clone());
-    let running = std::thread::spawn(move || {
-        let body = json!({"prompt": "@@sleep=60", "project_path": project}).to_string();
-        http(port, "POST", "/api/claude", Some(body.as_bytes()), &[])
-    });
-    assert!(eventually(10, || server.starts().len() == 1));
+    let running = server.post_in_background(
+        "/api/claude",
+        json!({"prompt": "@@sleep=60", "project_path": server.project}),
+    );
+    server.wait_for_runs(1);
     let cli_pid = server.starts()[0]["pid"].as_u64().unwrap() as u32;
     let started = std::time::Instant::now();
     assert_eq!(server.terminate(), Some(0));

@@ -6,15 +6,6 @@ mod support;
 use serde_json::{json, Value};
 use support::{eventually, Server};
 
-fn argv_of(call: &Value) -> Vec<String> {
-    call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn three_turns_continue_one_cli_conversation() {
     let server = Server::start();
@@ -41,14 +32,12 @@ fn three_turns_continue_one_cli_conversation() {
     let starts = server.starts();
     assert_eq!(starts.len(), 3);
     assert!(
-        argv_of(&starts[0])
-            .windows(2)
-            .any(|w| w == ["--session-id", id.as_str()]),
+        support::has_option(&support::argv(&starts[0]), "--session-id", id.as_str()),
         "{:?}",
-        argv_of(&starts[0])
+        support::argv(&starts[0])
     );
     for later in &starts[1..] {
-        let argv = argv_of(later);
+        let argv = support::argv(later);
         assert!(argv.contains(&format!("--resume={id}")), "{argv:?}");
         assert!(!argv.contains(&"--session-id".to_string()), "{argv:?}");
         assert_eq!(
@@ -87,9 +76,9 @@ fn a_first_turn_that_failed_before_the_cli_saved_it_is_created_again() {
         json!({"prompt": "now properly"}),
     );
     assert_eq!(again.status, 200, "{}", again.text);
-    let argv = argv_of(&server.starts()[1]);
+    let argv = support::argv(&server.starts()[1]);
     assert!(
-        argv.windows(2).any(|w| w == ["--session-id", id.as_str()]),
+        support::has_option(&argv, "--session-id", id.as_str()),
         "{argv:?}"
     );
 }
@@ -140,14 +129,10 @@ fn session_endpoints() {
         json!({"prompt": "hi"}),
     );
     assert_eq!(turn.status, 200, "{}", turn.text);
-    let argv = argv_of(&server.starts()[0]);
+    let argv = support::argv(&server.starts()[0]);
+    assert!(support::has_option(&argv, "--model", "opus"), "{argv:?}");
     assert!(
-        argv.windows(2).any(|w| w == ["--model", "opus"]),
-        "{argv:?}"
-    );
-    assert!(
-        argv.windows(2)
-            .any(|w| w == ["--system-prompt", "be terse"]),
+        support::has_option(&argv, "--system-prompt", "be terse"),
         "{argv:?}"
     );
 
@@ -253,12 +238,7 @@ fn session_errors() {
             .status,
         400
     );
-    let id = server
-        .post("/api/sessions", json!({"project_path": server.project}))
-        .json["session"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = server.new_session(json!({"project_path": server.project}));
     let r = server.post(
         &format!("/api/sessions/{id}/continue"),
         json!({"prompt": "x", "project_path": "/tmp"}),
@@ -282,37 +262,11 @@ fn session_errors() {
 #[test]
 fn turns_of_one_session_run_one_at_a_time_in_order_and_delete_waits() {
     let server = Server::start_with(json!({"taskQueue": {"concurrency": 4}}));
-    let id = server
-        .post("/api/sessions", json!({"project_path": server.project}))
-        .json["session"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let first = {
-        let (port, id) = (server.port, id.clone());
-        std::thread::spawn(move || {
-            support::http(
-                port,
-                "POST",
-                &format!("/api/sessions/{id}/continue"),
-                Some(br#"{"prompt":"one @@sleep=1"}"#),
-                &[],
-            )
-        })
-    };
-    assert!(eventually(10, || server.starts().len() == 1));
-    let second = {
-        let (port, id) = (server.port, id.clone());
-        std::thread::spawn(move || {
-            support::http(
-                port,
-                "POST",
-                &format!("/api/sessions/{id}/continue"),
-                Some(br#"{"prompt":"two"}"#),
-                &[],
-            )
-        })
-    };
+    let id = server.new_session(json!({"project_path": server.project}));
+    let continue_path = format!("/api/sessions/{id}/continue");
+    let first = server.post_in_background(&continue_path, json!({"prompt": "one @@sleep=1"}));
+    server.wait_for_runs(1);
+    let second = server.post_in_background(&continue_path, json!({"prompt": "two"}));
     // While a turn runs the session cannot be deleted.
     let busy = server.delete(&format!("/api/sessions/{id}"));
     assert_eq!(busy.status, 409, "{}", busy.text);
@@ -351,9 +305,9 @@ fn session_budget_stops_new_turns_once_spent() {
         200
     );
     // What is left of the session budget caps the run's own budget.
-    let argv = argv_of(&server.starts()[0]);
+    let argv = support::argv(&server.starts()[0]);
     assert!(
-        argv.windows(2).any(|w| w == ["--max-budget-usd", "0.02"]),
+        support::has_option(&argv, "--max-budget-usd", "0.02"),
         "{argv:?}"
     );
     assert_eq!(
@@ -365,9 +319,9 @@ fn session_budget_stops_new_turns_once_spent() {
             .status,
         200
     );
-    let argv = argv_of(&server.starts()[1]);
+    let argv = support::argv(&server.starts()[1]);
     assert!(
-        argv.windows(2).any(|w| w == ["--max-budget-usd", "0.0075"]),
+        support::has_option(&argv, "--max-budget-usd", "0.0075"),
         "{argv:?}"
     );
     let refused = server.post(
@@ -427,13 +381,11 @@ fn sessions_and_turns_survive_kill_9() {
 #[test]
 fn a_run_in_progress_at_kill_9_is_marked_interrupted_after_restart() {
     let mut server = Server::start();
-    let port = server.port;
-    let project = server.project.clone();
-    let pending = std::thread::spawn(move || {
-        let body = json!({"prompt": "long @@sleep=30", "project_path": project}).to_string();
-        support::http(port, "POST", "/api/claude", Some(body.as_bytes()), &[])
-    });
-    assert!(eventually(10, || server.starts().len() == 1));
+    let pending = server.post_in_background(
+        "/api/claude",
+        json!({"prompt": "long @@sleep=30", "project_path": server.project}),
+    );
+    server.wait_for_runs(1);
     let cli_pid = server.starts()[0]["pid"].as_u64().unwrap() as u32;
     server.restart();
     let _ = pending.join();

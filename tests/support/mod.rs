@@ -131,7 +131,7 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -299,6 +299,30 @@ impl Server {
         )
     }
 
+    /// POSTs on a thread of its own; join the handle for the answer.
+    pub fn post_in_background(&self, path: &str, body: Value) -> std::thread::JoinHandle<Response> {
+        let (port, path) = (self.port, path.to_string());
+        std::thread::spawn(move || {
+            http(port, "POST", &path, Some(body.to_string().as_bytes()), &[])
+        })
+    }
+
+    /// Waits until the fake CLI has been started `n` times in all; returns the last start.
+    pub fn wait_for_runs(&self, n: usize) -> Value {
+        assert!(
+            eventually(15, || self.starts().len() >= n),
+            "the CLI was not started {n} time(s)"
+        );
+        self.starts()[n - 1].clone()
+    }
+
+    /// Creates a session with `body` and returns its id.
+    pub fn new_session(&self, body: Value) -> String {
+        let r = self.post("/api/sessions", body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["session"]["id"].as_str().unwrap().to_string()
+    }
+
     /// POST /api/claude in this server's project folder.
     pub fn ask(&self, prompt: &str) -> Response {
         self.post(
@@ -430,6 +454,21 @@ pub fn merge(base: &mut Value, change: Value) {
         }
         (base, change) => *base = change,
     }
+}
+
+/// The argv the fake CLI got in one `start` event.
+pub fn argv(call: &Value) -> Vec<String> {
+    call["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether `argv` has `flag` directly followed by `value`.
+pub fn has_option(argv: &[String], flag: &str, value: &str) -> bool {
+    argv.windows(2).any(|w| w[0] == flag && w[1] == value)
 }
 
 /// The most processes of the fake CLI that ran at the same instant, from its start/end log.
