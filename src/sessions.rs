@@ -222,34 +222,7 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
     if app.is_shutting_down() {
         return Err(shutting_down());
     }
-    let session = match &req.session_id {
-        Some(id) => {
-            let session = get(app, id)?;
-            if let Some(path) = &req.project_path {
-                if project::resolve(path, &config)? != session.project_path {
-                    return Err(Error::invalid(
-                        "project_path",
-                        format!(
-                            "session {id} belongs to project folder {}; leave project_path out",
-                            session.project_path
-                        ),
-                    ));
-                }
-            }
-            session
-        }
-        None => create(
-            app,
-            NewSession {
-                project_path: project::resolve_or_default(req.project_path.as_deref(), &config)?,
-                model: req.model.clone(),
-                system_prompt: req.system_prompt.clone(),
-                max_budget_usd: None,
-                metadata: req.metadata.clone(),
-            },
-        )?,
-    };
-
+    let session = session_for(app, &config, &req)?;
     let _my_turn = app.gate.enter(&session.id);
     let session = get(app, &session.id)?; // as the previous turn left it
     check_takes_turns(&session)?;
@@ -284,6 +257,37 @@ pub fn run_turn(app: &App, req: TurnRequest) -> Result<Task, Error> {
     app.store.tasks.put(&task.id.clone(), task.clone())?;
     record_turn(app, &session, &task, &outcome)?;
     Ok(task)
+}
+
+/// The session a turn belongs to: the one named by `session_id`, else a new one.
+fn session_for(app: &App, config: &Config, req: &TurnRequest) -> Result<Arc<Session>, Error> {
+    match &req.session_id {
+        Some(id) => {
+            let session = get(app, id)?;
+            if let Some(path) = &req.project_path {
+                if project::resolve(path, config)? != session.project_path {
+                    return Err(Error::invalid(
+                        "project_path",
+                        format!(
+                            "session {id} belongs to project folder {}; leave project_path out",
+                            session.project_path
+                        ),
+                    ));
+                }
+            }
+            Ok(session)
+        }
+        None => create(
+            app,
+            NewSession {
+                project_path: project::resolve_or_default(req.project_path.as_deref(), config)?,
+                model: req.model.clone(),
+                system_prompt: req.system_prompt.clone(),
+                max_budget_usd: None,
+                metadata: req.metadata.clone(),
+            },
+        ),
+    }
 }
 
 fn shutting_down() -> Error {

@@ -165,7 +165,14 @@ impl Store {
     pub fn open(storage_type: StorageType, data_dir: &Path) -> io::Result<Store> {
         let backend: Arc<dyn Backend> = match storage_type {
             StorageType::File => Arc::new(FileBackend::new(data_dir)?),
-            StorageType::Memory | StorageType::Redis => Arc::new(MemoryBackend),
+            StorageType::Memory => Arc::new(MemoryBackend),
+            // Never fall back to memory silently: that would lose data on restart.
+            StorageType::Redis => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "storageType \"redis\" is not available yet",
+                ))
+            }
         };
         Store::with_backend(backend)
     }
