@@ -356,3 +356,19 @@ fn hot_reloaded_concurrency_changes_how_many_clis_run_at_once() {
     batch(&server);
     assert_eq!(support::max_overlap(&server.calls()), 3);
 }
+
+#[test]
+fn log_level_is_honoured_and_changes_live() {
+    let server = Server::start_with(json!({"logLevel": "warn"}));
+    assert_eq!(server.ask("quiet").status, 200);
+    assert!(
+        !server.log_text().contains("POST /api/claude 200"),
+        "{}",
+        server.log_text()
+    );
+    server.edit_config(json!({"logLevel": "info"}));
+    assert!(eventually(10, || {
+        server.ask("loud");
+        server.log_text().contains("POST /api/claude 200")
+    }));
+}
