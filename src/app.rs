@@ -4,16 +4,19 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
-use crate::gate::Gate;
-use crate::runner::Cancel;
-use crate::slots::Slots;
+use crate::error::Error;
+use crate::model::Task;
+use crate::queue::{workers, Queue};
 use crate::store::Store;
+use crate::webhook;
 
 /// Where the config came from, so a reload reads it the same way.
 #[derive(Debug, Clone)]
@@ -43,32 +46,46 @@ impl ConfigSource {
     }
 }
 
+/// Called once with the end of a task somebody waits for (a sync HTTP request).
+pub type OnDone = Box<dyn FnOnce(Result<Arc<Task>, Error>) + Send>;
+
 pub struct App {
+    me: Weak<App>,
     config: RwLock<Arc<Config>>,
     pub source: ConfigSource,
     pub store: Store,
-    /// Orders the turns of each session.
-    pub gate: Gate,
-    /// Bounds the number of claude processes.
-    pub slots: Slots,
-    /// Cancel flags of the runs in progress, by task id.
-    running: Mutex<HashMap<String, Cancel>>,
+    pub queue: Queue,
+    /// Sync requests waiting for their task, by task id.
+    waiters: Mutex<HashMap<String, OnDone>>,
+    pub webhook_tx: Sender<webhook::Msg>,
+    webhook_rx: Mutex<Option<Receiver<webhook::Msg>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
 
 impl App {
-    pub fn new(config: Config, source: ConfigSource, store: Store) -> App {
-        App {
-            slots: Slots::new(config.task_queue.concurrency),
+    pub fn new(config: Config, source: ConfigSource, store: Store) -> Arc<App> {
+        let next_seq = store.tasks.all().iter().map(|t| t.seq).max().unwrap_or(0);
+        let (webhook_tx, webhook_rx) = crossbeam_channel::unbounded();
+        Arc::new_cyclic(|me| App {
+            me: me.clone(),
             config: RwLock::new(Arc::new(config)),
             source,
             store,
-            gate: Gate::default(),
-            running: Mutex::new(HashMap::new()),
+            queue: Queue::new(next_seq),
+            waiters: Mutex::new(HashMap::new()),
+            webhook_tx,
+            webhook_rx: Mutex::new(Some(webhook_rx)),
+            workers: Mutex::new(Vec::new()),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
-        }
+        })
+    }
+
+    /// This app as an `Arc`, for work that outlives a borrow (a deferred HTTP answer).
+    pub fn shared(&self) -> Option<Arc<App>> {
+        self.me.upgrade()
     }
 
     /// The live config (a cheap snapshot: keep it for the whole of one request).
@@ -79,39 +96,55 @@ impl App {
     /// Swaps in a validated config and applies its live keys; returns the keys that need a restart.
     pub fn apply_config(&self, next: Config) -> Vec<&'static str> {
         let restart = self.config().restart_required(&next);
-        self.slots.set_limit(next.task_queue.concurrency);
         crate::logging::set_level(next.log_level);
+        let workers = next.task_queue.concurrency;
         *self.config.write() = Arc::new(next);
+        self.set_workers(workers);
         restart
     }
 
-    /// Registers a run so shutdown can cancel it.
-    pub fn track_run(&self, task_id: &str) -> Cancel {
-        let cancel = Cancel::default();
-        self.running
-            .lock()
-            .insert(task_id.to_string(), cancel.clone());
-        cancel
+    /// Runs `workers` worker threads (starting new ones; surplus ones leave after their task).
+    pub fn set_workers(&self, workers: usize) {
+        let Some(app) = self.me.upgrade() else { return };
+        let missing = self.queue.set_workers(workers);
+        let mut handles = self.workers.lock();
+        handles.retain(|h| !h.is_finished());
+        for _ in 0..missing {
+            match workers::spawn(app.clone()) {
+                Ok(handle) => handles.push(handle),
+                Err(e) => log::error!("cannot start a worker thread: {e}"),
+            }
+        }
     }
 
-    pub fn untrack_run(&self, task_id: &str) {
-        self.running.lock().remove(task_id);
+    /// Waits for every worker thread to end (after `queue.close()`).
+    pub fn join_workers(&self) {
+        let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.workers.lock());
+        for handle in handles {
+            let _ = handle.join();
+        }
     }
 
-    /// Stops taking new runs; waiting requests are refused.
+    /// The receiving end of the webhook channel, for the sender thread (once).
+    pub fn take_webhook_rx(&self) -> Option<Receiver<webhook::Msg>> {
+        self.webhook_rx.lock().take()
+    }
+
+    /// Registers the callback of a sync request; call before the task is queued.
+    pub fn wait_for(&self, task_id: &str, on_done: OnDone) {
+        self.waiters.lock().insert(task_id.to_string(), on_done);
+    }
+
+    pub fn take_waiter(&self, task_id: &str) -> Option<OnDone> {
+        self.waiters.lock().remove(task_id)
+    }
+
+    /// Stops taking new tasks.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        self.slots.close();
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Kills every run in progress (they end as cancelled).
-    pub fn cancel_all_runs(&self) -> usize {
-        let running = self.running.lock();
-        running.values().for_each(Cancel::cancel);
-        running.len()
     }
 }

@@ -50,17 +50,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
     let home: Option<PathBuf> = args.opt_value_from_str("--home").map_err(describe)?;
     let config: Option<PathBuf> = args.opt_value_from_str("--config").map_err(describe)?;
     let host: Option<String> = args.opt_value_from_str("--host").map_err(describe)?;
-    let port: Option<u16> = args
-        .opt_value_from_fn("--port", |s| s.parse::<u16>())
-        .map_err(|e| format!("--port: {}", describe(e)))?;
+    let port: Option<u16> =
+        args.opt_value_from_fn("--port", |s| s.parse::<u16>()).map_err(|e| format!("--port: {}", describe(e)))?;
     let rest = args.finish();
     if let Some(flag) = rest.iter().find(|a| a.to_string_lossy().starts_with('-')) {
         return Err(format!("unknown option '{}'", flag.to_string_lossy()));
     }
-    let words: Vec<String> = rest
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let words: Vec<String> = rest.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let command = if help {
         Command::Help
     } else if version {
@@ -80,16 +76,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
         Some(home) => home,
         None => default_home()?,
     };
-    let config = config
-        .or_else(|| env_path("CCS_CONFIG"))
-        .unwrap_or_else(|| home.join("config.json"));
-    Ok(Options {
-        command,
-        home,
-        config,
-        host,
-        port,
-    })
+    let config = config.or_else(|| env_path("CCS_CONFIG")).unwrap_or_else(|| home.join("config.json"));
+    Ok(Options { command, home, config, host, port })
 }
 
 fn describe(err: pico_args::Error) -> String {
@@ -104,9 +92,7 @@ fn describe(err: pico_args::Error) -> String {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 fn default_home() -> Result<PathBuf, String> {
@@ -162,15 +148,9 @@ mod tests {
 
     #[test]
     fn unknown_command_and_option_are_usage_errors() {
-        assert!(parse_str(&["--home", "/h", "frobnicate"])
-            .unwrap_err()
-            .contains("unknown command"));
-        assert!(parse_str(&["--home", "/h", "serve", "--frob"])
-            .unwrap_err()
-            .contains("--frob"));
-        assert!(parse_str(&["--home", "/h", "--port", "99999", "serve"])
-            .unwrap_err()
-            .contains("--port"));
+        assert!(parse_str(&["--home", "/h", "frobnicate"]).unwrap_err().contains("unknown command"));
+        assert!(parse_str(&["--home", "/h", "serve", "--frob"]).unwrap_err().contains("--frob"));
+        assert!(parse_str(&["--home", "/h", "--port", "99999", "serve"]).unwrap_err().contains("--port"));
     }
 
     #[test]

@@ -18,47 +18,29 @@ pub enum Error {
     /// The server cannot take this now (503).
     Unavailable(String),
     /// The CLI could not run or failed (502); the task it ran as, if any.
-    CliFailed {
-        message: String,
-        task_id: Option<String>,
-        session_id: Option<String>,
-    },
+    CliFailed { message: String, task_id: Option<String>, session_id: Option<String> },
     /// The CLI ran out of time (504).
-    CliTimeout {
-        message: String,
-        task_id: String,
-        session_id: Option<String>,
-    },
+    CliTimeout { message: String, task_id: String, session_id: Option<String> },
     /// Writing state failed (500).
     Storage(StoreError),
 }
 
 impl Error {
     pub fn invalid(field: &str, message: impl Into<String>) -> Error {
-        Error::Invalid {
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Error::Invalid { field: field.to_string(), message: message.into() }
     }
 
     pub fn forbidden(field: &str, message: impl Into<String>) -> Error {
-        Error::Forbidden {
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Error::Forbidden { field: field.to_string(), message: message.into() }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Invalid { message, .. } | Error::Forbidden { message, .. } => {
-                f.write_str(message)
-            }
+            Error::Invalid { message, .. } | Error::Forbidden { message, .. } => f.write_str(message),
             Error::NotFound(m) | Error::Conflict(m) | Error::Unavailable(m) => f.write_str(m),
-            Error::CliFailed { message, .. } | Error::CliTimeout { message, .. } => {
-                f.write_str(message)
-            }
+            Error::CliFailed { message, .. } | Error::CliTimeout { message, .. } => f.write_str(message),
             Error::Storage(e) => write!(f, "{e}"),
         }
     }

@@ -18,9 +18,7 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Starts the thread; it ends when `stop` gets a message or is dropped.
 pub fn spawn(app: Arc<App>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("housekeeping".into())
-        .spawn(move || run(&app, &stop))
+    std::thread::Builder::new().name("housekeeping".into()).spawn(move || run(&app, &stop))
 }
 
 fn run(app: &App, stop: &Receiver<()>) {
@@ -41,9 +39,7 @@ fn run(app: &App, stop: &Receiver<()>) {
             seen = now;
             let why = if hup { "SIGHUP" } else { "the file changed" };
             if let Err(err) = reload(app) {
-                log::error!(
-                    "config not reloaded ({why}): {err}; the server keeps its running config"
-                );
+                log::error!("config not reloaded ({why}): {err}; the server keeps its running config");
             }
         }
     }

@@ -1,8 +1,9 @@
 //! ccs: a small HTTP server that runs the Claude Code CLI (`claude -p`) as a REST API.
 //!
 //! Data flow: `http` (acceptor threads, routing, body limits) → `api` (one file per resource)
-//! → `sessions` (turn ordering, budgets) → `runner` (the claude child process) → `store`
-//! (records on disk). The core modules never import `http` or `api`.
+//! → `tasks` (submit, cancel, retry) → `queue` (priority heap, per-session order, workers) →
+//! `runner` (the claude child process) → `store` (records on disk), `sessions` (turns, budgets)
+//! and `webhook` (the sender thread). The core modules never import `http`.
 
 pub mod api;
 pub mod app;
@@ -10,19 +11,20 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fsutil;
-pub mod gate;
 pub mod housekeeping;
 pub mod http;
 pub mod logging;
 pub mod model;
 pub mod money;
 pub mod project;
+pub mod queue;
 pub mod runner;
 pub mod server;
 pub mod sessions;
 pub mod signals;
-pub mod slots;
 pub mod store;
+pub mod tasks;
+pub mod webhook;
 
 /// Exit codes shared by every command (SPEC 1).
 pub mod exit {

@@ -6,8 +6,7 @@ use std::io::{self, IsTerminal};
 use std::path::Path;
 
 use simplelog::{
-    ColorChoice, CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, TermLogger,
-    TerminalMode, WriteLogger,
+    ColorChoice, CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, TermLogger, TerminalMode, WriteLogger,
 };
 
 use crate::config::LogLevel;
@@ -17,21 +16,14 @@ pub fn init(log_file: &Path, level: LogLevel) -> io::Result<()> {
     if let Some(dir) = log_file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_file)?;
+    let file = OpenOptions::new().create(true).append(true).open(log_file)?;
     let config = ConfigBuilder::new()
         .add_filter_allow_str("ccs")
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .build();
-    let color = if io::stderr().is_terminal() {
-        ColorChoice::Auto
-    } else {
-        ColorChoice::Never
-    };
+    let color = if io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
     let loggers: Vec<Box<dyn SharedLogger>> = vec![
         WriteLogger::new(LevelFilter::Trace, config.clone(), file),
         TermLogger::new(LevelFilter::Trace, config, TerminalMode::Stderr, color),

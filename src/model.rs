@@ -10,6 +10,11 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
+/// Now as the API writes it: RFC 3339, milliseconds, UTC.
+pub fn now_iso() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
@@ -129,6 +134,49 @@ impl Turn {
     }
 }
 
+/// Everything a caller asked for in one turn; stored with its task, so a task that waits in the
+/// queue across a restart still runs with every option it was given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TurnRequest {
+    pub prompt: String,
+    pub session_id: Option<String>,
+    pub project_path: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub append_system_prompt: Option<String>,
+    pub max_budget_usd: Option<f64>,
+    pub max_turns: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub disallowed_tools: Option<Vec<String>>,
+    pub permission_mode: Option<String>,
+    pub agent: Option<String>,
+    pub mcp_config: Option<String>,
+    pub metadata: Option<Value>,
+    pub priority: u8,
+    pub webhook_url: Option<String>,
+}
+
+/// Whether a caller waits on the HTTP request for the answer (sync) or comes back for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Sync,
+    Async,
+}
+
+/// Where a task's webhook stands (SPEC 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookState {
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
 /// One run of the CLI, sync or async.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -153,4 +201,39 @@ pub struct Task {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub metadata: Value,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub webhook: Option<WebhookState>,
+    /// Arrival order, for FIFO within a priority (also across restarts).
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub request: TurnRequest,
+}
+
+impl Task {
+    /// The task as the API shows it (the stored request and arrival number left out).
+    pub fn to_api(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("request");
+            map.remove("seq");
+        }
+        value
+    }
+}
+
+/// A webhook waiting to be delivered (removed once delivered or given up).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The `webhook-id`: the same on every attempt.
+    pub id: String,
+    pub task_id: String,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub last_error: Option<String>,
 }

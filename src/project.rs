@@ -11,29 +11,22 @@ pub fn resolve(path: &str, config: &Config) -> Result<String, Error> {
     let field = "project_path";
     let given = Path::new(path);
     if !given.is_absolute() {
-        return Err(Error::invalid(
-            field,
-            format!("\"project_path\" must be an absolute path (got \"{path}\")"),
-        ));
+        return Err(Error::invalid(field, format!("\"project_path\" must be an absolute path (got \"{path}\")")));
     }
-    let canonical = match given.canonicalize() {
-        Ok(p) => p,
-        Err(_) => {
-            return Err(Error::invalid(
+    let canonical =
+        match given.canonicalize() {
+            Ok(p) => p,
+            Err(_) => return Err(Error::invalid(
                 field,
-                format!("project folder \"{path}\" does not exist; create it or pass an existing folder as project_path"),
-            ))
-        }
-    };
+                format!(
+                    "project folder \"{path}\" does not exist; create it or pass an existing folder as project_path"
+                ),
+            )),
+        };
     if !canonical.is_dir() {
-        return Err(Error::invalid(
-            field,
-            format!("project path \"{path}\" is not a folder"),
-        ));
+        return Err(Error::invalid(field, format!("project path \"{path}\" is not a folder")));
     }
-    if !config.allowed_project_roots.is_empty()
-        && !inside_any(&canonical, &config.allowed_project_roots)
-    {
+    if !config.allowed_project_roots.is_empty() && !inside_any(&canonical, &config.allowed_project_roots) {
         return Err(Error::forbidden(
             field,
             format!(
@@ -80,25 +73,13 @@ mod tests {
     fn relative_missing_and_outside_paths_are_refused() {
         let mut config = Config::defaults(Path::new("/tmp/h"), Path::new("/tmp"));
         let tmp = std::env::temp_dir();
-        assert!(matches!(
-            resolve("relative/dir", &config),
-            Err(Error::Invalid { .. })
-        ));
-        assert!(matches!(
-            resolve("/no/such/folder/ccs", &config),
-            Err(Error::Invalid { .. })
-        ));
+        assert!(matches!(resolve("relative/dir", &config), Err(Error::Invalid { .. })));
+        assert!(matches!(resolve("/no/such/folder/ccs", &config), Err(Error::Invalid { .. })));
         assert!(resolve(tmp.to_str().unwrap(), &config).is_ok());
         config.allowed_project_roots = vec!["/usr".into()];
-        assert!(matches!(
-            resolve(tmp.to_str().unwrap(), &config),
-            Err(Error::Forbidden { .. })
-        ));
+        assert!(matches!(resolve(tmp.to_str().unwrap(), &config), Err(Error::Forbidden { .. })));
         assert!(resolve("/usr/bin", &config).is_ok());
         // `..` cannot climb out of a root.
-        assert!(matches!(
-            resolve("/usr/../tmp", &config),
-            Err(Error::Forbidden { .. })
-        ));
+        assert!(matches!(resolve("/usr/../tmp", &config), Err(Error::Forbidden { .. })));
     }
 }

@@ -3,14 +3,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::{App, ConfigSource};
 use crate::cli::Options;
 use crate::config::{self, Config};
 use crate::store::Store;
-use crate::{api, exit, housekeeping, http, logging, sessions, signals};
+use crate::{api, exit, housekeeping, http, logging, signals, tasks, webhook};
 
 /// Why the server could not run.
 #[derive(Debug)]
@@ -40,9 +39,7 @@ impl fmt::Display for ServeError {
 
 /// Loads (or first writes) the config named by the options.
 pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSource), ServeError> {
-    let user_home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| options.home.clone());
+    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| options.home.clone());
     let source = ConfigSource {
         path: options.config.clone(),
         home: options.home.clone(),
@@ -50,8 +47,8 @@ pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSour
         host: options.host.clone(),
         port: options.port,
     };
-    let (config, warnings) = config::load_or_create(&source.path, source.defaults())
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let (config, warnings) =
+        config::load_or_create(&source.path, source.defaults()).map_err(|e| ServeError::Config(e.to_string()))?;
     Ok((source.override_cli(config), warnings, source))
 }
 
@@ -70,57 +67,76 @@ fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
 pub fn serve(options: &Options) -> Result<(), ServeError> {
     let (config, warnings, source) = load_config(options)?;
     refuse_open_bind(&config)?;
-    logging::init(&config.log_file, config.log_level).map_err(|e| {
-        ServeError::Start(format!(
-            "cannot open the log file {}: {e}",
-            config.log_file.display()
-        ))
-    })?;
+    logging::init(&config.log_file, config.log_level)
+        .map_err(|e| ServeError::Start(format!("cannot open the log file {}: {e}", config.log_file.display())))?;
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     for warning in warnings {
         log::warn!("{warning}");
     }
-    let store = Store::open(config.storage_type, &config.data_dir).map_err(|e| {
-        ServeError::Start(format!(
-            "cannot open the data folder {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    let store = Store::open(config.storage_type, &config.data_dir)
+        .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
-    let app = Arc::new(App::new(config.clone(), source, store));
-    let interrupted =
-        sessions::recover_interrupted(&app).map_err(|e| ServeError::Start(e.to_string()))?;
-    if interrupted > 0 {
-        log::warn!("{interrupted} task(s) were running when the server last stopped; they are marked interrupted");
+    let app = App::new(config.clone(), source, store);
+    let (interrupted, requeued, cancelled) = tasks::recover(&app);
+    if interrupted + requeued + cancelled > 0 {
+        log::warn!(
+            "recovered from the last stop: {interrupted} task(s) were running and are marked interrupted, \
+             {requeued} waiting async task(s) are queued again, {cancelled} waiting sync task(s) are cancelled"
+        );
     }
+    let webhook_rx = app.take_webhook_rx().ok_or_else(|| ServeError::Start("webhook channel already taken".into()))?;
+    let webhooks = webhook::spawn(app.clone(), webhook_rx)
+        .map_err(|e| ServeError::Start(format!("cannot start the webhook thread: {e}")))?;
+    app.set_workers(config.task_queue.concurrency);
 
-    let server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads).map_err(|e| {
+    let mut server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads).map_err(|e| {
         ServeError::Start(format!(
             "cannot listen on {addr}: {e}; is another server (ccs?) using the port? Pick another with --port or `port` in the config"
         ))
     })?;
     log::info!(
-        "ccs {} listening on http://{addr} (config {}, data {}, {} sessions)",
+        "ccs {} listening on http://{addr} (config {}, data {}, {} sessions, {} tasks)",
         env!("CARGO_PKG_VERSION"),
         app.source.path.display(),
         config.data_dir.display(),
-        app.store.sessions.len()
+        app.store.sessions.len(),
+        app.store.tasks.len()
     );
     let (stop_housekeeping, housekeeping_stop) = crossbeam_channel::bounded::<()>(1);
     let housekeeping = housekeeping::spawn(app.clone(), housekeeping_stop)
         .map_err(|e| ServeError::Start(format!("cannot start the housekeeping thread: {e}")))?;
 
     let _ = shutdown.recv();
-    let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
-    log::info!(
-        "stopping: no new requests; running ones get {} ms to finish",
-        grace.as_millis()
-    );
-    app.begin_shutdown();
-    server.stop(&app, grace);
+    stop(&app, &mut server);
     drop(stop_housekeeping);
     let _ = housekeeping.join();
+    let _ = app.webhook_tx.send(webhook::Msg::Stop);
+    let _ = webhooks.join();
     log::info!("stopped");
     Ok(())
+}
+
+/// The graceful stop (SPEC 7): no new requests or tasks; waiting sync requests are answered 503;
+/// running tasks get `killGraceMs` to finish, then their process groups are killed and they end
+/// `interrupted`; waiting async tasks stay queued on disk for the next start.
+fn stop(app: &App, server: &mut http::HttpServer) {
+    let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
+    log::info!("stopping: no new requests; running tasks get {} ms to finish", grace.as_millis());
+    app.begin_shutdown();
+    server.stop_accepting();
+    tasks::refuse_waiting(app, app.queue.close());
+    let deadline = Instant::now() + grace;
+    while app.queue.counts().1 > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = app.queue.interrupt_running();
+    if killed > 0 {
+        log::warn!(
+            "stopping: killed {killed} task(s) still running after {} ms; they are marked interrupted",
+            grace.as_millis()
+        );
+    }
+    app.join_workers();
+    server.flush(Duration::from_secs(5));
 }

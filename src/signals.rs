@@ -19,12 +19,7 @@ pub fn install() -> Result<Receiver<()>, String> {
     })
     .map_err(|e| format!("cannot install the SIGINT/SIGTERM handler: {e}"))?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    let previous = unsafe {
-        libc::signal(
-            libc::SIGHUP,
-            on_sighup as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        )
-    };
+    let previous = unsafe { libc::signal(libc::SIGHUP, on_sighup as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     if previous == libc::SIG_ERR {
         return Err("cannot install the SIGHUP handler".into());
     }

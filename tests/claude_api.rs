@@ -27,18 +27,9 @@ fn sync_prompt_returns_the_cli_answer_and_runs_it_in_the_project_folder() {
     assert_eq!(call["stdin"], "hello there");
     let argv = support::argv(call);
     assert_eq!(&argv[..3], ["-p", "--output-format", "json"]);
-    assert!(
-        support::has_option(&argv, "--model", "claude-sonnet-4-5"),
-        "{argv:?}"
-    );
-    assert!(
-        support::has_option(&argv, "--max-budget-usd", "10"),
-        "{argv:?}"
-    );
-    assert!(
-        support::has_option(&argv, "--session-id", session_id),
-        "{argv:?}"
-    );
+    assert!(support::has_option(&argv, "--model", "claude-sonnet-4-5"), "{argv:?}");
+    assert!(support::has_option(&argv, "--max-budget-usd", "10"), "{argv:?}");
+    assert!(support::has_option(&argv, "--session-id", session_id), "{argv:?}");
 }
 
 #[test]
@@ -58,10 +49,7 @@ fn prompts_reach_the_cli_verbatim_on_stdin_never_in_argv() {
     for (call, prompt) in starts.iter().zip(tricky) {
         assert_eq!(call["stdin"], prompt);
         let argv = call["argv"].as_array().unwrap();
-        assert!(
-            argv.iter().all(|a| a.as_str().unwrap() != prompt),
-            "the prompt leaked into argv: {argv:?}"
-        );
+        assert!(argv.iter().all(|a| a.as_str().unwrap() != prompt), "the prompt leaked into argv: {argv:?}");
     }
     assert!(!std::path::Path::new("/tmp/ccs-pwned").exists());
 }
@@ -97,30 +85,12 @@ fn request_options_become_cli_flags_and_config_env_reaches_the_cli() {
         ["--agent", "reviewer"],
         ["--mcp-config", "{\"mcpServers\":{}}"],
     ] {
-        assert!(
-            support::has_option(&argv, pair[0], pair[1]),
-            "{pair:?} missing from {argv:?}"
-        );
+        assert!(support::has_option(&argv, pair[0], pair[1]), "{pair:?} missing from {argv:?}");
     }
-    assert!(
-        argv.windows(3)
-            .any(|w| w == ["--allowedTools", "Bash(git log:*)", "Read"]),
-        "{argv:?}"
-    );
-    assert!(
-        argv.windows(3)
-            .any(|w| w == ["--disallowedTools", "WebFetch", "Edit"]),
-        "{argv:?}"
-    );
+    assert!(argv.windows(3).any(|w| w == ["--allowedTools", "Bash(git log:*)", "Read"]), "{argv:?}");
+    assert!(argv.windows(3).any(|w| w == ["--disallowedTools", "WebFetch", "Edit"]), "{argv:?}");
     assert_eq!(call["env"]["CCS_TEST_MARK"], "from-config");
-    assert!(
-        call["path"]
-            .as_str()
-            .unwrap()
-            .starts_with("/opt/ccs-test-nvm/bin:"),
-        "{}",
-        call["path"]
-    );
+    assert!(call["path"].as_str().unwrap().starts_with("/opt/ccs-test-nvm/bin:"), "{}", call["path"]);
 }
 
 #[test]
@@ -128,18 +98,10 @@ fn every_documented_cli_failure_is_a_clear_error() {
     let server = Server::start();
     let cases = [
         ("@@fail=api", 502, "API Error: 529"),
-        (
-            "@@fail=max_turns",
-            502,
-            "Reached maximum number of turns (1)",
-        ),
+        ("@@fail=max_turns", 502, "Reached maximum number of turns (1)"),
         ("@@fail=budget", 502, "Reached maximum budget"),
         ("@@fail=usage", 502, "Error: Input validation failed"),
-        (
-            "@@garbage",
-            502,
-            "printed no JSON result: Segmentation fault (not really)",
-        ),
+        ("@@garbage", 502, "printed no JSON result: Segmentation fault (not really)"),
         ("@@fail=crash", 502, "killed by signal 6"),
     ];
     for (prompt, status, text) in cases {
@@ -172,11 +134,7 @@ fn other_output_shapes_are_understood() {
         big.text.len()
     );
     let chatty = server.ask("@@stderr=1000000");
-    assert_eq!(
-        chatty.status, 200,
-        "a child filling stderr must not deadlock: {}",
-        chatty.text
-    );
+    assert_eq!(chatty.status, 200, "a child filling stderr must not deadlock: {}", chatty.text);
 }
 
 #[test]
@@ -185,29 +143,16 @@ fn missing_cli_names_the_claude_path_it_tried() {
     let r = server.ask("hi");
     assert_eq!(r.status, 502);
     assert!(r.error().contains("claude CLI not found"), "{}", r.error());
-    assert!(
-        r.error().contains("\"/nonexistent/bin/claude\""),
-        "{}",
-        r.error()
-    );
+    assert!(r.error().contains("\"/nonexistent/bin/claude\""), "{}", r.error());
 }
 
 #[test]
 fn missing_or_relative_project_folder_is_a_400() {
     let server = Server::start();
-    let r = server.post(
-        "/api/claude",
-        json!({"prompt": "hi", "project_path": "/no/such/folder"}),
-    );
-    assert_eq!(
-        (r.status, r.json["field"].as_str()),
-        (400, Some("project_path"))
-    );
+    let r = server.post("/api/claude", json!({"prompt": "hi", "project_path": "/no/such/folder"}));
+    assert_eq!((r.status, r.json["field"].as_str()), (400, Some("project_path")));
     assert!(r.error().contains("does not exist"), "{}", r.error());
-    let r = server.post(
-        "/api/claude",
-        json!({"prompt": "hi", "project_path": "relative/dir"}),
-    );
+    let r = server.post("/api/claude", json!({"prompt": "hi", "project_path": "relative/dir"}));
     assert_eq!(r.status, 400);
     assert!(r.error().contains("absolute"), "{}", r.error());
     assert!(server.starts().is_empty(), "the CLI must not run");
@@ -218,33 +163,23 @@ fn default_project_path_is_used_when_none_is_given() {
     let server = Server::start();
     let r = server.post("/api/claude", json!({"prompt": "where am I"}));
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        server.starts()[0]["cwd"],
-        server.home.path().join("workspace").display().to_string()
-    );
+    assert_eq!(server.starts()[0]["cwd"], server.home.path().join("workspace").display().to_string());
 }
 
 #[test]
 fn timeout_kills_the_whole_process_group_and_answers_504() {
     let server = Server::start();
-    let r = server.post("/api/claude", json!({"prompt": "@@grandchild @@ignore-term @@sleep=60", "project_path": server.project, "timeout_ms": 1000}));
+    let r = server.post(
+        "/api/claude",
+        json!({"prompt": "@@grandchild @@ignore-term @@sleep=60", "project_path": server.project, "timeout_ms": 1000}),
+    );
     assert_eq!(r.status, 504, "{}", r.text);
     assert!(r.error().contains("1000 ms"), "{}", r.error());
     let calls = server.calls();
-    let cli_pid = calls
-        .iter()
-        .find(|c| c["event"] == "start")
-        .and_then(|c| c["pid"].as_u64())
-        .unwrap() as u32;
-    let grandchild = calls
-        .iter()
-        .find_map(|c| c["grandchild_pid"].as_u64())
-        .expect("grandchild started") as u32;
+    let cli_pid = calls.iter().find(|c| c["event"] == "start").and_then(|c| c["pid"].as_u64()).unwrap() as u32;
+    let grandchild = calls.iter().find_map(|c| c["grandchild_pid"].as_u64()).expect("grandchild started") as u32;
     // The CLI ignored SIGTERM; the SIGKILL after the grace period got it and its grandchild.
-    assert!(
-        eventually(5, || !alive(cli_pid) && !alive(grandchild)),
-        "a process of the run survived"
-    );
+    assert!(eventually(5, || !alive(cli_pid) && !alive(grandchild)), "a process of the run survived");
     // No zombie of the CLI is left under the server.
     assert_ne!(parent_of(cli_pid), Some(server.pid()));
     let task = &server.ask("after the timeout");
@@ -259,71 +194,19 @@ fn validation_errors_name_the_field() {
         (json!({}), "prompt", "\"prompt\" is required"),
         (json!({"prompt": ""}), "prompt", "non-empty string"),
         (json!({"prompt": 42}), "prompt", "non-empty string"),
-        (
-            json!({"prompt": "x", "promt": "typo"}),
-            "promt",
-            "\"promt\" is not allowed",
-        ),
-        (
-            json!({"prompt": "x", "priority": 5.5}),
-            "priority",
-            "integer from 1 to 10",
-        ),
-        (
-            json!({"prompt": "x", "priority": "7"}),
-            "priority",
-            "integer from 1 to 10",
-        ),
-        (
-            json!({"prompt": "x", "priority": 11}),
-            "priority",
-            "integer from 1 to 10",
-        ),
-        (
-            json!({"prompt": "x", "max_budget_usd": -1}),
-            "max_budget_usd",
-            ">= 0",
-        ),
-        (
-            json!({"prompt": "x", "max_turns": 0}),
-            "max_turns",
-            "integer",
-        ),
-        (
-            json!({"prompt": "x", "timeout_ms": "fast"}),
-            "timeout_ms",
-            "integer",
-        ),
-        (
-            json!({"prompt": "x", "disallowed_tools": "Bash"}),
-            "disallowed_tools",
-            "array",
-        ),
-        (
-            json!({"prompt": "x", "disallowed_tools": ["--evil"]}),
-            "disallowed_tools",
-            "not starting with '-'",
-        ),
-        (
-            json!({"prompt": "x", "metadata": "tag"}),
-            "metadata",
-            "object",
-        ),
-        (
-            json!({"prompt": "x", "async": "yes"}),
-            "async",
-            "true or false",
-        ),
-        (
-            json!({"prompt": "x", "webhook_url": "ftp://x.example"}),
-            "webhook_url",
-            "http",
-        ),
-        (
-            json!({"prompt": "x", "project_path": 7}),
-            "project_path",
-            "non-empty string",
-        ),
+        (json!({"prompt": "x", "promt": "typo"}), "promt", "\"promt\" is not allowed"),
+        (json!({"prompt": "x", "priority": 5.5}), "priority", "integer from 1 to 10"),
+        (json!({"prompt": "x", "priority": "7"}), "priority", "integer from 1 to 10"),
+        (json!({"prompt": "x", "priority": 11}), "priority", "integer from 1 to 10"),
+        (json!({"prompt": "x", "max_budget_usd": -1}), "max_budget_usd", ">= 0"),
+        (json!({"prompt": "x", "max_turns": 0}), "max_turns", "integer"),
+        (json!({"prompt": "x", "timeout_ms": "fast"}), "timeout_ms", "integer"),
+        (json!({"prompt": "x", "disallowed_tools": "Bash"}), "disallowed_tools", "array"),
+        (json!({"prompt": "x", "disallowed_tools": ["--evil"]}), "disallowed_tools", "not starting with '-'"),
+        (json!({"prompt": "x", "metadata": "tag"}), "metadata", "object"),
+        (json!({"prompt": "x", "async": "yes"}), "async", "true or false"),
+        (json!({"prompt": "x", "webhook_url": "ftp://x.example"}), "webhook_url", "http"),
+        (json!({"prompt": "x", "project_path": 7}), "project_path", "non-empty string"),
     ];
     for (body, field, text) in cases {
         let mut body = body;
@@ -336,10 +219,7 @@ fn validation_errors_name_the_field() {
         assert_eq!(r.json["field"], field, "{body}: {}", r.text);
         assert!(r.error().contains(text), "{body}: {}", r.error());
     }
-    assert!(
-        server.starts().is_empty(),
-        "no invalid request may run the CLI"
-    );
+    assert!(server.starts().is_empty(), "no invalid request may run the CLI");
 }
 
 #[test]
@@ -351,31 +231,18 @@ fn power_widening_fields_are_refused_unless_the_config_allows_them() {
         ("allowed_tools", json!(["Bash"])),
         ("permission_mode", json!("bypassPermissions")),
     ] {
-        let r = server.post(
-            "/api/claude",
-            json!({"prompt": "x", "project_path": server.project, field: value}),
-        );
-        assert_eq!(
-            (r.status, r.json["field"].as_str()),
-            (403, Some(field)),
-            "{}",
-            r.text
-        );
+        let r = server.post("/api/claude", json!({"prompt": "x", "project_path": server.project, field: value}));
+        assert_eq!((r.status, r.json["field"].as_str()), (403, Some(field)), "{}", r.text);
         assert!(r.error().contains("allowCallerOverrides"), "{}", r.error());
     }
 }
 
 #[test]
-fn async_and_stream_say_they_are_not_available_yet() {
+fn stream_says_it_is_not_available_yet() {
     let server = Server::start();
-    for field in ["async", "stream"] {
-        let r = server.post(
-            "/api/claude",
-            json!({"prompt": "x", "project_path": server.project, field: true}),
-        );
-        assert_eq!(r.status, 501, "{}", r.text);
-        assert!(r.error().contains(field));
-    }
+    let r = server.post("/api/claude", json!({"prompt": "x", "project_path": server.project, "stream": true}));
+    assert_eq!(r.status, 501, "{}", r.text);
+    assert!(r.error().contains("stream"));
 }
 
 #[test]
@@ -387,31 +254,16 @@ fn http_errors_are_json_with_the_right_status() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("POST"));
     assert_eq!(r.json["success"], false);
-    let r = http(
-        server.port,
-        "POST",
-        "/api/claude",
-        Some(b"{\"prompt\": "),
-        &[],
-    );
+    let r = http(server.port, "POST", "/api/claude", Some(b"{\"prompt\": "), &[]);
     assert_eq!(r.status, 400);
     assert!(r.error().contains("not valid JSON"), "{}", r.text);
     let r = http(server.port, "POST", "/api/claude", Some(b"[1,2]"), &[]);
     assert_eq!(r.status, 400);
     let big = format!("{{\"prompt\": \"{}\"}}", "x".repeat(4096));
-    let r = http(
-        server.port,
-        "POST",
-        "/api/claude",
-        Some(big.as_bytes()),
-        &[],
-    );
+    let r = http(server.port, "POST", "/api/claude", Some(big.as_bytes()), &[]);
     assert_eq!(r.status, 413, "{}", r.text);
     assert!(r.error().contains("maxBodyBytes"));
-    assert_eq!(
-        r.header("Content-Type"),
-        Some("application/json; charset=utf-8")
-    );
+    assert_eq!(r.header("Content-Type"), Some("application/json; charset=utf-8"));
 }
 
 #[test]
@@ -419,9 +271,7 @@ fn chunked_bodies_are_capped_too() {
     use std::io::Write;
     let server = Server::start_with(json!({"maxBodyBytes": 2048}));
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     let head = "POST /api/claude HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).unwrap();
     let chunk = "y".repeat(1000);
@@ -437,66 +287,35 @@ fn chunked_bodies_are_capped_too() {
 fn batch_runs_prompts_in_order_within_the_concurrency_limit() {
     let server = Server::start_with(json!({"taskQueue": {"concurrency": 2}}));
     let prompts: Vec<String> = (1..=5).map(|i| format!("item {i} @@sleep=0.4")).collect();
-    let r = server.post(
-        "/api/claude/batch",
-        json!({"prompts": prompts, "project_path": server.project}),
-    );
+    let r = server.post("/api/claude/batch", json!({"prompts": prompts, "project_path": server.project}));
     assert_eq!(r.status, 200, "{}", r.text);
     let results = r.json["results"].as_array().unwrap();
     for (i, result) in results.iter().enumerate() {
         assert_eq!(result["success"], true);
-        assert_eq!(
-            result["result"],
-            format!("You said: item {} @@sleep=0.4", i + 1)
-        );
+        assert_eq!(result["result"], format!("You said: item {} @@sleep=0.4", i + 1));
     }
     assert_eq!(r.json["summary"]["total"], 5);
     assert_eq!(r.json["summary"]["successful"], 5);
     assert_eq!(r.json["summary"]["failed"], 0);
     assert_eq!(r.json["summary"]["total_cost_usd"], 0.0625);
-    assert_eq!(
-        max_overlap(&server.calls()),
-        2,
-        "at most `concurrency` CLI processes, and they do run side by side"
-    );
+    assert_eq!(max_overlap(&server.calls()), 2, "at most `concurrency` CLI processes, and they do run side by side");
 }
 
 #[test]
 fn batch_reports_failures_per_prompt_and_validates_the_list() {
     let server = Server::start();
-    let r = server.post(
-        "/api/claude/batch",
-        json!({"prompts": ["fine", "@@fail=api"], "project_path": server.project}),
-    );
+    let r =
+        server.post("/api/claude/batch", json!({"prompts": ["fine", "@@fail=api"], "project_path": server.project}));
     assert_eq!(r.status, 200);
     assert_eq!(r.json["results"][0]["success"], true);
     assert_eq!(r.json["results"][1]["success"], false);
-    assert!(r.json["results"][1]["error"]
-        .as_str()
-        .unwrap()
-        .contains("API Error"));
+    assert!(r.json["results"][1]["error"].as_str().unwrap().contains("API Error"));
     assert_eq!(r.json["summary"]["failed"], 1);
-    for prompts in [
-        json!([]),
-        json!(vec!["a"; 11]),
-        json!(["ok", ""]),
-        json!("one"),
-    ] {
-        let r = server.post(
-            "/api/claude/batch",
-            json!({"prompts": prompts, "project_path": server.project}),
-        );
-        assert_eq!(
-            (r.status, r.json["field"].as_str()),
-            (400, Some("prompts")),
-            "{}",
-            r.text
-        );
+    for prompts in [json!([]), json!(vec!["a"; 11]), json!(["ok", ""]), json!("one")] {
+        let r = server.post("/api/claude/batch", json!({"prompts": prompts, "project_path": server.project}));
+        assert_eq!((r.status, r.json["field"].as_str()), (400, Some("prompts")), "{}", r.text);
     }
-    let r = server.post(
-        "/api/claude/batch",
-        json!({"prompts": ["x"], "project_path": "/no/such"}),
-    );
+    let r = server.post("/api/claude/batch", json!({"prompts": ["x"], "project_path": "/no/such"}));
     assert_eq!(r.status, 400);
 }
 
@@ -516,14 +335,6 @@ fn health_reports_status_and_queue() {
 fn a_missing_default_project_folder_says_which_setting_to_change() {
     let server = Server::start_with(json!({"defaultProjectPath": "/no/such/workspace"}));
     let r = server.post("/api/claude", json!({"prompt": "hi"}));
-    assert_eq!(
-        (r.status, r.json["field"].as_str()),
-        (400, Some("project_path"))
-    );
-    assert!(
-        r.error()
-            .contains("defaultProjectPath \"/no/such/workspace\""),
-        "{}",
-        r.error()
-    );
+    assert_eq!((r.status, r.json["field"].as_str()), (400, Some("project_path")));
+    assert!(r.error().contains("defaultProjectPath \"/no/such/workspace\""), "{}", r.error());
 }

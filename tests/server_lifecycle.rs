@@ -27,22 +27,11 @@ fn help_version_and_usage_errors() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("ccs [OPTIONS] <COMMAND>"));
     let version = ccs(&home, &["-V"]);
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        format!("ccs {}", env!("CARGO_PKG_VERSION"))
-    );
-    for args in [
-        &["frobnicate"][..],
-        &["serve", "--frob"],
-        &["--port", "notaport", "serve"],
-        &["serve", "extra"],
-    ] {
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("ccs {}", env!("CARGO_PKG_VERSION")));
+    for args in [&["frobnicate"][..], &["serve", "--frob"], &["--port", "notaport", "serve"], &["serve", "extra"]] {
         let out = ccs(&home, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("ccs --help"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ccs --help"), "{args:?}");
     }
 }
 
@@ -53,13 +42,7 @@ fn first_start_writes_the_full_default_config() {
     let fresh = TempDir::new("fresh");
     let port = support::free_port();
     let mut child = Command::new(CCS)
-        .args([
-            "--home",
-            fresh.path().join("state").to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-            "serve",
-        ])
+        .args(["--home", fresh.path().join("state").to_str().unwrap(), "--port", &port.to_string(), "serve"])
         .env("HOME", fresh.path())
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -69,8 +52,7 @@ fn first_start_writes_the_full_default_config() {
     let _ = child.kill();
     let _ = child.wait();
     let config: Value =
-        serde_json::from_slice(&std::fs::read(fresh.path().join("state/config.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(fresh.path().join("state/config.json")).unwrap()).unwrap();
     assert_eq!(config["port"], 5546);
     assert_eq!(config["host"], "127.0.0.1");
     assert_eq!(config["claudePath"], "claude");
@@ -78,21 +60,12 @@ fn first_start_writes_the_full_default_config() {
         config["taskQueue"],
         json!({"concurrency": 3, "defaultTimeout": 300000, "maxPending": 10000, "killGraceMs": 5000})
     );
-    assert_eq!(
-        config["rateLimit"],
-        json!({"enabled": true, "windowMs": 60000, "maxRequests": 100})
-    );
+    assert_eq!(config["rateLimit"], json!({"enabled": true, "windowMs": 60000, "maxRequests": 100}));
     assert_eq!(config["webhook"]["retries"], 3);
     assert_eq!(config["defaultModel"], "claude-sonnet-4-5");
     assert_eq!(config["maxBodyBytes"], 1048576);
-    assert_eq!(
-        config["defaultProjectPath"],
-        fresh.path().join("workspace").display().to_string()
-    );
-    assert_eq!(
-        config["dataDir"],
-        fresh.path().join("state/data").display().to_string()
-    );
+    assert_eq!(config["defaultProjectPath"], fresh.path().join("workspace").display().to_string());
+    assert_eq!(config["dataDir"], fresh.path().join("state/data").display().to_string());
     assert!(fresh.path().join("state/logs/server.log").exists());
     drop(server);
 }
@@ -101,18 +74,11 @@ fn first_start_writes_the_full_default_config() {
 fn a_wrong_config_value_is_an_error_naming_the_key() {
     let home = TempDir::new("badcfg");
     std::fs::create_dir_all(home.path().join("state")).unwrap();
-    std::fs::write(
-        home.path().join("state/config.json"),
-        r#"{"taskQueue": {"concurrency": 0}}"#,
-    )
-    .unwrap();
+    std::fs::write(home.path().join("state/config.json"), r#"{"taskQueue": {"concurrency": 0}}"#).unwrap();
     let out = ccs(&home, &["serve"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("taskQueue.concurrency") && err.contains("from 1 to 64"),
-        "{err}"
-    );
+    assert!(err.contains("taskQueue.concurrency") && err.contains("from 1 to 64"), "{err}");
 
     std::fs::write(home.path().join("state/config.json"), "{\"port\": 5546,,}").unwrap();
     let out = ccs(&home, &["serve"]);
@@ -124,9 +90,7 @@ fn a_wrong_config_value_is_an_error_naming_the_key() {
 fn unknown_config_keys_are_warned_about_not_fatal() {
     let server = Server::start_with(json!({"maxBudgetUSD": 3}));
     assert!(
-        eventually(5, || server
-            .log_text()
-            .contains("unknown config key \"maxBudgetUSD\"")),
+        eventually(5, || server.log_text().contains("unknown config key \"maxBudgetUSD\"")),
         "{}",
         server.log_text()
     );
@@ -139,33 +103,21 @@ fn a_second_server_on_the_same_port_fails_with_advice() {
     let out = ccs(&other_home, &["--port", &server.port.to_string(), "serve"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot listen") && err.contains("--port"),
-        "{err}"
-    );
+    assert!(err.contains("cannot listen") && err.contains("--port"), "{err}");
 }
 
 #[test]
 fn a_second_server_on_the_same_home_leaves_the_first_ones_state_alone() {
     let server = Server::start();
-    let running = server.post_in_background(
-        "/api/claude",
-        json!({"prompt": "@@sleep=2", "project_path": server.project}),
-    );
+    let running =
+        server.post_in_background("/api/claude", json!({"prompt": "@@sleep=2", "project_path": server.project}));
     server.wait_for_runs(1);
     let other_port = support::free_port();
-    let out = server
-        .command()
-        .args(["--port", &other_port.to_string(), "serve"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        server.command().args(["--port", &other_port.to_string(), "serve"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("another ccs server is using this data folder"),
-        "{err}"
-    );
+    assert!(err.contains("another ccs server is using this data folder"), "{err}");
     // The first server's run was not declared interrupted by the second.
     assert_eq!(running.join().unwrap().status, 200);
 }
@@ -176,10 +128,7 @@ fn open_bind_without_an_api_key_is_refused() {
     let out = ccs(&home, &["--host", "0.0.0.0", "serve"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("auth.apiKeys") && err.contains("0.0.0.0"),
-        "{err}"
-    );
+    assert!(err.contains("auth.apiKeys") && err.contains("0.0.0.0"), "{err}");
 }
 
 #[test]
@@ -188,32 +137,19 @@ fn config_changes_apply_live_and_a_bad_edit_keeps_the_running_config() {
     let model_of_last_run = |server: &Server| -> String {
         let argv = server.starts().last().unwrap()["argv"].clone();
         let argv: Vec<String> = serde_json::from_value(argv).unwrap();
-        argv.windows(2)
-            .find(|w| w[0] == "--model")
-            .map(|w| w[1].clone())
-            .unwrap()
+        argv.windows(2).find(|w| w[0] == "--model").map(|w| w[1].clone()).unwrap()
     };
     assert_eq!(server.ask("a").status, 200);
     assert_eq!(model_of_last_run(&server), "claude-sonnet-4-5");
 
     server.edit_config(json!({"defaultModel": "claude-opus-4-1"}));
-    assert!(
-        eventually(10, || server.log_text().contains("config reloaded")),
-        "{}",
-        server.log_text()
-    );
+    assert!(eventually(10, || server.log_text().contains("config reloaded")), "{}", server.log_text());
     assert_eq!(server.ask("b").status, 200);
     assert_eq!(model_of_last_run(&server), "claude-opus-4-1");
 
     // Invalid: the old config stays, and the log says why.
-    server.edit_config(
-        json!({"defaultModel": "claude-haiku-4-5", "taskQueue": {"concurrency": 500}}),
-    );
-    assert!(
-        eventually(10, || server.log_text().contains("config not reloaded")),
-        "{}",
-        server.log_text()
-    );
+    server.edit_config(json!({"defaultModel": "claude-haiku-4-5", "taskQueue": {"concurrency": 500}}));
+    assert!(eventually(10, || server.log_text().contains("config not reloaded")), "{}", server.log_text());
     assert!(server.log_text().contains("taskQueue.concurrency"));
     assert_eq!(server.ask("c").status, 200);
     assert_eq!(model_of_last_run(&server), "claude-opus-4-1");
@@ -221,13 +157,7 @@ fn config_changes_apply_live_and_a_bad_edit_keeps_the_running_config() {
     // A key that needs a restart is reported, not applied.
     // (`port` would not do: the harness passes --port, which wins over the file.)
     server.edit_config(json!({"taskQueue": {"concurrency": 2}, "dataDir": "/tmp/ccs-elsewhere"}));
-    assert!(
-        eventually(10, || server
-            .log_text()
-            .contains("only after a restart: dataDir")),
-        "{}",
-        server.log_text()
-    );
+    assert!(eventually(10, || server.log_text().contains("only after a restart: dataDir")), "{}", server.log_text());
     assert_eq!(server.get("/health").status, 200);
 }
 
@@ -240,23 +170,10 @@ fn sighup_reloads_the_config() {
     // Same size and mtime as before, so only the signal can make the server look.
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(before)
-        .unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(before).unwrap();
     support::signal(server.pid(), libc::SIGHUP);
     let big = json!({"prompt": "x".repeat(2000), "project_path": server.project}).to_string();
-    assert!(eventually(10, || http(
-        server.port,
-        "POST",
-        "/api/claude",
-        Some(big.as_bytes()),
-        &[]
-    )
-    .status
-        == 413));
+    assert!(eventually(10, || http(server.port, "POST", "/api/claude", Some(big.as_bytes()), &[]).status == 413));
 }
 
 #[test]
@@ -266,52 +183,17 @@ fn api_keys_guard_the_api_but_not_health() {
     let r = server.get("/api/sessions");
     assert_eq!(r.status, 401);
     assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
-    assert_eq!(
-        http(
-            server.port,
-            "GET",
-            "/api/sessions",
-            None,
-            &[("Authorization", "Bearer wrong")]
-        )
-        .status,
-        401
-    );
-    assert_eq!(
-        http(
-            server.port,
-            "GET",
-            "/api/sessions",
-            None,
-            &[("Authorization", "Bearer k-123456")]
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        http(
-            server.port,
-            "GET",
-            "/api/sessions",
-            None,
-            &[("X-API-Key", "k-123456")]
-        )
-        .status,
-        200
-    );
-    assert!(
-        !server.log_text().contains("k-123456"),
-        "keys are never logged"
-    );
+    assert_eq!(http(server.port, "GET", "/api/sessions", None, &[("Authorization", "Bearer wrong")]).status, 401);
+    assert_eq!(http(server.port, "GET", "/api/sessions", None, &[("Authorization", "Bearer k-123456")]).status, 200);
+    assert_eq!(http(server.port, "GET", "/api/sessions", None, &[("X-API-Key", "k-123456")]).status, 200);
+    assert!(!server.log_text().contains("k-123456"), "keys are never logged");
 }
 
 #[test]
 fn sigterm_stops_gracefully_and_lets_a_running_request_finish() {
     let mut server = Server::start();
-    let running = server.post_in_background(
-        "/api/claude",
-        json!({"prompt": "finishing @@sleep=0.5", "project_path": server.project}),
-    );
+    let running = server
+        .post_in_background("/api/claude", json!({"prompt": "finishing @@sleep=0.5", "project_path": server.project}));
     server.wait_for_runs(1);
     assert_eq!(server.terminate(), Some(0));
     let answer = running.join().unwrap();
@@ -322,10 +204,8 @@ fn sigterm_stops_gracefully_and_lets_a_running_request_finish() {
 #[test]
 fn sigterm_kills_a_run_that_outlasts_the_grace_period() {
     let mut server = Server::start(); // killGraceMs 500 in the test config
-    let running = server.post_in_background(
-        "/api/claude",
-        json!({"prompt": "@@sleep=60", "project_path": server.project}),
-    );
+    let running =
+        server.post_in_background("/api/claude", json!({"prompt": "@@sleep=60", "project_path": server.project}));
     server.wait_for_runs(1);
     let cli_pid = server.starts()[0]["pid"].as_u64().unwrap() as u32;
     let started = std::time::Instant::now();
@@ -340,19 +220,14 @@ fn hot_reloaded_concurrency_changes_how_many_clis_run_at_once() {
     let server = Server::start_with(json!({"taskQueue": {"concurrency": 1}}));
     let batch = |server: &Server| {
         let prompts: Vec<String> = (0..3).map(|i| format!("{i} @@sleep=0.4")).collect();
-        let r = server.post(
-            "/api/claude/batch",
-            json!({"prompts": prompts, "project_path": server.project}),
-        );
+        let r = server.post("/api/claude/batch", json!({"prompts": prompts, "project_path": server.project}));
         assert_eq!(r.json["summary"]["successful"], 3, "{}", r.text);
     };
     batch(&server);
     assert_eq!(support::max_overlap(&server.calls()), 1);
     std::fs::remove_file(&server.calls_log).unwrap();
     server.edit_config(json!({"taskQueue": {"concurrency": 3}}));
-    assert!(eventually(10, || server
-        .log_text()
-        .contains("config reloaded")));
+    assert!(eventually(10, || server.log_text().contains("config reloaded")));
     batch(&server);
     assert_eq!(support::max_overlap(&server.calls()), 3);
 }
@@ -361,11 +236,7 @@ fn hot_reloaded_concurrency_changes_how_many_clis_run_at_once() {
 fn log_level_is_honoured_and_changes_live() {
     let server = Server::start_with(json!({"logLevel": "warn"}));
     assert_eq!(server.ask("quiet").status, 200);
-    assert!(
-        !server.log_text().contains("POST /api/claude 200"),
-        "{}",
-        server.log_text()
-    );
+    assert!(!server.log_text().contains("POST /api/claude 200"), "{}", server.log_text());
     server.edit_config(json!({"logLevel": "info"}));
     assert!(eventually(10, || {
         server.ask("loud");

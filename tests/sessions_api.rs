@@ -12,21 +12,12 @@ fn three_turns_continue_one_cli_conversation() {
     let first = server.ask("my name is Ada");
     assert_eq!(first.status, 200, "{}", first.text);
     let id = first.json["session_id"].as_str().unwrap().to_string();
-    let second = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "I like tea"}),
-    );
+    let second = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "I like tea"}));
     assert_eq!(second.status, 200, "{}", second.text);
-    let third = server.post(
-        "/api/claude",
-        json!({"prompt": "what do you know?", "session_id": id}),
-    );
+    let third = server.post("/api/claude", json!({"prompt": "what do you know?", "session_id": id}));
     assert_eq!(third.status, 200, "{}", third.text);
     // Only a CLI that resumed the same conversation knows the two earlier prompts.
-    assert_eq!(
-        third.json["result"],
-        "You said: what do you know? (turn 3; earlier: my name is Ada | I like tea)"
-    );
+    assert_eq!(third.json["result"], "You said: what do you know? (turn 3; earlier: my name is Ada | I like tea)");
     assert_eq!(third.json["session_id"], id);
 
     let starts = server.starts();
@@ -40,11 +31,7 @@ fn three_turns_continue_one_cli_conversation() {
         let argv = support::argv(later);
         assert!(argv.contains(&format!("--resume={id}")), "{argv:?}");
         assert!(!argv.contains(&"--session-id".to_string()), "{argv:?}");
-        assert_eq!(
-            later["cwd"],
-            server.project.display().to_string(),
-            "every turn runs in the session's folder"
-        );
+        assert_eq!(later["cwd"], server.project.display().to_string(), "every turn runs in the session's folder");
     }
 
     let session = server.get(&format!("/api/sessions/{id}"));
@@ -53,14 +40,8 @@ fn three_turns_continue_one_cli_conversation() {
     assert_eq!(s["messages_count"], 3);
     assert_eq!(s["total_cost_usd"], 0.0375);
     let turns = s["turns"].as_array().unwrap();
-    let prompts: Vec<&str> = turns
-        .iter()
-        .map(|t| t["prompt"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        prompts,
-        ["my name is Ada", "I like tea", "what do you know?"]
-    );
+    let prompts: Vec<&str> = turns.iter().map(|t| t["prompt"].as_str().unwrap()).collect();
+    assert_eq!(prompts, ["my name is Ada", "I like tea", "what do you know?"]);
     assert_eq!(turns[2]["task_id"], third.json["task_id"]);
     assert_eq!(turns[2]["status"], "completed");
 }
@@ -71,37 +52,23 @@ fn a_first_turn_that_failed_before_the_cli_saved_it_is_created_again() {
     let r = server.ask("@@fail=usage");
     assert_eq!(r.status, 502);
     let id = r.json["session_id"].as_str().unwrap().to_string();
-    let again = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "now properly"}),
-    );
+    let again = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "now properly"}));
     assert_eq!(again.status, 200, "{}", again.text);
     let argv = support::argv(&server.starts()[1]);
-    assert!(
-        support::has_option(&argv, "--session-id", id.as_str()),
-        "{argv:?}"
-    );
+    assert!(support::has_option(&argv, "--session-id", id.as_str()), "{argv:?}");
 }
 
 #[test]
 fn a_timed_out_first_turn_is_resumed_next_time() {
     // The CLI saved the session before it was killed, so `--session-id` would be refused.
     let server = Server::start();
-    let r = server.post(
-        "/api/claude",
-        json!({"prompt": "slow @@sleep=30", "project_path": server.project, "timeout_ms": 500}),
-    );
+    let r = server
+        .post("/api/claude", json!({"prompt": "slow @@sleep=30", "project_path": server.project, "timeout_ms": 500}));
     assert_eq!(r.status, 504, "{}", r.text);
     let id = r.json["session_id"].as_str().unwrap().to_string();
-    let next = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "are you there?"}),
-    );
+    let next = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "are you there?"}));
     assert_eq!(next.status, 200, "{}", next.text);
-    assert_eq!(
-        next.json["result"],
-        "You said: are you there? (turn 2; earlier: slow @@sleep=30)"
-    );
+    assert_eq!(next.json["result"], "You said: are you there? (turn 2; earlier: slow @@sleep=30)");
 }
 
 #[test]
@@ -118,88 +85,48 @@ fn session_endpoints() {
     assert_eq!(s["messages_count"], 0);
     assert_eq!(s["model"], "opus");
     assert_eq!(s["project_path"], server.project.display().to_string());
-    assert!(
-        s.get("cli_started").is_none(),
-        "internal fields stay internal"
-    );
+    assert!(s.get("cli_started").is_none(), "internal fields stay internal");
 
     // The session's model and system prompt apply to its turns.
-    let turn = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "hi"}),
-    );
+    let turn = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "hi"}));
     assert_eq!(turn.status, 200, "{}", turn.text);
     let argv = support::argv(&server.starts()[0]);
     assert!(support::has_option(&argv, "--model", "opus"), "{argv:?}");
-    assert!(
-        support::has_option(&argv, "--system-prompt", "be terse"),
-        "{argv:?}"
-    );
+    assert!(support::has_option(&argv, "--system-prompt", "be terse"), "{argv:?}");
 
-    let other = server
-        .post("/api/sessions", json!({"project_path": server.home.path()}))
-        .json["session"]["id"]
-        .clone();
+    let other = server.post("/api/sessions", json!({"project_path": server.home.path()})).json["session"]["id"].clone();
     let list = server.get("/api/sessions");
     assert_eq!(list.json["count"], 2);
     assert_eq!(list.json["sessions"][0]["id"], other, "newest first");
     let limited = server.get("/api/sessions?limit=1&offset=1");
     assert_eq!(limited.json["sessions"][0]["id"], id.as_str());
     assert_eq!(limited.json["total"], 2);
-    let by_path = server.get(&format!(
-        "/api/sessions?project_path={}",
-        server.project.display()
-    ));
+    let by_path = server.get(&format!("/api/sessions?project_path={}", server.project.display()));
     assert_eq!(by_path.json["count"], 1);
 
     let found = server.get("/api/sessions/search?q=BLUE");
     assert_eq!(found.json["count"], 1);
     assert_eq!(found.json["sessions"][0]["id"], id.as_str());
-    assert_eq!(
-        server
-            .get(&format!("/api/sessions/search?q={}", &id[..8]))
-            .json["count"],
-        1
-    );
+    assert_eq!(server.get(&format!("/api/sessions/search?q={}", &id[..8])).json["count"], 1);
     assert_eq!(server.get("/api/sessions/search").status, 400);
 
     let stats = server.get(&format!("/api/sessions/{id}/stats"));
     assert_eq!(stats.json["stats"]["messages_count"], 1);
     assert_eq!(stats.json["stats"]["total_cost_usd"], 0.0125);
 
-    let archived = server.patch(
-        &format!("/api/sessions/{id}/status"),
-        json!({"status": "archived"}),
-    );
+    let archived = server.patch(&format!("/api/sessions/{id}/status"), json!({"status": "archived"}));
     assert_eq!(archived.json["session"]["status"], "archived");
     assert_eq!(server.get("/api/sessions?status=archived").json["count"], 1);
-    let refused = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "more"}),
-    );
+    let refused = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "more"}));
     assert_eq!(refused.status, 409);
     assert!(refused.error().contains("archived"), "{}", refused.error());
-    assert_eq!(
-        server
-            .patch(
-                &format!("/api/sessions/{id}/status"),
-                json!({"status": "paused"})
-            )
-            .status,
-        400
-    );
+    assert_eq!(server.patch(&format!("/api/sessions/{id}/status"), json!({"status": "paused"})).status, 400);
     assert_eq!(server.get("/api/sessions?status=paused").status, 400);
 
-    assert_eq!(
-        server.delete(&format!("/api/sessions/{id}")).json,
-        json!({"success": true})
-    );
+    assert_eq!(server.delete(&format!("/api/sessions/{id}")).json, json!({"success": true}));
     assert_eq!(server.get(&format!("/api/sessions/{id}")).status, 404);
     assert_eq!(server.delete(&format!("/api/sessions/{id}")).status, 404);
-    assert!(!server
-        .state_dir()
-        .join(format!("data/sessions/{id}.json"))
-        .exists());
+    assert!(!server.state_dir().join(format!("data/sessions/{id}.json")).exists());
 }
 
 #[test]
@@ -209,54 +136,17 @@ fn session_errors() {
     let r = server.post("/api/claude", json!({"prompt": "x", "session_id": unknown}));
     assert_eq!(r.status, 404);
     assert!(r.error().contains(unknown));
-    assert_eq!(
-        server
-            .post(
-                &format!("/api/sessions/{unknown}/continue"),
-                json!({"prompt": "x"})
-            )
-            .status,
-        404
-    );
-    assert_eq!(
-        server.get(&format!("/api/sessions/{unknown}/stats")).status,
-        404
-    );
+    assert_eq!(server.post(&format!("/api/sessions/{unknown}/continue"), json!({"prompt": "x"})).status, 404);
+    assert_eq!(server.get(&format!("/api/sessions/{unknown}/stats")).status, 404);
     assert_eq!(server.post("/api/sessions", json!({})).status, 400);
-    assert_eq!(
-        server
-            .post("/api/sessions", json!({"project_path": "/no/such/dir"}))
-            .status,
-        400
-    );
-    assert_eq!(
-        server
-            .post(
-                "/api/sessions",
-                json!({"project_path": server.project, "colour": "red"})
-            )
-            .status,
-        400
-    );
+    assert_eq!(server.post("/api/sessions", json!({"project_path": "/no/such/dir"})).status, 400);
+    assert_eq!(server.post("/api/sessions", json!({"project_path": server.project, "colour": "red"})).status, 400);
     let id = server.new_session(json!({"project_path": server.project}));
-    let r = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "x", "project_path": "/tmp"}),
-    );
-    assert_eq!(
-        (r.status, r.json["field"].as_str()),
-        (400, Some("project_path"))
-    );
-    let r = server.post(
-        "/api/claude",
-        json!({"prompt": "x", "session_id": id, "project_path": server.home.path()}),
-    );
+    let r = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "x", "project_path": "/tmp"}));
+    assert_eq!((r.status, r.json["field"].as_str()), (400, Some("project_path")));
+    let r = server.post("/api/claude", json!({"prompt": "x", "session_id": id, "project_path": server.home.path()}));
     assert_eq!(r.status, 400);
-    assert!(
-        r.error().contains("belongs to project folder"),
-        "{}",
-        r.error()
-    );
+    assert!(r.error().contains("belongs to project folder"), "{}", r.error());
 }
 
 #[test]
@@ -272,62 +162,26 @@ fn turns_of_one_session_run_one_at_a_time_in_order_and_delete_waits() {
     assert_eq!(busy.status, 409, "{}", busy.text);
     let (first, second) = (first.join().unwrap(), second.join().unwrap());
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(
-        second.json["result"],
-        "You said: two (turn 2; earlier: one @@sleep=1)"
-    );
-    assert_eq!(
-        support::max_overlap(&server.calls()),
-        1,
-        "turns of one session never overlap"
-    );
+    assert_eq!(second.json["result"], "You said: two (turn 2; earlier: one @@sleep=1)");
+    assert_eq!(support::max_overlap(&server.calls()), 1, "turns of one session never overlap");
 }
 
 #[test]
 fn session_budget_stops_new_turns_once_spent() {
     let server = Server::start();
-    let id = server
-        .post(
-            "/api/sessions",
-            json!({"project_path": server.project, "max_budget_usd": 0.02}),
-        )
-        .json["session"]["id"]
+    let id = server.post("/api/sessions", json!({"project_path": server.project, "max_budget_usd": 0.02})).json
+        ["session"]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        server
-            .post(
-                &format!("/api/sessions/{id}/continue"),
-                json!({"prompt": "a"})
-            )
-            .status,
-        200
-    );
+    assert_eq!(server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "a"})).status, 200);
     // What is left of the session budget caps the run's own budget.
     let argv = support::argv(&server.starts()[0]);
-    assert!(
-        support::has_option(&argv, "--max-budget-usd", "0.02"),
-        "{argv:?}"
-    );
-    assert_eq!(
-        server
-            .post(
-                &format!("/api/sessions/{id}/continue"),
-                json!({"prompt": "b"})
-            )
-            .status,
-        200
-    );
+    assert!(support::has_option(&argv, "--max-budget-usd", "0.02"), "{argv:?}");
+    assert_eq!(server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "b"})).status, 200);
     let argv = support::argv(&server.starts()[1]);
-    assert!(
-        support::has_option(&argv, "--max-budget-usd", "0.0075"),
-        "{argv:?}"
-    );
-    let refused = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "c"}),
-    );
+    assert!(support::has_option(&argv, "--max-budget-usd", "0.0075"), "{argv:?}");
+    let refused = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "c"}));
     assert_eq!(refused.status, 409, "{}", refused.text);
     assert!(refused.error().contains("budget"), "{}", refused.error());
     assert_eq!(server.starts().len(), 2);
@@ -338,62 +192,32 @@ fn sessions_and_turns_survive_kill_9() {
     let mut server = Server::start();
     let a = server.ask("first");
     let id = a.json["session_id"].as_str().unwrap().to_string();
-    server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "second"}),
-    );
-    let b = server.post(
-        "/api/sessions",
-        json!({"project_path": server.project, "metadata": {"k": "v"}}),
-    );
+    server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "second"}));
+    let b = server.post("/api/sessions", json!({"project_path": server.project, "metadata": {"k": "v"}}));
     let before_a = server.get(&format!("/api/sessions/{id}")).json;
-    let before_b = server
-        .get(&format!(
-            "/api/sessions/{}",
-            b.json["session"]["id"].as_str().unwrap()
-        ))
-        .json;
+    let before_b = server.get(&format!("/api/sessions/{}", b.json["session"]["id"].as_str().unwrap())).json;
 
     server.restart(); // kill -9, then start again on the same home
 
     assert_eq!(server.get(&format!("/api/sessions/{id}")).json, before_a);
-    assert_eq!(
-        server
-            .get(&format!(
-                "/api/sessions/{}",
-                b.json["session"]["id"].as_str().unwrap()
-            ))
-            .json,
-        before_b
-    );
+    assert_eq!(server.get(&format!("/api/sessions/{}", b.json["session"]["id"].as_str().unwrap())).json, before_b);
     assert_eq!(server.get("/api/sessions").json["count"], 2);
     // The conversation goes on after the restart.
-    let third = server.post(
-        &format!("/api/sessions/{id}/continue"),
-        json!({"prompt": "third"}),
-    );
-    assert_eq!(
-        third.json["result"],
-        "You said: third (turn 3; earlier: first | second)"
-    );
+    let third = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "third"}));
+    assert_eq!(third.json["result"], "You said: third (turn 3; earlier: first | second)");
 }
 
 #[test]
 fn a_run_in_progress_at_kill_9_is_marked_interrupted_after_restart() {
     let mut server = Server::start();
-    let pending = server.post_in_background(
-        "/api/claude",
-        json!({"prompt": "long @@sleep=30", "project_path": server.project}),
-    );
+    let pending =
+        server.post_in_background("/api/claude", json!({"prompt": "long @@sleep=30", "project_path": server.project}));
     server.wait_for_runs(1);
     let cli_pid = server.starts()[0]["pid"].as_u64().unwrap() as u32;
     server.restart();
     let _ = pending.join();
     // The CLI did not outlive the server that ran it.
-    assert!(
-        eventually(5, || !support::alive(cli_pid)),
-        "the CLI kept running after kill -9 of ccs"
-    );
+    assert!(eventually(5, || !support::alive(cli_pid)), "the CLI kept running after kill -9 of ccs");
     let tasks_dir = server.state_dir().join("data/tasks");
     let tasks: Vec<Value> = std::fs::read_dir(tasks_dir)
         .unwrap()
@@ -407,16 +231,9 @@ fn a_run_in_progress_at_kill_9_is_marked_interrupted_after_restart() {
 #[test]
 fn a_corrupt_record_is_moved_aside_and_the_rest_loads() {
     let mut server = Server::start();
-    let good = server.ask("keep me").json["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let good = server.ask("keep me").json["session_id"].as_str().unwrap().to_string();
     let sessions_dir = server.state_dir().join("data/sessions");
-    std::fs::write(
-        sessions_dir.join("11111111-1111-4111-8111-111111111111.json"),
-        b"{\"id\": \"half",
-    )
-    .unwrap();
+    std::fs::write(sessions_dir.join("11111111-1111-4111-8111-111111111111.json"), b"{\"id\": \"half").unwrap();
     server.restart();
     assert_eq!(server.get(&format!("/api/sessions/{good}")).status, 200);
     assert_eq!(server.get("/api/sessions").json["count"], 1);
@@ -424,12 +241,7 @@ fn a_corrupt_record_is_moved_aside_and_the_rest_loads() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(
-        names
-            .iter()
-            .any(|n| n.starts_with("11111111-1111-4111-8111-111111111111.json.corrupt-")),
-        "{names:?}"
-    );
+    assert!(names.iter().any(|n| n.starts_with("11111111-1111-4111-8111-111111111111.json.corrupt-")), "{names:?}");
     assert!(server.log_text().contains("is corrupt"));
 }
 

@@ -29,10 +29,7 @@ impl<'a> Fields<'a> {
                 Some(near) => format!("did you mean \"{near}\"?"),
                 None => format!("allowed fields: {}", allowed.join(", ")),
             };
-            return Err(bad(
-                unknown,
-                format!("\"{unknown}\" is not allowed; {hint}"),
-            ));
+            return Err(bad(unknown, format!("\"{unknown}\" is not allowed; {hint}")));
         }
         Ok(Fields { map })
     }
@@ -43,8 +40,7 @@ impl<'a> Fields<'a> {
 
     /// A required string with something other than whitespace in it.
     pub fn required_text(&self, name: &str) -> Result<String, ApiError> {
-        self.text(name)?
-            .ok_or_else(|| bad(name, format!("\"{name}\" is required")))
+        self.text(name)?.ok_or_else(|| bad(name, format!("\"{name}\" is required")))
     }
 
     /// An optional non-empty string.
@@ -62,10 +58,7 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(n) if v.is_u64() && (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(bad(
-                    name,
-                    format!("\"{name}\" must be an integer from {min} to {max}"),
-                )),
+                _ => Err(bad(name, format!("\"{name}\" must be an integer from {min} to {max}"))),
             },
         }
     }
@@ -94,9 +87,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
-        let message = || {
-            format!("\"{name}\" must be an array of tool names (non-empty strings not starting with '-')")
-        };
+        let message = || format!("\"{name}\" must be an array of tool names (non-empty strings not starting with '-')");
         let items = value.as_array().ok_or_else(|| bad(name, message()))?;
         items
             .iter()
@@ -114,17 +105,11 @@ impl<'a> Fields<'a> {
             return Ok(None);
         };
         let message = || format!("\"{name}\" must be an array of 1 to {max} non-empty strings");
-        let items = value
-            .as_array()
-            .filter(|a| !a.is_empty() && a.len() <= max)
-            .ok_or_else(|| bad(name, message()))?;
+        let items = value.as_array().filter(|a| !a.is_empty() && a.len() <= max).ok_or_else(|| bad(name, message()))?;
         items
             .iter()
             .map(|item| {
-                item.as_str()
-                    .filter(|s| !s.trim().is_empty())
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(name, message()))
+                item.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string).ok_or_else(|| bad(name, message()))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -143,10 +128,7 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) if choices.contains(&s.as_str()) => Ok(Some(s.clone())),
-            Some(_) => Err(bad(
-                name,
-                format!("\"{name}\" must be one of {}", choices.join(", ")),
-            )),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be one of {}", choices.join(", ")))),
         }
     }
 
@@ -155,10 +137,7 @@ impl<'a> Fields<'a> {
         let url = self.text(name)?;
         if let Some(u) = &url {
             if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
-                return Err(bad(
-                    name,
-                    format!("\"{name}\" must be an http:// or https:// URL"),
-                ));
+                return Err(bad(name, format!("\"{name}\" must be an http:// or https:// URL")));
             }
         }
         Ok(url)
@@ -169,22 +148,14 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             Some(v @ Value::Object(_)) => Ok(Some(v.to_string())),
             Some(Value::String(_)) | None => self.text(name),
-            Some(_) => Err(bad(
-                name,
-                format!("\"{name}\" must be a string (file path or JSON) or an object"),
-            )),
+            Some(_) => Err(bad(name, format!("\"{name}\" must be a string (file path or JSON) or an object"))),
         }
     }
 }
 
 /// The allowed name within two edits of `name` (a typo), if there is one.
 fn closest<'n>(name: &str, allowed: &[&'n str]) -> Option<&'n str> {
-    allowed
-        .iter()
-        .map(|a| (edit_distance(name, a), *a))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, a)| a)
+    allowed.iter().map(|a| (edit_distance(name, a), *a)).filter(|(d, _)| *d <= 2).min().map(|(_, a)| a)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -208,11 +179,7 @@ mod tests {
     use serde_json::json;
 
     fn err(body: Value, f: impl Fn(&Fields) -> Result<(), ApiError>) -> ApiError {
-        let fields = Fields::new(
-            Some(&body),
-            &["prompt", "priority", "tools", "budget", "flag", "meta"],
-        )
-        .unwrap();
+        let fields = Fields::new(Some(&body), &["prompt", "priority", "tools", "budget", "flag", "meta"]).unwrap();
         f(&fields).unwrap_err()
     }
 
@@ -221,93 +188,37 @@ mod tests {
         let body = json!({"prompt": "x", "promt": "y"});
         let e = Fields::new(Some(&body), &["prompt"]).err().unwrap();
         assert_eq!((e.status, e.field.as_deref()), (400, Some("promt")));
-        assert_eq!(
-            e.message,
-            "\"promt\" is not allowed; did you mean \"prompt\"?"
-        );
+        assert_eq!(e.message, "\"promt\" is not allowed; did you mean \"prompt\"?");
         let body = json!({"colour": 1});
-        let e = Fields::new(Some(&body), &["prompt", "model"])
-            .err()
-            .unwrap();
-        assert_eq!(
-            e.message,
-            "\"colour\" is not allowed; allowed fields: prompt, model"
-        );
+        let e = Fields::new(Some(&body), &["prompt", "model"]).err().unwrap();
+        assert_eq!(e.message, "\"colour\" is not allowed; allowed fields: prompt, model");
         assert!(Fields::new(Some(&json!([1])), &["prompt"]).is_err());
         assert!(Fields::new(None, &["prompt"]).is_ok());
     }
 
     #[test]
     fn priority_must_be_a_real_integer_in_range() {
-        for bad_value in [
-            json!(5.5),
-            json!("7"),
-            json!(0),
-            json!(11),
-            json!(-1),
-            json!(true),
-        ] {
-            let e = err(json!({"priority": bad_value}), |f| {
-                f.integer("priority", 1, 10).map(|_| ())
-            });
+        for bad_value in [json!(5.5), json!("7"), json!(0), json!(11), json!(-1), json!(true)] {
+            let e = err(json!({"priority": bad_value}), |f| f.integer("priority", 1, 10).map(|_| ()));
             assert_eq!(e.message, "\"priority\" must be an integer from 1 to 10");
         }
         let body = json!({"priority": 7});
-        assert_eq!(
-            Fields::new(Some(&body), &["priority"])
-                .unwrap()
-                .integer("priority", 1, 10)
-                .unwrap(),
-            Some(7)
-        );
+        assert_eq!(Fields::new(Some(&body), &["priority"]).unwrap().integer("priority", 1, 10).unwrap(), Some(7));
     }
 
     #[test]
     fn strings_lists_and_numbers() {
-        assert_eq!(
-            err(json!({}), |f| f.required_text("prompt").map(|_| ())).message,
-            "\"prompt\" is required"
-        );
-        assert!(err(json!({"prompt": "  "}), |f| f
-            .required_text("prompt")
-            .map(|_| ()))
-        .message
-        .contains("non-empty"));
-        assert!(err(json!({"prompt": 3}), |f| f
-            .required_text("prompt")
-            .map(|_| ()))
-        .message
-        .contains("non-empty"));
-        assert!(err(json!({"tools": ["--dangerous"]}), |f| f
-            .tool_list("tools")
-            .map(|_| ()))
-        .message
-        .contains("tool names"));
-        assert!(err(json!({"tools": "Bash"}), |f| f
-            .tool_list("tools")
-            .map(|_| ()))
-        .message
-        .contains("array"));
-        assert!(err(json!({"budget": -0.5}), |f| f
-            .number("budget", 0.0)
-            .map(|_| ()))
-        .message
-        .contains(">= 0"));
-        assert!(
-            err(json!({"flag": "yes"}), |f| f.boolean("flag").map(|_| ()))
-                .message
-                .contains("true or false")
-        );
-        assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ()))
+        assert_eq!(err(json!({}), |f| f.required_text("prompt").map(|_| ())).message, "\"prompt\" is required");
+        assert!(err(json!({"prompt": "  "}), |f| f.required_text("prompt").map(|_| ())).message.contains("non-empty"));
+        assert!(err(json!({"prompt": 3}), |f| f.required_text("prompt").map(|_| ())).message.contains("non-empty"));
+        assert!(err(json!({"tools": ["--dangerous"]}), |f| f.tool_list("tools").map(|_| ()))
             .message
-            .contains("object"));
+            .contains("tool names"));
+        assert!(err(json!({"tools": "Bash"}), |f| f.tool_list("tools").map(|_| ())).message.contains("array"));
+        assert!(err(json!({"budget": -0.5}), |f| f.number("budget", 0.0).map(|_| ())).message.contains(">= 0"));
+        assert!(err(json!({"flag": "yes"}), |f| f.boolean("flag").map(|_| ())).message.contains("true or false"));
+        assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ())).message.contains("object"));
         let nulls = json!({"prompt": null});
-        assert_eq!(
-            Fields::new(Some(&nulls), &["prompt"])
-                .unwrap()
-                .text("prompt")
-                .unwrap(),
-            None
-        );
+        assert_eq!(Fields::new(Some(&nulls), &["prompt"]).unwrap().text("prompt").unwrap(), None);
     }
 }

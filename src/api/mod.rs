@@ -1,10 +1,11 @@
 //! The API (SPEC 6): the route table and one file per resource. Handlers are plain functions
 //! of (app, request data) → reply; the `http` module does the I/O around them.
 
-mod claude;
+pub mod claude;
 mod fields;
 mod health;
 mod sessions;
+mod tasks;
 
 use crate::http::router::{Method, Router};
 use crate::http::Handler;
@@ -24,9 +25,11 @@ pub fn routes() -> Router<Handler> {
         .add(Get, "/api/sessions/:id/stats", sessions::stats)
         .add(Post, "/api/sessions/:id/continue", sessions::continue_turn)
         .add(Patch, "/api/sessions/:id/status", sessions::set_status)
-}
-
-/// Now, as the API writes timestamps (RFC 3339, milliseconds, UTC).
-pub fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .add(Post, "/api/tasks/async", tasks::create_async)
+        .add(Get, "/api/tasks", tasks::list)
+        .add(Get, "/api/tasks/queue/status", tasks::queue_status)
+        .add(Get, "/api/tasks/:id", tasks::get)
+        .add(Delete, "/api/tasks/:id", tasks::cancel)
+        .add(Patch, "/api/tasks/:id/priority", tasks::set_priority)
+        .add(Post, "/api/tasks/:id/retry", tasks::retry)
 }

@@ -2,20 +2,14 @@
 
 use serde_json::{json, Value};
 
-use super::claude::{task_reply, turn_request, TURN_FIELDS};
+use super::claude::{accepted_body, run_sync, turn_request, TURN_FIELDS};
 use super::fields::Fields;
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Session, SessionStatus};
 use crate::sessions::{self, Filter, NewSession};
 
-const CREATE_FIELDS: &[&str] = &[
-    "project_path",
-    "model",
-    "system_prompt",
-    "max_budget_usd",
-    "metadata",
-];
+const CREATE_FIELDS: &[&str] = &["project_path", "model", "system_prompt", "max_budget_usd", "metadata"];
 
 pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), CREATE_FIELDS)?;
@@ -27,22 +21,14 @@ pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         metadata: f.object("metadata")?,
     };
     let session = sessions::create(app, new)?;
-    Ok(Reply::created(
-        json!({"success": true, "session": session.to_api()}),
-    ))
+    Ok(Reply::created(json!({"success": true, "session": session.to_api()})))
 }
 
 pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let status = match ctx.query("status") {
         None => None,
         Some(name) => Some(SessionStatus::parse(name).ok_or_else(|| {
-            ApiError::bad_request(
-                "status",
-                format!(
-                    "\"status\" must be one of {}",
-                    SessionStatus::NAMES.join(", ")
-                ),
-            )
+            ApiError::bad_request("status", format!("\"status\" must be one of {}", SessionStatus::NAMES.join(", ")))
         })?),
     };
     let filter = Filter {
@@ -53,35 +39,23 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let (found, total) = sessions::list(app, &filter);
     let sessions: Vec<Value> = found.iter().map(|s| s.to_api()).collect();
-    Ok(Reply::ok(
-        json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total}),
-    ))
+    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total})))
 }
 
 pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let q = ctx.query("q").ok_or_else(|| {
-        ApiError::bad_request(
-            "q",
-            "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>",
-        )
+        ApiError::bad_request("q", "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>")
     })?;
     let limit = ctx.query_number("limit", 20, 1000)?;
-    let sessions: Vec<Value> = sessions::search(app, q, limit)
-        .iter()
-        .map(|s| s.to_api())
-        .collect();
-    Ok(Reply::ok(
-        json!({"success": true, "sessions": sessions, "count": sessions.len()}),
-    ))
+    let sessions: Vec<Value> = sessions::search(app, q, limit).iter().map(|s| s.to_api()).collect();
+    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len()})))
 }
 
 pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = ctx.param("id");
     let mut session = sessions::get(app, id)?.to_api();
-    let turns: Vec<Value> = sessions::turns(app, id)
-        .iter()
-        .map(|t| serde_json::to_value(&**t).unwrap_or_default())
-        .collect();
+    let turns: Vec<Value> =
+        sessions::turns(app, id).iter().map(|t| serde_json::to_value(&**t).unwrap_or_default()).collect();
     session["turns"] = Value::Array(turns);
     Ok(Reply::ok(json!({"success": true, "session": session})))
 }
@@ -106,30 +80,26 @@ fn stats_of(s: &Session) -> Value {
 }
 
 pub fn continue_turn(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let allowed: Vec<&str> = TURN_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| !matches!(*f, "session_id" | "project_path"))
-        .collect();
+    let allowed: Vec<&str> =
+        TURN_FIELDS.iter().copied().filter(|f| !matches!(*f, "session_id" | "project_path")).collect();
     let f = Fields::new(ctx.body.as_ref(), &allowed)?;
     let mut request = turn_request(&f)?;
     request.session_id = Some(ctx.param("id").to_string());
-    task_reply(sessions::run_turn(app, request)?)
+    if f.boolean("async")? == Some(true) {
+        let task = crate::tasks::submit(app, request, crate::model::Mode::Async, None)?;
+        return Ok(Reply::with_status(202, accepted_body(&task)));
+    }
+    run_sync(app, request)
 }
 
 pub fn set_status(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), &["status"])?;
-    let name = f.choice("status", SessionStatus::NAMES)?.ok_or_else(|| {
-        ApiError::bad_request(
-            "status",
-            "\"status\" is required (active, archived or closed)",
-        )
-    })?;
+    let name = f
+        .choice("status", SessionStatus::NAMES)?
+        .ok_or_else(|| ApiError::bad_request("status", "\"status\" is required (active, archived or closed)"))?;
     let status = SessionStatus::parse(&name).unwrap_or(SessionStatus::Active);
     let session = sessions::set_status(app, ctx.param("id"), status)?;
-    Ok(Reply::ok(
-        json!({"success": true, "session": session.to_api()}),
-    ))
+    Ok(Reply::ok(json!({"success": true, "session": session.to_api()})))
 }
 
 pub fn delete(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

@@ -22,7 +22,11 @@ impl fmt::Display for LoadError {
                 write!(f, "cannot use config file {}: {err}", path.display())
             }
             LoadError::Syntax(path, err) => {
-                write!(f, "config file {} is not valid JSON: {err}; fix it or move it away to get the defaults", path.display())
+                write!(
+                    f,
+                    "config file {} is not valid JSON: {err}; fix it or move it away to get the defaults",
+                    path.display()
+                )
             }
             LoadError::Invalid(path, err) => write!(f, "{err} in {}", path.display()),
         }
@@ -44,8 +48,7 @@ pub fn load_or_create(path: &Path, defaults: Config) -> Result<(Config, Vec<Stri
     if !path.exists() {
         let mut text = serde_json::to_string_pretty(&defaults.to_json()).unwrap_or_default();
         text.push('\n');
-        fsutil::write_atomic(path, text.as_bytes())
-            .map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        fsutil::write_atomic(path, text.as_bytes()).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
         return Ok((defaults, Vec::new()));
     }
     read_file(path, defaults)
@@ -62,23 +65,11 @@ mod tests {
         let defaults = Config::defaults(&dir, Path::new("/home/u"));
         let (config, _) = load_or_create(&path, defaults.clone()).unwrap();
         assert_eq!(config, defaults);
-        let written: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        for key in [
-            "port",
-            "taskQueue",
-            "webhook",
-            "rateLimit",
-            "statistics",
-            "mcp",
-            "auth",
-            "claudeEnv",
-            "httpThreads",
-        ] {
-            assert!(
-                written.get(key).is_some(),
-                "{key} missing from the written config"
-            );
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for key in
+            ["port", "taskQueue", "webhook", "rateLimit", "statistics", "mcp", "auth", "claudeEnv", "httpThreads"]
+        {
+            assert!(written.get(key).is_some(), "{key} missing from the written config");
         }
         let (again, warnings) = load_or_create(&path, defaults.clone()).unwrap();
         assert_eq!(again, defaults);
@@ -92,13 +83,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
         std::fs::write(&path, "{\"port\": 1,\n}").unwrap();
-        let err = load_or_create(&path, Config::defaults(&dir, &dir))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("config.json") && err.contains("line 2"),
-            "{err}"
-        );
+        let err = load_or_create(&path, Config::defaults(&dir, &dir)).unwrap_err().to_string();
+        assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

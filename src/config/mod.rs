@@ -128,16 +128,8 @@ pub enum StorageType {
 }
 
 /// The keys a running server cannot change without a restart.
-pub const RESTART_KEYS: &[&str] = &[
-    "port",
-    "host",
-    "dataDir",
-    "storageType",
-    "redisUrl",
-    "httpThreads",
-    "logFile",
-    "pidFile",
-];
+pub const RESTART_KEYS: &[&str] =
+    &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "logFile", "pidFile"];
 
 impl Config {
     /// The full default config for a state folder `home`; `user_home` is the user's `$HOME`.
@@ -158,34 +150,16 @@ impl Config {
                 max_pending: 10_000,
                 kill_grace_ms: 5_000,
             },
-            webhook: Webhook {
-                enabled: false,
-                default_url: None,
-                timeout: 5_000,
-                retries: 3,
-                secret: None,
-            },
-            rate_limit: RateLimit {
-                enabled: true,
-                window_ms: 60_000,
-                max_requests: 100,
-            },
+            webhook: Webhook { enabled: false, default_url: None, timeout: 5_000, retries: 3, secret: None },
+            rate_limit: RateLimit { enabled: true, window_ms: 60_000, max_requests: 100 },
             default_model: "claude-sonnet-4-5".into(),
             max_budget_usd: 10.0,
-            statistics: Statistics {
-                enabled: true,
-                collection_interval: 60_000,
-            },
-            mcp: Mcp {
-                enabled: false,
-                config_path: None,
-            },
+            statistics: Statistics { enabled: true, collection_interval: 60_000 },
+            mcp: Mcp { enabled: false, config_path: None },
             log_level: LogLevel::Info,
             storage_type: StorageType::File,
             redis_url: None,
-            auth: Auth {
-                api_keys: Vec::new(),
-            },
+            auth: Auth { api_keys: Vec::new() },
             allowed_project_roots: Vec::new(),
             max_body_bytes: 1024 * 1024,
             task_retention_days: 30,
@@ -206,11 +180,7 @@ impl Config {
     /// The keys whose change needs a restart, comparing `self` (running) with `next`.
     pub fn restart_required(&self, next: &Config) -> Vec<&'static str> {
         let (old, new) = (self.to_json(), next.to_json());
-        RESTART_KEYS
-            .iter()
-            .copied()
-            .filter(|key| old.get(key) != new.get(key))
-            .collect()
+        RESTART_KEYS.iter().copied().filter(|key| old.get(key) != new.get(key)).collect()
     }
 
     /// Whether `host` is a loopback address, where running without an API key is safe.

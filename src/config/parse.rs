@@ -24,17 +24,12 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn bad(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError { key: key.to_string(), message: message.into() }
 }
 
 /// Builds a config from `value` on top of `base`; returns it with warnings about unknown keys.
 pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), ConfigError> {
-    let root = value
-        .as_object()
-        .ok_or_else(|| bad("(root)", "must be a JSON object"))?;
+    let root = value.as_object().ok_or_else(|| bad("(root)", "must be a JSON object"))?;
     let mut c = base;
     let mut warnings = Vec::new();
     for (key, v) in root {
@@ -99,9 +94,7 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
                     let key = key.as_str();
                     match sub.as_str() {
                         "enabled" => c.statistics.enabled = boolean(key, v)?,
-                        "collectionInterval" => {
-                            c.statistics.collection_interval = int(key, v, 1_000, 86_400_000)?
-                        }
+                        "collectionInterval" => c.statistics.collection_interval = int(key, v, 1_000, 86_400_000)?,
                         _ => warnings.push(unknown(key)),
                     }
                 }
@@ -142,10 +135,7 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
         }
     }
     if c.mcp.enabled && c.mcp.config_path.is_none() {
-        return Err(bad(
-            "mcp.configPath",
-            "must be set when mcp.enabled is true",
-        ));
+        return Err(bad("mcp.configPath", "must be set when mcp.enabled is true"));
     }
     if c.storage_type == StorageType::Redis {
         return Err(bad(
@@ -167,10 +157,7 @@ fn section<'a>(key: &str, v: &'a Value) -> Result<&'a Map<String, Value>, Config
 fn int(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
     match v.as_u64() {
         Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(bad(
-            key,
-            format!("must be an integer from {min} to {max} (got {v})"),
-        )),
+        _ => Err(bad(key, format!("must be an integer from {min} to {max} (got {v})"))),
     }
 }
 
@@ -182,8 +169,7 @@ fn number(key: &str, v: &Value, min: f64) -> Result<f64, ConfigError> {
 }
 
 fn boolean(key: &str, v: &Value) -> Result<bool, ConfigError> {
-    v.as_bool()
-        .ok_or_else(|| bad(key, format!("must be true or false (got {v})")))
+    v.as_bool().ok_or_else(|| bad(key, format!("must be true or false (got {v})")))
 }
 
 fn non_empty(key: &str, v: &Value) -> Result<String, ConfigError> {
@@ -205,64 +191,42 @@ fn opt_string(key: &str, v: &Value) -> Result<Option<String>, ConfigError> {
 fn opt_url(key: &str, v: &Value) -> Result<Option<String>, ConfigError> {
     let url = opt_string(key, v)?;
     match &url {
-        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => Err(bad(
-            key,
-            format!("must be an http:// or https:// URL (got \"{u}\")"),
-        )),
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            Err(bad(key, format!("must be an http:// or https:// URL (got \"{u}\")")))
+        }
         _ => Ok(url),
     }
 }
 
 fn strings(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| bad(key, "must be a list of strings"))?;
+    let items = v.as_array().ok_or_else(|| bad(key, "must be a list of strings"))?;
     items
         .iter()
         .map(|item| match item.as_str() {
             Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err(bad(
-                key,
-                format!("must hold only non-empty strings (got {item})"),
-            )),
+            _ => Err(bad(key, format!("must hold only non-empty strings (got {item})"))),
         })
         .collect()
 }
 
 fn string_map(key: &str, v: &Value) -> Result<BTreeMap<String, String>, ConfigError> {
-    let map = v
-        .as_object()
-        .ok_or_else(|| bad(key, "must be an object of string values"))?;
+    let map = v.as_object().ok_or_else(|| bad(key, "must be an object of string values"))?;
     map.iter()
         .map(|(name, value)| match value.as_str() {
             Some(s) if !name.is_empty() && !name.contains('=') => Ok((name.clone(), s.to_string())),
-            _ => Err(bad(
-                &format!("{key}.{name}"),
-                "must be a string (and the name must not contain '=')",
-            )),
+            _ => Err(bad(&format!("{key}.{name}"), "must be a string (and the name must not contain '=')")),
         })
         .collect()
 }
 
 fn log_level(key: &str, v: &Value) -> Result<LogLevel, ConfigError> {
-    let levels = [
-        LogLevel::Error,
-        LogLevel::Warn,
-        LogLevel::Info,
-        LogLevel::Debug,
-        LogLevel::Trace,
-    ];
+    let levels = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
     let name = v.as_str().unwrap_or_default();
     LogLevel::NAMES
         .iter()
         .position(|n| *n == name)
         .map(|i| levels[i])
-        .ok_or_else(|| {
-            bad(
-                key,
-                format!("must be one of {} (got {v})", LogLevel::NAMES.join(", ")),
-            )
-        })
+        .ok_or_else(|| bad(key, format!("must be one of {} (got {v})", LogLevel::NAMES.join(", "))))
 }
 
 fn storage_type(key: &str, v: &Value) -> Result<StorageType, ConfigError> {
@@ -270,10 +234,7 @@ fn storage_type(key: &str, v: &Value) -> Result<StorageType, ConfigError> {
         Some("file") => Ok(StorageType::File),
         Some("memory") => Ok(StorageType::Memory),
         Some("redis") => Ok(StorageType::Redis),
-        _ => Err(bad(
-            key,
-            format!("must be \"file\", \"memory\" or \"redis\" (got {v})"),
-        )),
+        _ => Err(bad(key, format!("must be \"file\", \"memory\" or \"redis\" (got {v})"))),
     }
 }
 
@@ -289,11 +250,7 @@ mod tests {
 
     #[test]
     fn partial_config_keeps_defaults_for_missing_keys() {
-        let (c, w) = from_value(
-            &json!({"port": 7000, "taskQueue": {"concurrency": 5}}),
-            base(),
-        )
-        .unwrap();
+        let (c, w) = from_value(&json!({"port": 7000, "taskQueue": {"concurrency": 5}}), base()).unwrap();
         assert_eq!(c.port, 7000);
         assert_eq!(c.task_queue.concurrency, 5);
         assert_eq!(c.task_queue.default_timeout, 300_000);
@@ -305,21 +262,12 @@ mod tests {
         let cases = [
             (json!({"port": "80"}), "port"),
             (json!({"port": 0}), "port"),
-            (
-                json!({"taskQueue": {"concurrency": 65}}),
-                "taskQueue.concurrency",
-            ),
-            (
-                json!({"taskQueue": {"concurrency": 2.5}}),
-                "taskQueue.concurrency",
-            ),
+            (json!({"taskQueue": {"concurrency": 65}}), "taskQueue.concurrency"),
+            (json!({"taskQueue": {"concurrency": 2.5}}), "taskQueue.concurrency"),
             (json!({"taskQueue": 3}), "taskQueue"),
             (json!({"logLevel": "verbose"}), "logLevel"),
             (json!({"maxBudgetUsd": -1}), "maxBudgetUsd"),
-            (
-                json!({"webhook": {"defaultUrl": "ftp://x"}}),
-                "webhook.defaultUrl",
-            ),
+            (json!({"webhook": {"defaultUrl": "ftp://x"}}), "webhook.defaultUrl"),
             (json!({"claudeEnv": {"A": 1}}), "claudeEnv.A"),
             (json!({"storageType": "sql"}), "storageType"),
             (json!({"mcp": {"enabled": true}}), "mcp.configPath"),
@@ -334,8 +282,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_warnings_not_errors() {
-        let (c, w) =
-            from_value(&json!({"prot": 1, "taskQueue": {"concurency": 9}}), base()).unwrap();
+        let (c, w) = from_value(&json!({"prot": 1, "taskQueue": {"concurency": 9}}), base()).unwrap();
         assert_eq!(c, base());
         assert_eq!(w.len(), 2);
         assert!(w[0].contains("\"prot\""), "{w:?}");
@@ -344,11 +291,7 @@ mod tests {
 
     #[test]
     fn null_clears_optional_keys() {
-        let (c, _) = from_value(
-            &json!({"nvmBin": null, "webhook": {"secret": null}}),
-            base(),
-        )
-        .unwrap();
+        let (c, _) = from_value(&json!({"nvmBin": null, "webhook": {"secret": null}}), base()).unwrap();
         assert_eq!(c.nvm_bin, None);
         assert_eq!(c.webhook.secret, None);
     }

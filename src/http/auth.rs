@@ -15,15 +15,10 @@ pub fn check(config: &Config, bearer: Option<&str>, api_key: Option<&str>) -> Re
     if config.auth.api_keys.is_empty() {
         return Ok(());
     }
-    let presented = bearer
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .or(api_key)
-        .map(str::trim);
+    let presented = bearer.and_then(|h| h.strip_prefix("Bearer ")).or(api_key).map(str::trim);
     let accepted = presented.is_some_and(|key| {
         // Every key is compared, so the time taken does not tell which one nearly matched.
-        config.auth.api_keys.iter().fold(false, |found, k| {
-            constant_time_eq(k.as_bytes(), key.as_bytes()) | found
-        })
+        config.auth.api_keys.iter().fold(false, |found, k| constant_time_eq(k.as_bytes(), key.as_bytes()) | found)
     });
     if accepted {
         return Ok(());
@@ -66,8 +61,6 @@ mod tests {
         assert!(check(&config, Some("Bearer s3cre"), None).is_err());
         assert!(check(&config, Some("s3cret"), None).is_err());
         assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(
-            is_protected("/api/claude") && is_protected("/metrics") && !is_protected("/health")
-        );
+        assert!(is_protected("/api/claude") && is_protected("/metrics") && !is_protected("/health"));
     }
 }

@@ -17,20 +17,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            field: None,
-            extra: Vec::new(),
-            headers: Vec::new(),
-        }
+        ApiError { status, message: message.into(), field: None, extra: Vec::new(), headers: Vec::new() }
     }
 
     pub fn bad_request(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            field: Some(field.to_string()),
-            ..ApiError::new(400, message)
-        }
+        ApiError { field: Some(field.to_string()), ..ApiError::new(400, message) }
     }
 
     pub fn too_large(limit: u64) -> ApiError {
@@ -41,29 +32,17 @@ impl ApiError {
     }
 
     pub fn not_found(path: &str) -> ApiError {
-        ApiError::new(
-            404,
-            format!("no such endpoint: {path}; see the README for the API"),
-        )
+        ApiError::new(404, format!("no such endpoint: {path}; see the README for the API"))
     }
 
     pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> ApiError {
-        let mut err = ApiError::new(
-            405,
-            format!(
-                "{path} does not take {method}; it takes {}",
-                allowed.join(", ")
-            ),
-        );
+        let mut err = ApiError::new(405, format!("{path} does not take {method}; it takes {}", allowed.join(", ")));
         err.headers.push(("Allow", allowed.join(", ")));
         err
     }
 
     pub fn internal(what: &str) -> ApiError {
-        ApiError::new(
-            500,
-            format!("internal error while handling {what}; the server log has the details"),
-        )
+        ApiError::new(500, format!("internal error while handling {what}; the server log has the details"))
     }
 
     pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> ApiError {
@@ -88,27 +67,16 @@ impl From<Error> for ApiError {
         let message = err.to_string();
         match err {
             Error::Invalid { field, .. } => ApiError::bad_request(&field, message),
-            Error::Forbidden { field, .. } => ApiError {
-                field: Some(field),
-                ..ApiError::new(403, message)
-            },
+            Error::Forbidden { field, .. } => ApiError { field: Some(field), ..ApiError::new(403, message) },
             Error::NotFound(_) => ApiError::new(404, message),
             Error::Conflict(_) => ApiError::new(409, message),
             Error::Unavailable(_) => ApiError::new(503, message),
-            Error::CliFailed {
-                task_id,
-                session_id,
-                ..
-            } => ApiError::new(502, message)
-                .with("task_id", task_id)
-                .with("session_id", session_id),
-            Error::CliTimeout {
-                task_id,
-                session_id,
-                ..
-            } => ApiError::new(504, message)
-                .with("task_id", task_id)
-                .with("session_id", session_id),
+            Error::CliFailed { task_id, session_id, .. } => {
+                ApiError::new(502, message).with("task_id", task_id).with("session_id", session_id)
+            }
+            Error::CliTimeout { task_id, session_id, .. } => {
+                ApiError::new(504, message).with("task_id", task_id).with("session_id", session_id)
+            }
             Error::Storage(e) => {
                 log::error!("{e}");
                 ApiError::new(500, message)
@@ -129,31 +97,14 @@ mod tests {
             (Error::NotFound("x".into()), 404),
             (Error::Conflict("x".into()), 409),
             (Error::Unavailable("x".into()), 503),
-            (
-                Error::CliFailed {
-                    message: "x".into(),
-                    task_id: None,
-                    session_id: None,
-                },
-                502,
-            ),
-            (
-                Error::CliTimeout {
-                    message: "x".into(),
-                    task_id: "t".into(),
-                    session_id: None,
-                },
-                504,
-            ),
+            (Error::CliFailed { message: "x".into(), task_id: None, session_id: None }, 502),
+            (Error::CliTimeout { message: "x".into(), task_id: "t".into(), session_id: None }, 504),
         ];
         for (err, status) in cases {
             let api = ApiError::from(err);
             assert_eq!(api.status, status);
             assert_eq!(api.body()["success"], false);
         }
-        assert_eq!(
-            ApiError::from(Error::invalid("prompt", "bad")).body()["field"],
-            "prompt"
-        );
+        assert_eq!(ApiError::from(Error::invalid("prompt", "bad")).body()["field"], "prompt");
     }
 }

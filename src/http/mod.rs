@@ -1,6 +1,8 @@
 //! The HTTP edge: a fixed pool of `httpThreads` acceptor threads on one tiny_http server. Each
 //! request is routed, authenticated, its body read within `maxBodyBytes`, and handed to its
-//! handler; a panic in a handler becomes a 500 for that request only.
+//! handler; a panic in a handler becomes a 500 for that request only. A handler may answer
+//! later (a sync run): the request then travels with the task and the acceptor moves on, so no
+//! acceptor ever waits on a CLI.
 
 pub mod auth;
 pub mod error;
@@ -9,7 +11,7 @@ pub mod response;
 pub mod router;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,60 +29,46 @@ pub struct HttpServer {
     server: Arc<tiny_http::Server>,
     acceptors: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    /// Deferred answers not sent yet.
+    pending: Arc<AtomicUsize>,
 }
 
 impl HttpServer {
     /// Binds `addr` and starts `threads` acceptors serving `routes`.
-    pub fn start(
-        app: Arc<App>,
-        routes: Router<Handler>,
-        addr: &str,
-        threads: usize,
-    ) -> Result<HttpServer, String> {
+    pub fn start(app: Arc<App>, routes: Router<Handler>, addr: &str, threads: usize) -> Result<HttpServer, String> {
         let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
         let routes = Arc::new(routes);
         let stopping = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicUsize::new(0));
         let acceptors = (0..threads.max(1))
             .map(|i| {
-                let (server, routes, app, stopping) = (
-                    server.clone(),
-                    routes.clone(),
-                    app.clone(),
-                    stopping.clone(),
-                );
+                let (server, routes, app, stopping, pending) =
+                    (server.clone(), routes.clone(), app.clone(), stopping.clone(), pending.clone());
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
-                    .spawn(move || accept_loop(&server, &routes, &app, &stopping))
+                    .spawn(move || accept_loop(&server, &routes, &app, &stopping, &pending))
                     .map_err(|e| format!("cannot start acceptor thread: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(HttpServer {
-            server,
-            acceptors,
-            stopping,
-        })
+        Ok(HttpServer { server, acceptors, stopping, pending })
     }
 
-    /// Stops taking requests, lets the ones in progress finish for up to `grace`, then cancels
-    /// the CLI runs still going and waits for their answers to be sent.
-    pub fn stop(self, app: &App, grace: Duration) {
+    /// Stops taking requests; returns once every acceptor thread has finished its request.
+    pub fn stop_accepting(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.acceptors {
             self.server.unblock();
         }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && !self.acceptors.iter().all(JoinHandle::is_finished) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let cancelled = app.cancel_all_runs();
-        if cancelled > 0 {
-            log::warn!(
-                "stopping: killed {cancelled} claude run(s) still going after {} ms",
-                grace.as_millis()
-            );
-        }
-        for acceptor in self.acceptors {
+        for acceptor in self.acceptors.drain(..) {
             let _ = acceptor.join();
+        }
+    }
+
+    /// Waits (up to `limit`) until every deferred answer has been sent.
+    pub fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -90,10 +78,11 @@ fn accept_loop(
     routes: &Router<Handler>,
     app: &App,
     stopping: &AtomicBool,
+    pending: &Arc<AtomicUsize>,
 ) {
     while !stopping.load(Ordering::SeqCst) {
         match server.recv() {
-            Ok(rq) => serve(app, routes, rq),
+            Ok(rq) => serve(app, routes, rq, pending),
             Err(e) => {
                 if !stopping.load(Ordering::SeqCst) {
                     log::warn!("accepting a request failed: {e}");
@@ -103,42 +92,48 @@ fn accept_loop(
     }
 }
 
-fn serve(app: &App, routes: &Router<Handler>, mut rq: tiny_http::Request) {
+fn serve(app: &App, routes: &Router<Handler>, mut rq: tiny_http::Request, pending: &Arc<AtomicUsize>) {
     let started = Instant::now();
     let method = Method::parse(rq.method().as_str());
     let url = rq.url().to_string();
     let (path, query) = request::split_url(&url);
     let answer = answer(app, routes, &mut rq, method, path, query);
+    let line = format!("{} {path}", method.name());
+    match answer {
+        Ok(Reply { later: Some(later), .. }) => {
+            pending.fetch_add(1, Ordering::SeqCst);
+            let pending = pending.clone();
+            later(Box::new(move |answer| {
+                // The worker that calls this must not wait on a slow client: send from a thread.
+                let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
+                    send(rq, answer, &line, started);
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                });
+                if let Err(e) = sent {
+                    log::error!("cannot start a thread to answer a request: {e}");
+                }
+            }));
+        }
+        answer => send(rq, answer, &line, started),
+    }
+}
+
+fn send(rq: tiny_http::Request, answer: Result<Reply, ApiError>, line: &str, started: Instant) {
     let (status, body, headers) = match answer {
         Ok(reply) => (reply.status, reply.body, reply.headers),
         Err(err) => (err.status, err.body(), err.headers.clone()),
     };
-    let level = if path == "/health" {
-        log::Level::Debug
-    } else {
-        log::Level::Info
-    };
-    log::log!(
-        level,
-        "{} {} {} {} ms",
-        method.name(),
-        path,
-        status,
-        started.elapsed().as_millis()
-    );
-    let mut response =
-        tiny_http::Response::from_data(body.to_string().into_bytes()).with_status_code(status);
-    let content_type = (
-        "Content-Type",
-        "application/json; charset=utf-8".to_string(),
-    );
+    let level = if line == "GET /health" { log::Level::Debug } else { log::Level::Info };
+    log::log!(level, "{line} {status} {} ms", started.elapsed().as_millis());
+    let mut response = tiny_http::Response::from_data(body.to_string().into_bytes()).with_status_code(status);
+    let content_type = ("Content-Type", "application/json; charset=utf-8".to_string());
     for (name, value) in headers.iter().chain(std::iter::once(&content_type)) {
         if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(header);
         }
     }
     if let Err(e) = rq.respond(response) {
-        log::debug!("client went away before the answer to {path}: {e}");
+        log::debug!("client went away before the answer to {line}: {e}");
     }
 }
 
@@ -152,18 +147,12 @@ fn answer(
 ) -> Result<Reply, ApiError> {
     let (handler, params) = match routes.find(method, path) {
         Match::Found(handler, params) => (*handler, params),
-        Match::WrongMethod(allowed) => {
-            return Err(ApiError::method_not_allowed(method.name(), path, &allowed))
-        }
+        Match::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(method.name(), path, &allowed)),
         Match::NotFound => return Err(ApiError::not_found(path)),
     };
     let config = app.config();
     if auth::is_protected(path) {
-        auth::check(
-            &config,
-            header(rq, "Authorization"),
-            header(rq, "X-API-Key"),
-        )?;
+        auth::check(&config, header(rq, "Authorization"), header(rq, "X-API-Key"))?;
     }
     let body = if method.has_body() {
         let declared = rq.body_length();
@@ -172,26 +161,16 @@ fn answer(
     } else {
         None
     };
-    let ctx = Ctx {
-        params,
-        query,
-        body,
-    };
+    let ctx = Ctx { params, query, body };
     guard_panics(&format!("{} {path}", method.name()), || handler(app, &ctx))
 }
 
 fn header<'a>(rq: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {
-    rq.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
+    rq.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
 }
 
 /// Runs a handler; a panic becomes a 500 for this request alone (the thread lives on).
-pub fn guard_panics(
-    what: &str,
-    handler: impl FnOnce() -> Result<Reply, ApiError>,
-) -> Result<Reply, ApiError> {
+pub fn guard_panics(what: &str, handler: impl FnOnce() -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
     catch_unwind(AssertUnwindSafe(handler)).unwrap_or_else(|_| {
         log::error!("handler for {what} panicked; answered 500");
         Err(ApiError::internal(what))
@@ -204,15 +183,10 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_is_a_500_and_the_caller_goes_on() {
-        let err = guard_panics("GET /boom", || panic!("boom")).unwrap_err();
+        let Err(err) = guard_panics("GET /boom", || panic!("boom")) else { panic!("a panic must be an error") };
         assert_eq!(err.status, 500);
         assert_eq!(err.body()["success"], false);
         assert!(err.message.contains("GET /boom"));
-        assert_eq!(
-            guard_panics("GET /fine", || Ok(Reply::ok(serde_json::json!({}))))
-                .unwrap()
-                .status,
-            200
-        );
+        assert_eq!(guard_panics("GET /fine", || Ok(Reply::ok(serde_json::json!({})))).unwrap().status, 200);
     }
 }

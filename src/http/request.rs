@@ -18,18 +18,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     /// A non-negative integer query parameter, `default` when absent, at most `max`.
@@ -55,10 +48,7 @@ pub fn split_url(url: &str) -> (&str, Vec<(String, String)>) {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
         })
         .collect();
     (path, pairs)
@@ -85,18 +75,15 @@ pub fn percent_decode(text: &str) -> String {
 }
 
 /// Reads at most `limit` bytes of body; more is a 413.
-pub fn read_body(
-    declared: Option<usize>,
-    reader: &mut dyn Read,
-    limit: u64,
-) -> Result<Vec<u8>, ApiError> {
+pub fn read_body(declared: Option<usize>, reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>, ApiError> {
     if declared.is_some_and(|len| len as u64 > limit) {
         return Err(ApiError::too_large(limit));
     }
     let mut body = Vec::new();
-    reader.take(limit + 1).read_to_end(&mut body).map_err(|e| {
-        ApiError::bad_request("body", format!("could not read the request body: {e}"))
-    })?;
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request("body", format!("could not read the request body: {e}")))?;
     if body.len() as u64 > limit {
         return Err(ApiError::too_large(limit));
     }
@@ -108,12 +95,9 @@ pub fn parse_json(body: &[u8]) -> Result<Option<Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        ApiError::bad_request(
-            "body",
-            format!("request body is not valid JSON: {e}; send a JSON object"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("body", format!("request body is not valid JSON: {e}; send a JSON object")))
 }
 
 #[cfg(test)]
@@ -124,10 +108,7 @@ mod tests {
     fn query_pairs_are_decoded() {
         let (path, q) = split_url("/api/sessions?project_path=%2Ftmp%2Fmy+dir&limit=5&flag");
         assert_eq!(path, "/api/sessions");
-        assert_eq!(
-            q[0],
-            ("project_path".to_string(), "/tmp/my dir".to_string())
-        );
+        assert_eq!(q[0], ("project_path".to_string(), "/tmp/my dir".to_string()));
         assert_eq!(q[1], ("limit".to_string(), "5".to_string()));
         assert_eq!(q[2], ("flag".to_string(), String::new()));
         assert_eq!(percent_decode("100%"), "100%");
@@ -142,10 +123,7 @@ mod tests {
         let mut big: &[u8] = &[b' '; 11];
         assert_eq!(read_body(None, &mut big, 10).unwrap_err().status, 413);
         let mut never_read: &[u8] = b"";
-        assert_eq!(
-            read_body(Some(11), &mut never_read, 10).unwrap_err().status,
-            413
-        );
+        assert_eq!(read_body(Some(11), &mut never_read, 10).unwrap_err().status, 413);
     }
 
     #[test]

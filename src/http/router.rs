@@ -65,11 +65,7 @@ impl<H> Default for Router<H> {
 
 impl<H> Router<H> {
     pub fn add(mut self, method: Method, pattern: &str, handler: H) -> Self {
-        self.routes.push((
-            method,
-            segments(pattern).map(str::to_string).collect(),
-            handler,
-        ));
+        self.routes.push((method, segments(pattern).map(str::to_string).collect(), handler));
         self
     }
 
@@ -128,10 +124,7 @@ mod tests {
     #[test]
     fn literal_beats_param_and_params_are_captured() {
         let r = router();
-        assert!(matches!(
-            r.find(Method::Get, "/api/sessions/search"),
-            Match::Found(&"search", _)
-        ));
+        assert!(matches!(r.find(Method::Get, "/api/sessions/search"), Match::Found(&"search", _)));
         match r.find(Method::Get, "/api/sessions/abc-1/") {
             Match::Found(h, params) => {
                 assert_eq!(*h, "get");
@@ -148,13 +141,7 @@ mod tests {
             Match::WrongMethod(allowed) => assert_eq!(allowed, ["GET", "DELETE"]),
             _ => panic!("expected 405"),
         }
-        assert!(matches!(
-            r.find(Method::Get, "/api/nothing"),
-            Match::NotFound
-        ));
-        assert!(matches!(
-            r.find(Method::Get, "/api/sessions/x/status/more"),
-            Match::NotFound
-        ));
+        assert!(matches!(r.find(Method::Get, "/api/nothing"), Match::NotFound));
+        assert!(matches!(r.find(Method::Get, "/api/sessions/x/status/more"), Match::NotFound));
     }
 }

@@ -39,18 +39,12 @@ pub fn build(args: &CliArgs, session: &SessionFlag) -> Vec<String> {
     push("--model", &args.model);
     push("--system-prompt", &args.system_prompt);
     push("--append-system-prompt", &args.append_system_prompt);
-    push(
-        "--max-budget-usd",
-        &args.max_budget_usd.map(|b| b.to_string()),
-    );
+    push("--max-budget-usd", &args.max_budget_usd.map(|b| b.to_string()));
     push("--max-turns", &args.max_turns.map(|t| t.to_string()));
     push("--mcp-config", &args.mcp_config);
     push("--permission-mode", &args.permission_mode);
     push("--agent", &args.agent);
-    for (flag, tools) in [
-        ("--allowedTools", &args.allowed_tools),
-        ("--disallowedTools", &args.disallowed_tools),
-    ] {
+    for (flag, tools) in [("--allowedTools", &args.allowed_tools), ("--disallowedTools", &args.disallowed_tools)] {
         if !tools.is_empty() {
             argv.push(flag.into());
             argv.extend(tools.iter().cloned());
@@ -73,10 +67,7 @@ mod tests {
 
     #[test]
     fn minimal_run_is_print_with_json_output() {
-        assert_eq!(
-            build(&CliArgs::default(), &SessionFlag::None),
-            ["-p", "--output-format", "json"]
-        );
+        assert_eq!(build(&CliArgs::default(), &SessionFlag::None), ["-p", "--output-format", "json"]);
     }
 
     #[test]
@@ -135,13 +126,7 @@ mod tests {
 
     #[test]
     fn whole_dollar_budget_prints_without_fraction() {
-        let args = CliArgs {
-            max_budget_usd: Some(10.0),
-            ..CliArgs::default()
-        };
-        assert_eq!(
-            &build(&args, &SessionFlag::None)[3..],
-            ["--max-budget-usd", "10"]
-        );
+        let args = CliArgs { max_budget_usd: Some(10.0), ..CliArgs::default() };
+        assert_eq!(&build(&args, &SessionFlag::None)[3..], ["--max-budget-usd", "10"]);
     }
 }

@@ -6,7 +6,7 @@ pub mod output;
 pub mod process;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,17 +26,30 @@ pub struct Invocation {
     pub kill_grace: Duration,
 }
 
-/// A flag another thread sets to stop a run (its process group is killed).
+/// A flag another thread sets to stop a run (its process group is killed), with the reason.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<AtomicU8>);
+
+const CANCELLED: u8 = 1;
+const INTERRUPTED: u8 = 2;
 
 impl Cancel {
+    /// Someone cancelled the task: it ends `cancelled`.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        let _ = self.0.compare_exchange(0, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The server is stopping: the task ends `interrupted`.
+    pub fn interrupt(&self) {
+        let _ = self.0.compare_exchange(0, INTERRUPTED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst) != 0
+    }
+
+    pub fn is_interrupt(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == INTERRUPTED
     }
 }
 
@@ -78,21 +91,14 @@ impl std::fmt::Display for SpawnError {
                 self.program
             )
         } else {
-            write!(
-                f,
-                "cannot start the claude CLI (claudePath \"{}\"): {}",
-                self.program, self.source
-            )
+            write!(f, "cannot start the claude CLI (claudePath \"{}\"): {}", self.program, self.source)
         }
     }
 }
 
 /// Runs the CLI and interprets the outcome.
 pub fn run(inv: &Invocation, cancel: &Cancel) -> Result<RunResult, SpawnError> {
-    let raw = process::execute(inv, cancel).map_err(|source| SpawnError {
-        program: inv.program.clone(),
-        source,
-    })?;
+    let raw = process::execute(inv, cancel).map_err(|source| SpawnError { program: inv.program.clone(), source })?;
     Ok(interpret(&raw, inv.timeout))
 }
 
@@ -102,10 +108,7 @@ pub fn interpret(raw: &process::RawRun, timeout: Duration) -> RunResult {
     let report = output::parse(&stdout);
     let stderr = raw.stderr_tail.trim();
     let (status, error) = if raw.cancelled {
-        (
-            RunStatus::Cancelled,
-            Some("cancelled; the claude process group was killed".to_string()),
-        )
+        (RunStatus::Cancelled, Some("cancelled; the claude process group was killed".to_string()))
     } else if raw.timed_out {
         let message = format!(
             "claude did not finish within {} ms and was killed; raise timeout_ms (or taskQueue.defaultTimeout)",
@@ -113,28 +116,17 @@ pub fn interpret(raw: &process::RawRun, timeout: Duration) -> RunResult {
         );
         (RunStatus::Timeout, Some(message))
     } else if raw.stdout_overflow {
-        let message = format!(
-            "claude printed more than {} bytes of output; the run is treated as failed",
-            process::STDOUT_CAP
-        );
+        let message =
+            format!("claude printed more than {} bytes of output; the run is treated as failed", process::STDOUT_CAP);
         (RunStatus::Failed, Some(message))
     } else {
         match &report {
             Some(r) if !r.is_error => (RunStatus::Completed, None),
             Some(r) => (RunStatus::Failed, Some(r.error_text())),
-            None => (
-                RunStatus::Failed,
-                Some(failure_without_report(raw, &stdout, stderr)),
-            ),
+            None => (RunStatus::Failed, Some(failure_without_report(raw, &stdout, stderr))),
         }
     };
-    RunResult {
-        status,
-        report,
-        error,
-        exit_code: raw.exit_code,
-        duration_ms: raw.duration.as_millis() as u64,
-    }
+    RunResult { status, report, error, exit_code: raw.exit_code, duration_ms: raw.duration.as_millis() as u64 }
 }
 
 fn failure_without_report(raw: &process::RawRun, stdout: &str, stderr: &str) -> String {
@@ -158,11 +150,7 @@ fn failure_without_report(raw: &process::RawRun, stdout: &str, stderr: &str) -> 
 }
 
 fn last_chars(text: &str, n: usize) -> &str {
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(n.saturating_sub(1))
-        .map_or(0, |(i, _)| i);
+    let start = text.char_indices().rev().nth(n.saturating_sub(1)).map_or(0, |(i, _)| i);
     &text[start..]
 }
 
@@ -182,10 +170,7 @@ mod tests {
 
     #[test]
     fn usage_error_uses_the_stderr_line() {
-        let r = interpret(
-            &raw("", "Error: Session ID abc is already in use.\n", 1),
-            Duration::from_secs(1),
-        );
+        let r = interpret(&raw("", "Error: Session ID abc is already in use.\n", 1), Duration::from_secs(1));
         assert_eq!(r.status, RunStatus::Failed);
         assert_eq!(
             r.error.unwrap(),
@@ -196,17 +181,10 @@ mod tests {
     #[test]
     fn exit_code_does_not_decide_success() {
         let ok = r#"{"type":"result","is_error":false,"result":"fine"}"#;
-        assert_eq!(
-            interpret(&raw(ok, "", 1), Duration::from_secs(1)).status,
-            RunStatus::Completed
-        );
-        let bad =
-            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}"#;
+        assert_eq!(interpret(&raw(ok, "", 1), Duration::from_secs(1)).status, RunStatus::Completed);
+        let bad = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401"}"#;
         let r = interpret(&raw(bad, "", 0), Duration::from_secs(1));
-        assert_eq!(
-            (r.status, r.error.as_deref()),
-            (RunStatus::Failed, Some("API Error: 401"))
-        );
+        assert_eq!((r.status, r.error.as_deref()), (RunStatus::Failed, Some("API Error: 401")));
     }
 
     #[test]
@@ -220,16 +198,10 @@ mod tests {
     fn timeout_and_cancel_win_over_output() {
         let mut t = raw("", "", 143);
         t.timed_out = true;
-        assert_eq!(
-            interpret(&t, Duration::from_millis(1500)).status,
-            RunStatus::Timeout
-        );
+        assert_eq!(interpret(&t, Duration::from_millis(1500)).status, RunStatus::Timeout);
         let mut c = raw("", "", 143);
         c.cancelled = true;
-        assert_eq!(
-            interpret(&c, Duration::from_secs(1)).status,
-            RunStatus::Cancelled
-        );
+        assert_eq!(interpret(&c, Duration::from_secs(1)).status, RunStatus::Cancelled);
     }
 
     #[test]

@@ -29,10 +29,7 @@ impl Report {
         if !self.errors.is_empty() {
             return self.errors.join("; ");
         }
-        format!(
-            "claude reported an error ({})",
-            self.subtype.as_deref().unwrap_or("no details")
-        )
+        format!("claude reported an error ({})", self.subtype.as_deref().unwrap_or("no details"))
     }
 }
 
@@ -79,11 +76,7 @@ fn to_report(v: &Value) -> Report {
         errors: v
             .get("errors")
             .and_then(Value::as_array)
-            .map(|errs| {
-                errs.iter()
-                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
-                    .collect()
-            })
+            .map(|errs| errs.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect())
             .unwrap_or_default(),
         session_id: text("session_id"),
         cost_usd: cost,
@@ -110,10 +103,7 @@ mod tests {
         let r = parse(SUCCESS).unwrap();
         assert!(!r.is_error);
         assert_eq!(r.result.as_deref(), Some("hello"));
-        assert_eq!(
-            r.session_id.as_deref(),
-            Some("743eb495-b308-4ccd-bd22-c677a47bf2be")
-        );
+        assert_eq!(r.session_id.as_deref(), Some("743eb495-b308-4ccd-bd22-c677a47bf2be"));
         assert_eq!(r.cost_usd, 0.09745);
         assert_eq!(r.duration_ms, Some(111));
         assert_eq!(r.num_turns, Some(1));
@@ -137,28 +127,21 @@ mod tests {
         assert!(r.is_error && r.result.is_none());
         assert_eq!(r.error_text(), "Reached maximum number of turns (1)");
         let bare = r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true}"#;
-        assert!(parse(bare)
-            .unwrap()
-            .error_text()
-            .contains("error_max_budget_usd"));
+        assert!(parse(bare).unwrap().error_text().contains("error_max_budget_usd"));
     }
 
     #[test]
     fn older_cost_field_is_read() {
-        let out =
-            r#"{"type":"result","subtype":"success","is_error":false,"result":"x","cost_usd":0.5}"#;
+        let out = r#"{"type":"result","subtype":"success","is_error":false,"result":"x","cost_usd":0.5}"#;
         assert_eq!(parse(out).unwrap().cost_usd, 0.5);
     }
 
     #[test]
     fn array_and_ndjson_take_the_result_event() {
-        let array = format!(
-            r#"[{{"type":"system","subtype":"init"}},{{"type":"assistant","message":{{}}}},{SUCCESS}]"#
-        );
+        let array =
+            format!(r#"[{{"type":"system","subtype":"init"}},{{"type":"assistant","message":{{}}}},{SUCCESS}]"#);
         assert_eq!(parse(&array).unwrap().result.as_deref(), Some("hello"));
-        let ndjson = format!(
-            "{{\"type\":\"system\",\"subtype\":\"init\"}}\n{{\"type\":\"assistant\"}}\n{SUCCESS}\n"
-        );
+        let ndjson = format!("{{\"type\":\"system\",\"subtype\":\"init\"}}\n{{\"type\":\"assistant\"}}\n{SUCCESS}\n");
         assert_eq!(parse(&ndjson).unwrap().result.as_deref(), Some("hello"));
     }
 

@@ -108,11 +108,7 @@ fn record_exit(run: &mut RawRun, status: ExitStatus) {
 }
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL.
-fn stop_group(
-    pgid: i32,
-    grace: Duration,
-    exited: &Receiver<Option<ExitStatus>>,
-) -> Option<ExitStatus> {
+fn stop_group(pgid: i32, grace: Duration, exited: &Receiver<Option<ExitStatus>>) -> Option<ExitStatus> {
     signal_group(pgid, libc::SIGTERM);
     if let Ok(status) = exited.recv_timeout(grace) {
         return status;

@@ -20,11 +20,7 @@ impl FileBackend {
     /// believe the other's running tasks were interrupted. The OS drops the lock if we die.
     pub fn new(root: &Path) -> io::Result<FileBackend> {
         fs::create_dir_all(root)?;
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join(".lock"))?;
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(".lock"))?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
@@ -36,10 +32,7 @@ impl FileBackend {
             }
             return Err(err);
         }
-        Ok(FileBackend {
-            root: root.to_path_buf(),
-            _lock: lock,
-        })
+        Ok(FileBackend { root: root.to_path_buf(), _lock: lock })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -54,10 +47,7 @@ impl Backend for FileBackend {
         let mut records = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if name.ends_with(fsutil::TEMP_SUFFIX) {
                 // An interrupted write: the record it was replacing is still intact.
                 let _ = fs::remove_file(&path);

@@ -3,8 +3,9 @@
 //! memory, loaded once at start: reads and listings never parse files.
 //!
 //! Invariant: a record is written to the backend before the in-memory copy changes, so what a
-//! reader sees has been stored durably. Callers serialize writes to one record (a session's
-//! turns run one at a time; a task has one owner).
+//! reader sees has been stored durably. Changes to an existing record go through `update`,
+//! which holds that record's lock (one of a few stripes) from read to write, so two writers
+//! never lose each other's changes.
 
 mod file;
 mod memory;
@@ -15,12 +16,12 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::StorageType;
-use crate::model::{Session, Task, Turn};
+use crate::model::{Delivery, Session, Task, Turn};
 
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
@@ -60,9 +61,12 @@ pub struct Table<T> {
     kind: &'static str,
     backend: Arc<dyn Backend>,
     rows: RwLock<BTreeMap<String, Arc<T>>>,
+    writers: [Mutex<()>; STRIPES],
 }
 
-impl<T: Serialize + DeserializeOwned> Table<T> {
+const STRIPES: usize = 16;
+
+impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
     fn open(kind: &'static str, backend: Arc<dyn Backend>) -> io::Result<Table<T>> {
         let mut rows = BTreeMap::new();
         for (id, bytes) in backend.load(kind)? {
@@ -74,17 +78,11 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
                     Ok(to) => {
                         log::warn!("{kind} record {id} is corrupt ({err}); moved it aside to {to}")
                     }
-                    Err(e) => log::warn!(
-                        "{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"
-                    ),
+                    Err(e) => log::warn!("{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"),
                 },
             }
         }
-        Ok(Table {
-            kind,
-            backend,
-            rows: RwLock::new(rows),
-        })
+        Ok(Table { kind, backend, rows: RwLock::new(rows), writers: Default::default() })
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<T>> {
@@ -93,16 +91,9 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// Stores `record` under `id`, durably, then makes it visible.
     pub fn put(&self, id: &str, record: T) -> Result<Arc<T>, StoreError> {
-        let error = |source| StoreError {
-            kind: self.kind,
-            id: id.to_string(),
-            source,
-        };
+        let error = |source| StoreError { kind: self.kind, id: id.to_string(), source };
         if !is_safe_id(id) {
-            return Err(error(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "unsafe record id",
-            )));
+            return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
         }
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| error(e.into()))?;
         self.backend.write(self.kind, id, &bytes).map_err(error)?;
@@ -111,14 +102,24 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         Ok(record)
     }
 
+    /// Changes the stored record `id` with `change`, which says whether to write; returns the
+    /// record as written (`None`: no such record, or nothing to write).
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut T) -> bool) -> Result<Option<Arc<T>>, StoreError> {
+        let _writer = self.writers[stripe(id)].lock();
+        let Some(current) = self.get(id) else { return Ok(None) };
+        let mut next = (*current).clone();
+        if !change(&mut next) {
+            return Ok(None);
+        }
+        self.put(id, next).map(Some)
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.backend
-            .remove(self.kind, id)
-            .map_err(|source| StoreError {
-                kind: self.kind,
-                id: id.to_string(),
-                source,
-            })?;
+        self.backend.remove(self.kind, id).map_err(|source| StoreError {
+            kind: self.kind,
+            id: id.to_string(),
+            source,
+        })?;
         self.rows.write().remove(id);
         Ok(())
     }
@@ -126,10 +127,7 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// Records whose id starts with `prefix`, in id order.
     pub fn scan(&self, prefix: &str) -> Vec<Arc<T>> {
         let rows = self.rows.read();
-        rows.range(prefix.to_string()..)
-            .take_while(|(id, _)| id.starts_with(prefix))
-            .map(|(_, r)| r.clone())
-            .collect()
+        rows.range(prefix.to_string()..).take_while(|(id, _)| id.starts_with(prefix)).map(|(_, r)| r.clone()).collect()
     }
 
     pub fn all(&self) -> Vec<Arc<T>> {
@@ -145,12 +143,14 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     }
 }
 
+fn stripe(id: &str) -> usize {
+    id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % STRIPES
+}
+
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty()
         && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Every table of ccs.
@@ -158,6 +158,7 @@ pub struct Store {
     pub sessions: Table<Session>,
     pub turns: Table<Turn>,
     pub tasks: Table<Task>,
+    pub deliveries: Table<Delivery>,
 }
 
 impl Store {
@@ -168,10 +169,7 @@ impl Store {
             StorageType::Memory => Arc::new(MemoryBackend),
             // Never fall back to memory silently: that would lose data on restart.
             StorageType::Redis => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "storageType \"redis\" is not available yet",
-                ))
+                return Err(io::Error::new(io::ErrorKind::Unsupported, "storageType \"redis\" is not available yet"))
             }
         };
         Store::with_backend(backend)
@@ -181,7 +179,8 @@ impl Store {
         Ok(Store {
             sessions: Table::open("sessions", backend.clone())?,
             turns: Table::open("turns", backend.clone())?,
-            tasks: Table::open("tasks", backend)?,
+            tasks: Table::open("tasks", backend.clone())?,
+            deliveries: Table::open("deliveries", backend)?,
         })
     }
 }
@@ -212,11 +211,7 @@ mod tests {
         t.remove("b.00000001").unwrap();
         drop(t);
         let reopened = table(&dir);
-        let scanned: Vec<i64> = reopened
-            .scan("a.")
-            .iter()
-            .map(|v| v["n"].as_i64().unwrap())
-            .collect();
+        let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
         assert_eq!(scanned, [10, 2]);
         assert_eq!(reopened.len(), 2);
         std::fs::remove_dir_all(dir).ok();
@@ -234,10 +229,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(
-            names.iter().any(|n| n.starts_with("bad.json.corrupt-")),
-            "{names:?}"
-        );
+        assert!(names.iter().any(|n| n.starts_with("bad.json.corrupt-")), "{names:?}");
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
         std::fs::remove_dir_all(dir).ok();
     }
@@ -251,6 +243,30 @@ mod tests {
         drop(first);
         assert!(FileBackend::new(&dir).is_ok());
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn concurrent_updates_of_one_record_lose_nothing() {
+        let t: Arc<Table<Value>> = Arc::new(Table::open("things", Arc::new(MemoryBackend)).unwrap());
+        t.put("n", json!({"a": 0, "b": 0})).unwrap();
+        let threads: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|field| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        t.update("n", |v| {
+                            v[field] = json!(v[field].as_i64().unwrap() + 1);
+                            true
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(*t.get("n").unwrap(), json!({"a": 500, "b": 500}));
+        assert!(t.update("missing", |_| true).unwrap().is_none());
     }
 
     #[test]

@@ -68,9 +68,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 return Ok(v);
             }
             i += 1;
-            argv.get(i)
-                .cloned()
-                .ok_or_else(|| format!("error: option '{flag} <value>' argument missing"))
+            argv.get(i).cloned().ok_or_else(|| format!("error: option '{flag} <value>' argument missing"))
         };
         match flag {
             "-p" | "--print" => args.print = true,
@@ -83,11 +81,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--model" => args.model = Some(value()?),
             "--mcp-config" => args.mcp_config = Some(value()?),
             "--permission-mode" => args.permission_mode = Some(value()?),
-            "--system-prompt"
-            | "--append-system-prompt"
-            | "--max-turns"
-            | "--max-budget-usd"
-            | "--agent" => {
+            "--system-prompt" | "--append-system-prompt" | "--max-turns" | "--max-budget-usd" | "--agent" => {
                 value()?;
             }
             "--allowedTools" | "--disallowedTools" => {
@@ -125,17 +119,12 @@ fn run(args: &Args, stdin: &str) -> i32 {
     }
     if let Some(mcp) = &args.mcp_config {
         if !mcp.trim_start().starts_with('{') && !Path::new(mcp).exists() {
-            usage_error(&format!(
-                "Error: Invalid MCP configuration: MCP config file not found: {mcp}"
-            ));
+            usage_error(&format!("Error: Invalid MCP configuration: MCP config file not found: {mcp}"));
         }
     }
     let bypass = args.permission_mode.as_deref() == Some("bypassPermissions");
     // SAFETY: geteuid has no preconditions.
-    if bypass
-        && unsafe { libc::geteuid() } == 0
-        && std::env::var("IS_SANDBOX").as_deref() != Ok("1")
-    {
+    if bypass && unsafe { libc::geteuid() } == 0 && std::env::var("IS_SANDBOX").as_deref() != Ok("1") {
         usage_error("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons");
     }
     let switch = |name: &str| switch(&prompt, name);
@@ -171,10 +160,7 @@ fn run(args: &Args, stdin: &str) -> i32 {
         std::process::abort();
     }
 
-    let model = args
-        .model
-        .clone()
-        .unwrap_or_else(|| "claude-sonnet-4-5".into());
+    let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
     let text = match switch("big").and_then(|n| n.parse::<usize>().ok()) {
         Some(n) => "x".repeat(n),
         None => answer(&prompt, &earlier),
@@ -182,37 +168,15 @@ fn run(args: &Args, stdin: &str) -> i32 {
     let elapsed = started.elapsed().as_millis() as u64;
     let (result, code) = match switch("fail").as_deref() {
         Some("api") => (api_error(&session_id, elapsed), 1),
-        Some("max_turns") => (
-            limit_error(
-                &session_id,
-                &model,
-                "error_max_turns",
-                "Reached maximum number of turns (1)",
-            ),
-            1,
-        ),
-        Some("budget") => (
-            limit_error(
-                &session_id,
-                &model,
-                "error_max_budget_usd",
-                "Reached maximum budget ($0.01)",
-            ),
-            1,
-        ),
+        Some("max_turns") => {
+            (limit_error(&session_id, &model, "error_max_turns", "Reached maximum number of turns (1)"), 1)
+        }
+        Some("budget") => {
+            (limit_error(&session_id, &model, "error_max_budget_usd", "Reached maximum budget ($0.01)"), 1)
+        }
         _ => {
             append_transcript(&transcript, "assistant", &text);
-            (
-                success(
-                    &session_id,
-                    &model,
-                    &prompt,
-                    &text,
-                    elapsed,
-                    switch("old-cost").is_some(),
-                ),
-                0,
-            )
+            (success(&session_id, &model, &prompt, &text, elapsed, switch("old-cost").is_some()), 0)
         }
     };
     print_output(
@@ -244,22 +208,11 @@ fn answer(prompt: &str, earlier: &[String]) -> String {
     if earlier.is_empty() {
         format!("You said: {prompt}")
     } else {
-        format!(
-            "You said: {prompt} (turn {}; earlier: {})",
-            earlier.len() + 1,
-            earlier.join(" | ")
-        )
+        format!("You said: {prompt} (turn {}; earlier: {})", earlier.len() + 1, earlier.join(" | "))
     }
 }
 
-fn success(
-    session_id: &str,
-    model: &str,
-    prompt: &str,
-    text: &str,
-    elapsed: u64,
-    old_cost: bool,
-) -> Value {
+fn success(session_id: &str, model: &str, prompt: &str, text: &str, elapsed: u64, old_cost: bool) -> Value {
     let (input, output) = (prompt.len() as u64, (text.len() as u64).div_ceil(4));
     let mut result = json!({
         "type": "result", "subtype": "success", "is_error": false, "api_error_status": null,
@@ -325,10 +278,7 @@ fn print_output(
     } else if format == "json" {
         format!("{result}\n")
     } else {
-        format!(
-            "{}\n",
-            result.get("result").and_then(Value::as_str).unwrap_or("")
-        )
+        format!("{}\n", result.get("result").and_then(Value::as_str).unwrap_or(""))
     };
     let _ = out.write_all(printed.as_bytes());
     let _ = out.flush();
@@ -379,10 +329,7 @@ fn claude_home() -> PathBuf {
 }
 
 fn project_dir(cwd: &str) -> PathBuf {
-    let name: String = cwd
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let name: String = cwd.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     claude_home().join("projects").join(name)
 }
 
@@ -394,9 +341,7 @@ fn session_exists_anywhere(id: &str) -> bool {
     let Ok(projects) = std::fs::read_dir(claude_home().join("projects")) else {
         return false;
     };
-    projects
-        .flatten()
-        .any(|p| p.path().join(format!("{id}.jsonl")).exists())
+    projects.flatten().any(|p| p.path().join(format!("{id}.jsonl")).exists())
 }
 
 fn append_transcript(path: &Path, role: &str, content: &str) {
@@ -404,19 +349,13 @@ fn append_transcript(path: &Path, role: &str, content: &str) {
         let _ = std::fs::create_dir_all(dir);
     }
     let line = format!("{}\n", json!({"role": role, "content": content}));
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = file.write_all(line.as_bytes());
     }
 }
 
 fn cwd() -> String {
-    std::env::current_dir()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default()
+    std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
 }
 
 fn usage_error(message: &str) -> ! {
@@ -429,14 +368,9 @@ fn log_event(mut event: Value) {
     let Some(path) = std::env::var_os("FAKE_CLAUDE_LOG") else {
         return;
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let test_env: serde_json::Map<String, Value> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("CCS_TEST_"))
-        .map(|(k, v)| (k, json!(v)))
-        .collect();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let test_env: serde_json::Map<String, Value> =
+        std::env::vars().filter(|(k, _)| k.starts_with("CCS_TEST_")).map(|(k, v)| (k, json!(v))).collect();
     event["pid"] = json!(std::process::id());
     event["t_ms"] = json!(now);
     if event["event"] == "start" {
@@ -444,11 +378,7 @@ fn log_event(mut event: Value) {
         event["path"] = json!(std::env::var("PATH").unwrap_or_default());
         event["env"] = Value::Object(test_env);
     }
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = file.write_all(format!("{event}\n").as_bytes());
     }
 }

@@ -43,10 +43,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The `error` text of an error body.
@@ -56,26 +53,15 @@ impl Response {
 }
 
 /// Sends one HTTP/1.1 request and reads the whole answer (the connection is closed after).
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-    headers: &[(&str, &str)],
-) -> Response {
+pub fn http(port: u16, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to ccs");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(body) = body {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
@@ -92,30 +78,13 @@ pub fn read_response(stream: &mut TcpStream) -> Response {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
     let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Response {
-        status,
-        headers,
-        text: body,
-        json,
-    }
+    Response { status, headers, text: body, json }
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -132,11 +101,7 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running server and everything around it.
@@ -170,19 +135,8 @@ impl Server {
         });
         merge(&mut base, config);
         std::fs::create_dir_all(home.path().join("state")).unwrap();
-        std::fs::write(
-            home.path().join("state/config.json"),
-            serde_json::to_vec_pretty(&base).unwrap(),
-        )
-        .unwrap();
-        let mut server = Server {
-            port: 0,
-            home,
-            project,
-            calls_log,
-            child: None,
-            extra_args: Vec::new(),
-        };
+        std::fs::write(home.path().join("state/config.json"), serde_json::to_vec_pretty(&base).unwrap()).unwrap();
+        let mut server = Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new() };
         server.launch();
         server
     }
@@ -218,15 +172,9 @@ impl Server {
         for _attempt in 0..5 {
             let port = free_port();
             let mut cmd = self.command();
-            cmd.args(["--port", &port.to_string()])
-                .args(&self.extra_args)
-                .arg("serve");
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn ccs");
+            cmd.args(["--port", &port.to_string()]).args(&self.extra_args).arg("serve");
+            let mut child =
+                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn ccs");
             if wait_healthy(port, &mut child) {
                 self.port = port;
                 self.child = Some(child);
@@ -280,39 +228,22 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: Value) -> Response {
-        http(
-            self.port,
-            "POST",
-            path,
-            Some(body.to_string().as_bytes()),
-            &[],
-        )
+        http(self.port, "POST", path, Some(body.to_string().as_bytes()), &[])
     }
 
     pub fn patch(&self, path: &str, body: Value) -> Response {
-        http(
-            self.port,
-            "PATCH",
-            path,
-            Some(body.to_string().as_bytes()),
-            &[],
-        )
+        http(self.port, "PATCH", path, Some(body.to_string().as_bytes()), &[])
     }
 
     /// POSTs on a thread of its own; join the handle for the answer.
     pub fn post_in_background(&self, path: &str, body: Value) -> std::thread::JoinHandle<Response> {
         let (port, path) = (self.port, path.to_string());
-        std::thread::spawn(move || {
-            http(port, "POST", &path, Some(body.to_string().as_bytes()), &[])
-        })
+        std::thread::spawn(move || http(port, "POST", &path, Some(body.to_string().as_bytes()), &[]))
     }
 
     /// Waits until the fake CLI has been started `n` times in all; returns the last start.
     pub fn wait_for_runs(&self, n: usize) -> Value {
-        assert!(
-            eventually(15, || self.starts().len() >= n),
-            "the CLI was not started {n} time(s)"
-        );
+        assert!(eventually(15, || self.starts().len() >= n), "the CLI was not started {n} time(s)");
         self.starts()[n - 1].clone()
     }
 
@@ -325,10 +256,7 @@ impl Server {
 
     /// POST /api/claude in this server's project folder.
     pub fn ask(&self, prompt: &str) -> Response {
-        self.post(
-            "/api/claude",
-            json!({"prompt": prompt, "project_path": self.project}),
-        )
+        self.post("/api/claude", json!({"prompt": prompt, "project_path": self.project}))
     }
 
     /// Every event the fake CLI logged, in order.
@@ -342,21 +270,14 @@ impl Server {
 
     /// The `start` events of the fake CLI (one per run).
     pub fn starts(&self) -> Vec<Value> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c["event"] == "start")
-            .collect()
+        self.calls().into_iter().filter(|c| c["event"] == "start").collect()
     }
 
     /// Rewrites the config file with `change` merged in (the server hot-reloads it).
     pub fn edit_config(&self, change: Value) {
-        let mut config: Value =
-            serde_json::from_slice(&std::fs::read(self.config_path()).unwrap()).unwrap();
+        let mut config: Value = serde_json::from_slice(&std::fs::read(self.config_path()).unwrap()).unwrap();
         merge(&mut config, change);
-        write_and_bump_mtime(
-            &self.config_path(),
-            &serde_json::to_vec_pretty(&config).unwrap(),
-        );
+        write_and_bump_mtime(&self.config_path(), &serde_json::to_vec_pretty(&config).unwrap());
     }
 }
 
@@ -390,8 +311,7 @@ pub fn wait_healthy(port: u16, child: &mut Child) -> bool {
         }
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ =
-                stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             if read_response(&mut stream).status == 200 {
                 return true;
             }
@@ -425,11 +345,7 @@ pub fn signal(pid: u32, sig: i32) {
 /// Whether `pid` is a live process (a zombie counts as gone: it runs nothing).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }
@@ -437,12 +353,7 @@ pub fn alive(pid: u32) -> bool {
 /// The parent pid of `pid`, if it exists.
 pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn merge(base: &mut Value, change: Value) {
@@ -458,12 +369,7 @@ pub fn merge(base: &mut Value, change: Value) {
 
 /// The argv the fake CLI got in one `start` event.
 pub fn argv(call: &Value) -> Vec<String> {
-    call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
+    call["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
 }
 
 /// Whether `argv` has `flag` directly followed by `value`.

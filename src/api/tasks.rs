@@ -1,0 +1,65 @@
+//! `/api/tasks`: submit async, list, read, change priority, cancel, retry, queue status.
+
+use serde_json::{json, Value};
+
+use super::claude::{turn_request, TURN_FIELDS};
+use super::fields::Fields;
+use crate::app::App;
+use crate::http::{ApiError, Ctx, Reply};
+use crate::model::{Mode, TaskStatus};
+use crate::tasks;
+
+const STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "timeout", "cancelled", "interrupted"];
+
+pub fn create_async(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let fields = Fields::new(ctx.body.as_ref(), TURN_FIELDS)?;
+    let task = tasks::submit(app, turn_request(&fields)?, Mode::Async, None)?;
+    Ok(Reply::created(json!({"success": true, "task": task.to_api()})))
+}
+
+pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let status = match ctx.query("status") {
+        None => None,
+        Some(name) => Some(parse_status(name).ok_or_else(|| {
+            ApiError::bad_request("status", format!("\"status\" must be one of {}", STATUSES.join(", ")))
+        })?),
+    };
+    let limit = ctx.query_number("limit", 50, 1000)?;
+    let offset = ctx.query_number("offset", 0, usize::MAX)?;
+    let (found, total) = tasks::list(app, status, limit, offset);
+    let tasks: Vec<Value> = found.iter().map(|t| t.to_api()).collect();
+    Ok(Reply::ok(json!({"success": true, "tasks": tasks, "count": tasks.len(), "total": total})))
+}
+
+fn parse_status(name: &str) -> Option<TaskStatus> {
+    serde_json::from_value(Value::String(name.to_string())).ok()
+}
+
+pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let task = tasks::get(app, ctx.param("id"))?;
+    Ok(Reply::ok(json!({"success": true, "task": task.to_api()})))
+}
+
+pub fn set_priority(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let f = Fields::new(ctx.body.as_ref(), &["priority"])?;
+    let priority = f
+        .integer("priority", 1, 10)?
+        .ok_or_else(|| ApiError::bad_request("priority", "\"priority\" is required (an integer from 1 to 10)"))?;
+    let id = ctx.param("id");
+    let (old, new) = tasks::set_priority(app, id, priority as u8)?;
+    Ok(Reply::ok(json!({"success": true, "task_id": id, "old_priority": old, "new_priority": new})))
+}
+
+pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let task = tasks::cancel(app, ctx.param("id"))?;
+    Ok(Reply::ok(json!({"success": true, "task_id": task.id, "status": task.status, "task": task.to_api()})))
+}
+
+pub fn retry(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let task = tasks::retry(app, ctx.param("id"))?;
+    Ok(Reply::created(json!({"success": true, "retried_from": ctx.param("id"), "task": task.to_api()})))
+}
+
+pub fn queue_status(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
+    Ok(Reply::ok(json!({"success": true, "queue": tasks::queue_status(app)})))
+}

@@ -1,0 +1,492 @@
+//! Tasks: one run of the CLI each, for a sync request or an async one (SPEC 6, 7). This module
+//! owns a task's life: `submit` checks it, stores it (on disk before anyone hears its id) and
+//! queues it; a worker calls `execute` to run it and record the end; `cancel`, `set_priority`
+//! and `retry` act on it from the API; `recover` sorts out what a crash left behind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::app::{App, OnDone};
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
+use crate::queue::{Cancelled, Entry};
+use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
+use crate::{money, sessions, webhook};
+
+/// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
+pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDone>) -> Result<Arc<Task>, Error> {
+    let config = app.config();
+    check_caller_overrides(&config, &req)?;
+    if app.is_shutting_down() {
+        return Err(shutting_down());
+    }
+    let (waiting, _) = app.queue.counts();
+    if waiting >= config.task_queue.max_pending {
+        return Err(Error::Unavailable(format!(
+            "the queue is full ({waiting} tasks waiting, taskQueue.maxPending); retry later or raise taskQueue.maxPending"
+        )));
+    }
+    let session = sessions::session_for(app, &config, &req)?;
+    sessions::check_takes_turns(&session)?;
+    sessions::run_budget(&config, &req, &session)?;
+    req.session_id = Some(session.id.clone());
+    let task = new_task(req, &session, mode, app.queue.next_seq());
+    let task = app.store.tasks.put(&task.id.clone(), task)?;
+    if let Some(on_done) = on_done {
+        app.wait_for(&task.id, on_done);
+    }
+    app.queue.push(entry_of(&task));
+    log::info!("task {} queued ({}, priority {}, session {})", task.id, mode_name(mode), task.priority, session.id);
+    log::debug!("task {} prompt: {}", task.id, task.prompt);
+    Ok(task)
+}
+
+fn entry_of(task: &Task) -> Entry {
+    Entry { task_id: task.id.clone(), priority: task.priority, seq: task.seq, session_id: task.session_id.clone() }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Sync => "sync",
+        Mode::Async => "async",
+    }
+}
+
+fn new_task(request: TurnRequest, session: &Session, mode: Mode, seq: u64) -> Task {
+    let at = now();
+    Task {
+        id: uuid::Uuid::new_v4().to_string(),
+        status: TaskStatus::Pending,
+        priority: request.priority,
+        prompt: request.prompt.clone(),
+        project_path: session.project_path.clone(),
+        model: request.model.clone().unwrap_or_else(|| session.model.clone()),
+        session_id: Some(session.id.clone()),
+        created_at: at,
+        updated_at: at,
+        started_at: None,
+        completed_at: None,
+        result: None,
+        error: None,
+        cost_usd: None,
+        duration_ms: None,
+        num_turns: None,
+        usage: Value::Null,
+        exit_code: None,
+        metadata: request.metadata.clone().unwrap_or_else(|| Value::Object(Default::default())),
+        mode,
+        webhook: None,
+        seq,
+        request,
+    }
+}
+
+pub fn get(app: &App, id: &str) -> Result<Arc<Task>, Error> {
+    app.store
+        .tasks
+        .get(id)
+        .ok_or_else(|| Error::NotFound(format!("task {id} not found; list tasks with GET /api/tasks")))
+}
+
+/// Tasks with `status` (all when `None`) in queue order: priority first, then arrival.
+pub fn list(app: &App, status: Option<TaskStatus>, limit: usize, offset: usize) -> (Vec<Arc<Task>>, usize) {
+    let mut tasks: Vec<Arc<Task>> =
+        app.store.tasks.all().into_iter().filter(|t| status.is_none_or(|s| t.status == s)).collect();
+    tasks.sort_by(|a, b| {
+        b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)).then_with(|| a.created_at.cmp(&b.created_at))
+    });
+    let total = tasks.len();
+    (tasks.into_iter().skip(offset).take(limit).collect(), total)
+}
+
+/// Runs a task the queue handed out, records how it ended, and tells whoever waits.
+pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
+    let Some(task) = app.store.tasks.get(task_id) else { return };
+    if task.status != TaskStatus::Pending {
+        return; // cancelled while it waited
+    }
+    let config = app.config();
+    let (session, budget) = match prepare(app, &config, &task) {
+        Ok(ready) => ready,
+        Err(err) => return end_without_running(app, task_id, TaskStatus::Failed, err),
+    };
+    if cancel.is_cancelled() {
+        let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
+        return end_without_running(app, task_id, TaskStatus::Cancelled, err);
+    }
+    let started = update(app, task_id, |t| {
+        t.status = TaskStatus::Processing;
+        t.started_at = Some(now());
+        t.updated_at = now();
+        true
+    });
+    if started.is_none() {
+        return;
+    }
+    log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
+    let outcome = run_cli(&config, &task.request, &session, budget, cancel);
+    let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
+    let Some(task) = update(app, task_id, |t| record_outcome(t, &outcome, cancel)) else { return };
+    log::info!("task {task_id} {}", describe(&task));
+    if let Err(e) = sessions::record_turn(app, &session, &task, cli_has_session) {
+        log::error!("task {task_id}: the turn could not be saved: {e}");
+    }
+    finished(app, task, None);
+}
+
+/// The session as the previous turn left it, checked again (it may have changed while the task
+/// waited), and the budget of this run.
+fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64), Error> {
+    let session_id = task.session_id.as_deref().unwrap_or_default();
+    let session = sessions::get(app, session_id)?;
+    sessions::check_takes_turns(&session)?;
+    let budget = sessions::run_budget(config, &task.request, &session)?;
+    if !std::path::Path::new(&session.project_path).is_dir() {
+        return Err(Error::invalid(
+            "project_path",
+            format!("project folder {} of session {} no longer exists; recreate it", session.project_path, session.id),
+        ));
+    }
+    Ok((session, budget))
+}
+
+/// Changes a task record; logs (and returns `None`) when it cannot be saved.
+fn update(app: &App, id: &str, change: impl FnOnce(&mut Task) -> bool) -> Option<Arc<Task>> {
+    match app.store.tasks.update(id, change) {
+        Ok(task) => task,
+        Err(e) => {
+            log::error!("task {id}: {e}");
+            None
+        }
+    }
+}
+
+fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
+    log::info!("task {task_id} ended {} without running: {err}", status.name());
+    let message = err.to_string();
+    let task = update(app, task_id, |t| {
+        t.status = status;
+        t.error = Some(message);
+        t.updated_at = now();
+        t.completed_at = Some(t.updated_at);
+        true
+    });
+    if let Some(task) = task {
+        finished(app, task, Some(err));
+    }
+}
+
+/// Marks a task whose execution panicked as failed (the worker lives on).
+pub fn fail_internally(app: &App, task_id: &str) {
+    let err = Error::Unavailable(format!("task {task_id} failed with an internal error; the server log has details"));
+    end_without_running(app, task_id, TaskStatus::Failed, err);
+}
+
+/// A task reached its final state: answer the waiting request, or send the webhook.
+fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {
+    match app.take_waiter(&task.id) {
+        Some(on_done) => on_done(error.map_or(Ok(task), Err)),
+        None if task.mode == Mode::Async => webhook::notify(app, &task),
+        None => {}
+    }
+}
+
+/// DELETE of a task: a waiting one never runs; a running one has its process group killed and
+/// ends `cancelled` (this waits, bounded, for that end); a finished one is a conflict.
+pub fn cancel(app: &App, id: &str) -> Result<Arc<Task>, Error> {
+    let deadline =
+        Instant::now() + Duration::from_millis(app.config().task_queue.kill_grace_ms) + Duration::from_secs(5);
+    loop {
+        let task = get(app, id)?;
+        if task.status.is_final() {
+            return Err(Error::Conflict(format!(
+                "task {id} is already {}; only pending or processing tasks can be cancelled",
+                task.status.name()
+            )));
+        }
+        match app.queue.cancel(id) {
+            Cancelled::Pending => {
+                let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
+                end_without_running(app, id, TaskStatus::Cancelled, err);
+                log::info!("task {id} cancelled before it ran");
+                return get(app, id);
+            }
+            Cancelled::Running => return wait_until_final(app, id, deadline),
+            // Between the store and the queue (being queued, or just taken): look again.
+            Cancelled::NotQueued if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Cancelled::NotQueued => {
+                return Err(Error::Conflict(format!("task {id} could not be cancelled; try again")))
+            }
+        }
+    }
+}
+
+fn wait_until_final(app: &App, id: &str, deadline: Instant) -> Result<Arc<Task>, Error> {
+    loop {
+        let task = get(app, id)?;
+        if task.status.is_final() || Instant::now() >= deadline {
+            return Ok(task);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// PATCH priority of a waiting task; returns (old, new).
+pub fn set_priority(app: &App, id: &str, priority: u8) -> Result<(u8, u8), Error> {
+    let task = get(app, id)?;
+    let not_pending =
+        || Error::Conflict(format!("task {id} is no longer pending; only waiting tasks can change priority"));
+    if task.status != TaskStatus::Pending || !app.queue.reprioritize(id, priority) {
+        return Err(not_pending());
+    }
+    let mut old = task.priority;
+    update(app, id, |t| {
+        old = t.priority;
+        t.priority = priority;
+        t.request.priority = priority;
+        t.updated_at = now();
+        true
+    })
+    .ok_or_else(|| Error::Unavailable(format!("task {id}: the new priority could not be saved")))?;
+    log::info!("task {id} priority {old} -> {priority}");
+    Ok((old, priority))
+}
+
+/// Queues a finished, unsuccessful task again as a new (async) task.
+pub fn retry(app: &App, id: &str) -> Result<Arc<Task>, Error> {
+    let task = get(app, id)?;
+    let retryable = [TaskStatus::Failed, TaskStatus::Timeout, TaskStatus::Cancelled, TaskStatus::Interrupted];
+    if !retryable.contains(&task.status) {
+        return Err(Error::Conflict(format!(
+            "task {id} is {}; only failed, timeout, cancelled or interrupted tasks can be retried",
+            task.status.name()
+        )));
+    }
+    let mut request = task.request.clone();
+    if request.prompt.is_empty() {
+        // A record from before requests were stored with tasks.
+        request = TurnRequest {
+            prompt: task.prompt.clone(),
+            session_id: task.session_id.clone(),
+            priority: task.priority,
+            ..request
+        };
+    }
+    let retried = submit(app, request, Mode::Async, None)?;
+    log::info!("task {id} retried as task {}", retried.id);
+    Ok(retried)
+}
+
+/// After a start: tasks that were running become `interrupted` (never re-run by themselves),
+/// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
+/// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
+pub fn recover(app: &App) -> (usize, usize, usize) {
+    let mut tasks: Vec<Arc<Task>> = app.store.tasks.all().into_iter().filter(|t| !t.status.is_final()).collect();
+    tasks.sort_by_key(|t| t.seq);
+    let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
+    for task in tasks {
+        let end = |status: TaskStatus, message: &str| {
+            update(app, &task.id, |t| {
+                t.status = status;
+                t.error = Some(message.to_string());
+                t.updated_at = now();
+                t.completed_at = Some(t.updated_at);
+                true
+            })
+        };
+        match (task.status, task.mode) {
+            (TaskStatus::Processing, _) => {
+                let message = "the server stopped while this task ran; retry it (POST /api/tasks/<id>/retry) if its side effects allow";
+                if let Some(task) = end(TaskStatus::Interrupted, message) {
+                    finished(app, task, None);
+                }
+                interrupted += 1;
+            }
+            (_, Mode::Sync) => {
+                end(
+                    TaskStatus::Cancelled,
+                    "the server restarted before this synchronous request ran; its client was disconnected",
+                );
+                cancelled += 1;
+            }
+            (_, Mode::Async) => {
+                app.queue.push(entry_of(&task));
+                requeued += 1;
+            }
+        }
+    }
+    (interrupted, requeued, cancelled)
+}
+
+/// At shutdown: waiting sync tasks (their clients are still connected) end `cancelled` with a 503.
+pub fn refuse_waiting(app: &App, waiting: Vec<Entry>) {
+    for entry in waiting {
+        if app.store.tasks.get(&entry.task_id).is_some_and(|t| t.mode == Mode::Sync) {
+            end_without_running(app, &entry.task_id, TaskStatus::Cancelled, shutting_down());
+        }
+    }
+}
+
+/// `GET /api/tasks/queue/status`.
+pub fn queue_status(app: &App) -> Value {
+    let (_, processing) = app.queue.counts();
+    let tasks = app.store.tasks.all();
+    let count = |status: TaskStatus| tasks.iter().filter(|t| t.status == status).count();
+    let cost: u64 = tasks.iter().map(|t| money::to_micros(t.cost_usd.unwrap_or(0.0))).sum();
+    let oldest_pending = tasks.iter().filter(|t| t.status == TaskStatus::Pending).map(|t| t.created_at).min();
+    json!({
+        "running": !app.is_shutting_down(),
+        "concurrency": app.config().task_queue.concurrency,
+        "total": tasks.len(),
+        "pending": count(TaskStatus::Pending),
+        "processing": processing.max(count(TaskStatus::Processing)),
+        "completed": count(TaskStatus::Completed),
+        "failed": count(TaskStatus::Failed),
+        "cancelled": count(TaskStatus::Cancelled),
+        "timeout": count(TaskStatus::Timeout),
+        "interrupted": count(TaskStatus::Interrupted),
+        "total_cost_usd": money::to_usd(cost),
+        "oldest_pending_age_ms": oldest_pending.map(|at| (now() - at).num_milliseconds().max(0)),
+    })
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down; send the request again once it is back".into())
+}
+
+fn check_caller_overrides(config: &Config, req: &TurnRequest) -> Result<(), Error> {
+    if config.allow_caller_overrides {
+        return Ok(());
+    }
+    let given = [
+        ("mcp_config", req.mcp_config.is_some()),
+        ("agent", req.agent.is_some()),
+        ("allowed_tools", req.allowed_tools.is_some()),
+        ("permission_mode", req.permission_mode.is_some()),
+    ];
+    match given.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(Error::forbidden(
+            field,
+            format!(
+                "\"{field}\" is refused: it can make the CLI launch programs or widen its powers; \
+                 set allowCallerOverrides to true in the config to let callers set it"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f64) -> CliArgs {
+    let mut disallowed = config.disallowed_tools.clone();
+    disallowed.extend(req.disallowed_tools.iter().flatten().filter(|t| !config.disallowed_tools.contains(t)).cloned());
+    CliArgs {
+        model: Some(req.model.clone().unwrap_or_else(|| session.model.clone())),
+        system_prompt: req.system_prompt.clone().or_else(|| session.system_prompt.clone()),
+        append_system_prompt: req.append_system_prompt.clone(),
+        max_budget_usd: Some(budget),
+        max_turns: req.max_turns,
+        mcp_config: req
+            .mcp_config
+            .clone()
+            .or_else(|| config.mcp.enabled.then(|| config.mcp.config_path.clone()).flatten()),
+        permission_mode: req.permission_mode.clone().or_else(|| config.permission_mode.clone()),
+        allowed_tools: req.allowed_tools.clone().unwrap_or_else(|| config.allowed_tools.clone()),
+        disallowed_tools: disallowed,
+        agent: req.agent.clone(),
+    }
+}
+
+/// The environment the CLI gets on top of the server's: PATH with `nvmBin` first, and `claudeEnv`.
+fn child_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(bin) = &config.nvm_bin {
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".to_string(), if path.is_empty() { bin.clone() } else { format!("{bin}:{path}") }));
+    }
+    env.extend(config.claude_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+type Outcome = Result<RunResult, SpawnError>;
+
+fn run_cli(config: &Config, req: &TurnRequest, session: &Session, budget: f64, cancel: &runner::Cancel) -> Outcome {
+    let flag = if session.cli_started {
+        SessionFlag::Resume(session.id.clone())
+    } else {
+        SessionFlag::Create(session.id.clone())
+    };
+    let invocation = |flag: &SessionFlag| Invocation {
+        program: config.claude_path.clone(),
+        args: runner::argv::build(&cli_args(config, req, session, budget), flag),
+        prompt: req.prompt.clone(),
+        cwd: session.project_path.clone().into(),
+        env: child_env(config),
+        timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
+        kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
+    };
+    let outcome = runner::run(&invocation(&flag), cancel)?;
+    // A first turn that was killed after the CLI had saved the session leaves the id taken:
+    // the conversation exists, so continue it instead.
+    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
+    if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
+        log::warn!("session {} already exists in the CLI; resuming it", session.id);
+        return runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel);
+    }
+    Ok(outcome)
+}
+
+/// Fills in how a run ended. A task that was cancelled stays cancelled (and one stopped by a
+/// shutdown is interrupted) whatever its process did after the signal.
+fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel) -> bool {
+    let at = now();
+    task.updated_at = at;
+    task.completed_at = Some(at);
+    match outcome {
+        Err(spawn) => {
+            task.status = TaskStatus::Failed;
+            task.error = Some(spawn.to_string());
+        }
+        Ok(run) => {
+            task.status = match run.status {
+                RunStatus::Completed => TaskStatus::Completed,
+                RunStatus::Failed => TaskStatus::Failed,
+                RunStatus::Timeout => TaskStatus::Timeout,
+                RunStatus::Cancelled => TaskStatus::Cancelled,
+            };
+            task.error = run.error.clone();
+            task.exit_code = run.exit_code;
+            task.duration_ms = Some(run.duration_ms);
+            if let Some(report) = &run.report {
+                task.result = report.result.clone();
+                task.cost_usd = Some(report.cost_usd);
+                task.num_turns = report.num_turns;
+                task.usage = report.usage.clone();
+                if let Some(model) = &report.model {
+                    task.model = model.clone();
+                }
+            }
+        }
+    }
+    if cancel.is_interrupt() {
+        task.status = TaskStatus::Interrupted;
+        task.error = Some(
+            "the server stopped while this task ran; its process group was killed; retry it if its side effects allow"
+                .into(),
+        );
+    } else if cancel.is_cancelled() {
+        task.status = TaskStatus::Cancelled;
+        task.error = Some("cancelled; the claude process group was killed".into());
+    }
+    true
+}
+
+fn describe(task: &Task) -> String {
+    match (&task.status, &task.error) {
+        (TaskStatus::Completed, _) => format!("completed in {} ms", task.duration_ms.unwrap_or(0)),
+        (status, Some(error)) => format!("ended {}: {error}", status.name()),
+        (status, None) => format!("ended {}", status.name()),
+    }
+}
