@@ -13,16 +13,17 @@ pub fn resolve(path: &str, config: &Config) -> Result<String, Error> {
     if !given.is_absolute() {
         return Err(Error::invalid(field, format!("\"project_path\" must be an absolute path (got \"{path}\")")));
     }
-    let canonical =
-        match given.canonicalize() {
-            Ok(p) => p,
-            Err(_) => return Err(Error::invalid(
+    let canonical = match given.canonicalize() {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(Error::invalid(
                 field,
                 format!(
                     "project folder \"{path}\" does not exist; create it or pass an existing folder as project_path"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if !canonical.is_dir() {
         return Err(Error::invalid(field, format!("project path \"{path}\" is not a folder")));
     }

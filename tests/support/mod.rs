@@ -396,3 +396,125 @@ pub fn max_overlap(calls: &[Value]) -> usize {
     }
     most as usize
 }
+
+/// One request a `Receiver` got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: records every request and answers with the scripted
+/// statuses in turn (200 once the script is used up).
+pub struct Receiver {
+    pub url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// `script`: (status, Retry-After seconds) per request.
+    pub fn start(script: Vec<(u16, Option<u64>)>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = got.clone();
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(received) = read_request(&mut stream) else { continue };
+                record.lock().unwrap().push(received);
+                let (status, retry_after) = script.next().unwrap_or((200, None));
+                let extra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                let answer = format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        Receiver { url, got }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests came in (bounded); returns them all.
+    pub fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        eventually(secs, || self.received().len() >= n);
+        self.received()
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Received> {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let headers: Vec<(String, String)> = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect();
+            let length = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(Received { headers, body: body[..length].to_string() });
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Polls GET /api/tasks/:id until `done` holds for it (bounded); returns the last task.
+    pub fn wait_task(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        eventually(secs, || {
+            last = self.get(&format!("/api/tasks/{id}")).json["task"].clone();
+            done(&last)
+        });
+        last
+    }
+
+    /// Polls until task `id` reaches a final state.
+    pub fn wait_final(&self, id: &str) -> Value {
+        self.wait_task(id, 30, |t| {
+            matches!(t["status"].as_str(), Some("completed" | "failed" | "timeout" | "cancelled" | "interrupted"))
+        })
+    }
+
+    /// POST /api/tasks/async in the project folder; returns the task id.
+    pub fn submit(&self, body: Value) -> String {
+        let mut body = body;
+        if body.get("project_path").is_none() && body.get("session_id").is_none() {
+            body["project_path"] = json!(self.project);
+        }
+        let r = self.post("/api/tasks/async", body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["task"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// The prompts the fake CLI got, in the order the runs started.
+    pub fn prompts_run(&self) -> Vec<String> {
+        self.starts().iter().map(|c| c["stdin"].as_str().unwrap_or("").to_string()).collect()
+    }
+}
