@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DEMO_HOME := $(CURDIR)/target/demo
 
-.PHONY: run test lint fmt build demo clean
+.PHONY: run test lint fmt build bench demo clean
 
 ## Build (release) and run the server in the foreground with ~/.claude-code-server.
 run:
@@ -22,6 +22,10 @@ fmt:
 
 build:
 	$(CARGO) build --release
+
+## Queue benchmark (release build): async throughput vs the fake CLI run directly, submit latency.
+bench:
+	$(CARGO) bench --bench queue
 
 ## The server with the fake claude CLI of the tests (no Claude account needed), state in target/demo.
 demo:
