@@ -322,4 +322,26 @@ mod tests {
         assert!(app.store.sessions.get("busy-old").is_some());
         assert_eq!(turns(&app, "recent").len(), 1);
     }
+
+    #[test]
+    fn retention_removes_old_finished_tasks_only() {
+        let app = app(); // taskRetentionDays 30
+        let task = |id: &str, status: TaskStatus, age_days: i64| {
+            let at = now() - Days::days(age_days);
+            let json = serde_json::json!({
+                "id": id, "status": status, "priority": 5, "prompt": "p", "project_path": "/tmp", "model": "m",
+                "session_id": null, "created_at": at, "updated_at": at, "started_at": null, "completed_at": null,
+                "result": null, "error": null, "cost_usd": null, "duration_ms": null, "num_turns": null,
+                "exit_code": null,
+            });
+            app.store.tasks.put(id, serde_json::from_value(json).unwrap()).unwrap();
+        };
+        task("old-done", TaskStatus::Completed, 31);
+        task("old-pending", TaskStatus::Pending, 31);
+        task("new-done", TaskStatus::Failed, 1);
+        let (_, removed) = cleanup_expired(&app, now()).unwrap();
+        assert_eq!(removed, 1);
+        assert!(app.store.tasks.get("old-done").is_none());
+        assert!(app.store.tasks.get("old-pending").is_some() && app.store.tasks.get("new-done").is_some());
+    }
 }

@@ -52,6 +52,24 @@ fn a_graceful_stop_keeps_waiting_tasks_and_interrupts_running_ones() {
 }
 
 #[test]
+fn a_graceful_stop_answers_waiting_sync_requests_503() {
+    let mut server = Server::start_with(json!({"taskQueue": {"concurrency": 1}}));
+    let running =
+        server.post_in_background("/api/claude", json!({"prompt": "@@sleep=30", "project_path": server.project}));
+    server.wait_for_runs(1);
+    let waiting =
+        server.post_in_background("/api/claude", json!({"prompt": "never ran", "project_path": server.project}));
+    assert!(eventually(10, || server.get("/health").json["queue"]["pending"] == 1));
+    assert_eq!(server.terminate(), Some(0));
+    let (running, waiting) = (running.join().unwrap(), waiting.join().unwrap());
+    assert_eq!(running.status, 503, "{}", running.text);
+    assert!(running.error().contains("server stopped"), "{}", running.error());
+    assert_eq!(waiting.status, 503, "{}", waiting.text);
+    assert!(waiting.error().contains("shutting down"), "{}", waiting.error());
+    assert!(!server.prompts_run().contains(&"never ran".to_string()));
+}
+
+#[test]
 fn hundreds_of_tasks_from_many_clients_all_complete() {
     const CLIENTS: usize = 8;
     const EACH: usize = 40;

@@ -230,6 +230,12 @@ fn hot_reloaded_concurrency_changes_how_many_clis_run_at_once() {
     assert!(eventually(10, || server.log_text().contains("config reloaded")));
     batch(&server);
     assert_eq!(support::max_overlap(&server.calls()), 3);
+    // And back down: surplus workers leave.
+    std::fs::remove_file(&server.calls_log).unwrap();
+    server.edit_config(json!({"taskQueue": {"concurrency": 1}}));
+    assert!(eventually(10, || server.log_text().matches("config reloaded").count() >= 2));
+    batch(&server);
+    assert_eq!(support::max_overlap(&server.calls()), 1);
 }
 
 #[test]
