@@ -129,7 +129,11 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let outcome = run_cli(&config, &task.request, &session, budget, cancel);
     let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
-    let Some(task) = update(app, task_id, |t| record_outcome(t, &outcome, cancel)) else { return };
+    let ended = update(app, task_id, |t| {
+        record_outcome(t, &outcome, cancel);
+        true
+    });
+    let Some(task) = ended else { return };
     log::info!("task {task_id} {}", describe(&task));
     if let Err(e) = sessions::record_turn(app, &session, &task, cli_has_session) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
@@ -332,7 +336,6 @@ pub fn refuse_waiting(app: &App, waiting: Vec<Entry>) {
 
 /// `GET /api/tasks/queue/status`.
 pub fn queue_status(app: &App) -> Value {
-    let (_, processing) = app.queue.counts();
     let tasks = app.store.tasks.all();
     let count = |status: TaskStatus| tasks.iter().filter(|t| t.status == status).count();
     let cost: u64 = tasks.iter().map(|t| money::to_micros(t.cost_usd.unwrap_or(0.0))).sum();
@@ -342,7 +345,7 @@ pub fn queue_status(app: &App) -> Value {
         "concurrency": app.config().task_queue.concurrency,
         "total": tasks.len(),
         "pending": count(TaskStatus::Pending),
-        "processing": processing.max(count(TaskStatus::Processing)),
+        "processing": count(TaskStatus::Processing),
         "completed": count(TaskStatus::Completed),
         "failed": count(TaskStatus::Failed),
         "cancelled": count(TaskStatus::Cancelled),
@@ -440,7 +443,7 @@ fn run_cli(config: &Config, req: &TurnRequest, session: &Session, budget: f64, c
 
 /// Fills in how a run ended. A task that was cancelled stays cancelled (and one stopped by a
 /// shutdown is interrupted) whatever its process did after the signal.
-fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel) -> bool {
+fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel) {
     let at = now();
     task.updated_at = at;
     task.completed_at = Some(at);
@@ -480,7 +483,6 @@ fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel) -> bool {
         task.status = TaskStatus::Cancelled;
         task.error = Some("cancelled; the claude process group was killed".into());
     }
-    true
 }
 
 fn describe(task: &Task) -> String {
