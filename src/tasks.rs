@@ -118,6 +118,9 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         return end_without_running(app, task_id, TaskStatus::Cancelled, err);
     }
     let started = update(app, task_id, |t| {
+        if t.status != TaskStatus::Pending {
+            return false;
+        }
         t.status = TaskStatus::Processing;
         t.started_at = Some(now());
         t.updated_at = now();
