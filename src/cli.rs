@@ -12,22 +12,31 @@ Usage: ccs [OPTIONS] <COMMAND>
 
 Commands:
   serve      Run the server in the foreground (Ctrl-C or SIGTERM stops it gracefully)
+  start      Start the server in the background and wait until it answers
+  stop       Stop the background server (graceful, then forced after a bounded wait)
+  status     Show whether it runs, its address, uptime and queue (exit 3 when stopped)
+  restart    Stop, then start
 
 Options:
   --home DIR       State folder (env CCS_HOME) [default: ~/.claude-code-server]
   --config FILE    Config file (env CCS_CONFIG) [default: <home>/config.json]
-  --host ADDR      Listen address for `serve` (overrides the config's `host`)
-  --port N         Listen port for `serve` (overrides the config's `port`)
+  --host ADDR      Listen address for `serve`/`start` (overrides the config's `host`)
+  --port N         Listen port for `serve`/`start` (overrides the config's `port`)
   -h, --help       Print this help
   -V, --version    Print the version
 
 The first start writes the full default config to <home>/config.json; edit it and the running
-server picks the change up (or send it SIGHUP).";
+server picks the change up (or send it SIGHUP). Exit codes: 0 ok, 1 failed, 2 usage or config
+error, 3 not running (status).";
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,
+    Start,
+    Stop,
+    Status,
+    Restart,
     Help,
     Version,
 }
@@ -65,6 +74,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
         match words.first().map(String::as_str) {
             None => Command::Help,
             Some("serve") => Command::Serve,
+            Some("start") => Command::Start,
+            Some("stop") => Command::Stop,
+            Some("status") => Command::Status,
+            Some("restart") => Command::Restart,
             Some("help") => Command::Help,
             Some(other) => return Err(format!("unknown command '{other}'")),
         }
@@ -119,6 +132,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
             println!("ccs {}", env!("CARGO_PKG_VERSION"));
             exit::OK
         }
+        Command::Start => crate::daemon::start(&options),
+        Command::Stop => crate::daemon::stop(&options),
+        Command::Status => crate::daemon::status(&options),
+        Command::Restart => crate::daemon::restart(&options),
         Command::Serve => match crate::server::serve(&options) {
             Ok(()) => exit::OK,
             Err(err) => {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fsutil;
 pub mod housekeeping;

@@ -11,8 +11,8 @@ use simplelog::{
 
 use crate::config::LogLevel;
 
-/// Starts logging to `log_file` (appended) and stderr at `level`.
-pub fn init(log_file: &Path, level: LogLevel) -> io::Result<()> {
+/// Starts logging to `log_file` (appended), and to stderr when `to_stderr`, at `level`.
+pub fn init(log_file: &Path, level: LogLevel, to_stderr: bool) -> io::Result<()> {
     if let Some(dir) = log_file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -24,10 +24,10 @@ pub fn init(log_file: &Path, level: LogLevel) -> io::Result<()> {
         .set_target_level(LevelFilter::Off)
         .build();
     let color = if io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
-    let loggers: Vec<Box<dyn SharedLogger>> = vec![
-        WriteLogger::new(LevelFilter::Trace, config.clone(), file),
-        TermLogger::new(LevelFilter::Trace, config, TerminalMode::Stderr, color),
-    ];
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(LevelFilter::Trace, config.clone(), file)];
+    if to_stderr {
+        loggers.push(TermLogger::new(LevelFilter::Trace, config, TerminalMode::Stderr, color));
+    }
     // A second init in the same process (tests) keeps the first logger; that is fine.
     let _ = CombinedLogger::init(loggers);
     set_level(level);

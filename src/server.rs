@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::app::{App, ConfigSource};
 use crate::cli::Options;
 use crate::config::{self, Config};
+use crate::daemon::pidfile;
 use crate::store::Store;
 use crate::{api, exit, housekeeping, http, logging, signals, tasks, webhook};
 
@@ -52,7 +53,8 @@ pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSour
     Ok((source.override_cli(config), warnings, source))
 }
 
-fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
+/// Refuses a non-loopback bind without an API key (SPEC 8).
+pub fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
     if config.host_is_loopback() || !config.auth.api_keys.is_empty() {
         return Ok(());
     }
@@ -67,7 +69,8 @@ fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
 pub fn serve(options: &Options) -> Result<(), ServeError> {
     let (config, warnings, source) = load_config(options)?;
     refuse_open_bind(&config)?;
-    logging::init(&config.log_file, config.log_level)
+    let to_stderr = std::env::var_os(crate::daemon::DAEMON_ENV).is_none();
+    logging::init(&config.log_file, config.log_level, to_stderr)
         .map_err(|e| ServeError::Start(format!("cannot open the log file {}: {e}", config.log_file.display())))?;
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     for warning in warnings {
@@ -103,6 +106,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
         app.store.sessions.len(),
         app.store.tasks.len()
     );
+    claim_pid_file(&config)?;
     let (stop_housekeeping, housekeeping_stop) = crossbeam_channel::bounded::<()>(1);
     let housekeeping = housekeeping::spawn(app.clone(), housekeeping_stop)
         .map_err(|e| ServeError::Start(format!("cannot start the housekeeping thread: {e}")))?;
@@ -113,8 +117,23 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     let _ = housekeeping.join();
     let _ = app.webhook_tx.send(webhook::Msg::Stop);
     let _ = webhooks.join();
+    pidfile::remove_if_ours(&config.pid_file, std::process::id());
     log::info!("stopped");
     Ok(())
+}
+
+/// Writes our pid to the pid file, unless another live server owns it.
+fn claim_pid_file(config: &Config) -> Result<(), ServeError> {
+    if let pidfile::State::Running(pid) = pidfile::state(&config.pid_file) {
+        if pid as u32 != std::process::id() {
+            return Err(ServeError::Start(format!(
+                "another ccs server (pid {pid}) owns the pid file {}; stop it with `ccs stop` first",
+                config.pid_file.display()
+            )));
+        }
+    }
+    pidfile::write(&config.pid_file, std::process::id())
+        .map_err(|e| ServeError::Start(format!("cannot write the pid file {}: {e}", config.pid_file.display())))
 }
 
 /// The graceful stop (SPEC 7): no new requests or tasks; waiting sync requests are answered 503;

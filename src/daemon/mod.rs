@@ -1,0 +1,263 @@
+//! `ccs start|stop|status|restart` (SPEC 1): the server as a background service. `start` runs
+//! `ccs serve` detached (a new session, no terminal, output to the log), waits for `/health`,
+//! and on failure prints the end of the log. The running server owns the pid file.
+
+pub mod pidfile;
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::Options;
+use crate::config::Config;
+use crate::exit;
+use crate::server;
+use pidfile::State;
+
+/// Exit code of `status` when the server is not running (LSB).
+pub const NOT_RUNNING: i32 = 3;
+
+/// Set in the environment of a daemonized `serve`: log to the file only (stderr goes there too).
+pub const DAEMON_ENV: &str = "CCS_DAEMON";
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn load(options: &Options) -> Result<Config, i32> {
+    match server::load_config(options).and_then(|(config, _, _)| server::refuse_open_bind(&config).map(|_| config)) {
+        Ok(config) => Ok(config),
+        Err(err) => {
+            eprintln!("ccs: {err}");
+            Err(err.exit_code())
+        }
+    }
+}
+
+/// The address clients use to reach the server (a wildcard bind is reached on loopback).
+fn base_url(config: &Config) -> String {
+    let host = match config.host.as_str() {
+        "0.0.0.0" => "127.0.0.1",
+        "::" | "[::]" => "[::1]",
+        host => host,
+    };
+    format!("http://{host}:{}", config.port)
+}
+
+/// GET /health of the server; the parsed body.
+fn health(config: &Config) -> Result<Value, String> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).proxy(None).build(),
+    );
+    let mut response = agent.get(format!("{}/health", base_url(config))).call().map_err(|e| e.to_string())?;
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+pub fn start(options: &Options) -> i32 {
+    let config = match load(options) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match pidfile::state(&config.pid_file) {
+        State::Running(pid) => {
+            println!("ccs is already running (pid {pid}) on {}", base_url(&config));
+            return exit::OK;
+        }
+        State::Stale(pid) => {
+            println!("removing a stale pid file (pid {pid} is not running)");
+            let _ = std::fs::remove_file(&config.pid_file);
+        }
+        State::Stopped => {}
+    }
+    match spawn_detached(options, &config) {
+        Ok(pid) => wait_until_up(&config, pid),
+        Err(err) => {
+            eprintln!("ccs: cannot start the server: {err}");
+            exit::FAILED
+        }
+    }
+}
+
+fn spawn_detached(options: &Options, config: &Config) -> std::io::Result<u32> {
+    if let Some(dir) = config.log_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = OpenOptions::new().create(true).append(true).open(&config.log_file)?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--home")
+        .arg(std::path::absolute(&options.home)?)
+        .arg("--config")
+        .arg(std::path::absolute(&options.config)?);
+    if let Some(host) = &options.host {
+        command.args(["--host", host]);
+    }
+    if let Some(port) = options.port {
+        command.args(["--port", &port.to_string()]);
+    }
+    command.arg("serve").env(DAEMON_ENV, "1").current_dir("/");
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: setsid only detaches the child from our session and terminal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The daemon is not waited for: once this command exits, init adopts it.
+    Ok(command.spawn()?.id())
+}
+
+fn wait_until_up(config: &Config, pid: u32) -> i32 {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        let own_pid_file = pidfile::read(&config.pid_file) == Some(pid as i32);
+        if own_pid_file && health(config).is_ok() {
+            println!("ccs running (pid {pid}) on {}", base_url(config));
+            return exit::OK;
+        }
+        if !pidfile::is_ccs_server(pid as i32) {
+            eprintln!("ccs: the server exited during start; the end of {}:", config.log_file.display());
+            eprintln!("{}", log_tail(&config.log_file, 20));
+            return exit::FAILED;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "ccs: the server (pid {pid}) did not answer on {} within {} s; the end of {}:",
+        base_url(config),
+        START_TIMEOUT.as_secs(),
+        config.log_file.display()
+    );
+    eprintln!("{}", log_tail(&config.log_file, 20));
+    exit::FAILED
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub fn stop(options: &Options) -> i32 {
+    let config = match load(options) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let pid = match pidfile::state(&config.pid_file) {
+        State::Running(pid) => pid,
+        State::Stale(pid) => {
+            let _ = std::fs::remove_file(&config.pid_file);
+            println!("ccs is not running (removed a stale pid file for pid {pid})");
+            return exit::OK;
+        }
+        State::Stopped => {
+            println!("ccs is not running");
+            return exit::OK;
+        }
+    };
+    signal(pid, libc::SIGTERM);
+    let grace = Duration::from_millis(config.task_queue.kill_grace_ms) + Duration::from_secs(15);
+    if !wait_gone(pid, grace) {
+        eprintln!("ccs: pid {pid} did not stop within {} s; killing it", grace.as_secs());
+        signal(pid, libc::SIGKILL);
+        wait_gone(pid, Duration::from_secs(5));
+    }
+    pidfile::remove_if_ours(&config.pid_file, pid as u32);
+    println!("ccs stopped (pid {pid})");
+    exit::OK
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill only sends a signal to the pid we read and checked.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if !pidfile::is_ccs_server(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !pidfile::is_ccs_server(pid)
+}
+
+pub fn status(options: &Options) -> i32 {
+    let config = match load(options) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let pid = match pidfile::state(&config.pid_file) {
+        State::Running(pid) => pid,
+        State::Stale(pid) => {
+            println!("ccs is not running (stale pid file for pid {pid}; `ccs start` cleans it up)");
+            return NOT_RUNNING;
+        }
+        State::Stopped => {
+            println!("ccs is not running");
+            return NOT_RUNNING;
+        }
+    };
+    match health(&config) {
+        Ok(h) => {
+            println!("ccs running (pid {pid}) on {}", base_url(&config));
+            println!(
+                "version {}, uptime {}",
+                h["version"].as_str().unwrap_or("?"),
+                uptime(h["uptime"].as_f64().unwrap_or(0.0))
+            );
+            println!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]);
+            exit::OK
+        }
+        Err(err) => {
+            println!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(&config));
+            exit::FAILED
+        }
+    }
+}
+
+fn uptime(secs: f64) -> String {
+    let s = secs as u64;
+    match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
+        (0, 0, 0, sec) => format!("{sec}s"),
+        (0, 0, m, sec) => format!("{m}m {sec}s"),
+        (0, h, m, _) => format!("{h}h {m}m"),
+        (d, h, _, _) => format!("{d}d {h}h"),
+    }
+}
+
+pub fn restart(options: &Options) -> i32 {
+    match stop(options) {
+        exit::OK => start(options),
+        code => code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_reads_like_a_person_would_say_it() {
+        assert_eq!(uptime(42.7), "42s");
+        assert_eq!(uptime(125.0), "2m 5s");
+        assert_eq!(uptime(3.0 * 3600.0 + 61.0), "3h 1m");
+        assert_eq!(uptime(2.0 * 86_400.0 + 7200.0), "2d 2h");
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_reached_on_loopback() {
+        let mut config = Config::defaults(Path::new("/h"), Path::new("/h"));
+        config.host = "0.0.0.0".into();
+        assert_eq!(base_url(&config), "http://127.0.0.1:5546");
+    }
+}
