@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::model::Task;
 use crate::queue::{workers, Queue};
 use crate::store::Store;
@@ -60,6 +61,9 @@ pub struct App {
     pub webhook_tx: Sender<webhook::Msg>,
     webhook_rx: Mutex<Option<Receiver<webhook::Msg>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    pub metrics: Metrics,
+    /// (mtime, size) of the config file as last applied; the file watcher compares with it.
+    pub config_stamp: Mutex<Option<(std::time::SystemTime, u64)>>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
@@ -78,6 +82,8 @@ impl App {
             webhook_tx,
             webhook_rx: Mutex::new(Some(webhook_rx)),
             workers: Mutex::new(Vec::new()),
+            metrics: Metrics::default(),
+            config_stamp: Mutex::new(None),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         })

@@ -22,7 +22,7 @@ pub fn spawn(app: Arc<App>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()
 }
 
 fn run(app: &App, stop: &Receiver<()>) {
-    let mut seen = modified(&app.source.path);
+    *app.config_stamp.lock() = file_stamp(&app.source.path);
     let mut last_cleanup: Option<Instant> = None;
     loop {
         if last_cleanup.is_none_or(|t| t.elapsed() >= CLEANUP_EVERY) {
@@ -33,10 +33,11 @@ fn run(app: &App, stop: &Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let now = modified(&app.source.path);
+        let now = file_stamp(&app.source.path);
         let hup = signals::take_reload_request();
-        if hup || now != seen {
-            seen = now;
+        let changed = now != *app.config_stamp.lock();
+        if hup || changed {
+            *app.config_stamp.lock() = now;
             let why = if hup { "SIGHUP" } else { "the file changed" };
             if let Err(err) = reload(app) {
                 log::error!("config not reloaded ({why}): {err}; the server keeps its running config");
@@ -45,7 +46,8 @@ fn run(app: &App, stop: &Receiver<()>) {
     }
 }
 
-fn modified(path: &Path) -> Option<(SystemTime, u64)> {
+/// (mtime, size) of a file; a rename-save replaces the file, and this follows the path.
+pub fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }

@@ -138,6 +138,10 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     });
     let Some(task) = ended else { return };
     log::info!("task {task_id} {}", describe(&task));
+    if let Ok(run) = &outcome {
+        app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
+    }
+    crate::stats::record(app, &task);
     if let Err(e) = sessions::record_turn(app, &session, &task, cli_has_session) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
     }

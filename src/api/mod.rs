@@ -2,9 +2,12 @@
 //! of (app, request data) → reply; the `http` module does the I/O around them.
 
 pub mod claude;
+mod config;
 mod fields;
 mod health;
+mod metrics;
 mod sessions;
+mod statistics;
 mod tasks;
 
 use crate::http::router::{Method, Router};
@@ -15,6 +18,14 @@ pub fn routes() -> Router<Handler> {
     use Method::*;
     Router::<Handler>::default()
         .add(Get, "/health", health::get)
+        .add(Get, "/metrics", metrics::get)
+        .add(Get, "/api/config", config::get)
+        .add(Put, "/api/config", config::put)
+        .add(Get, "/api/statistics", statistics::overview)
+        .add(Get, "/api/statistics/summary", statistics::summary)
+        .add(Get, "/api/statistics/daily", statistics::daily)
+        .add(Get, "/api/statistics/range", statistics::range)
+        .add(Get, "/api/statistics/models", statistics::models)
         .add(Post, "/api/claude", claude::post)
         .add(Post, "/api/claude/batch", claude::batch)
         .add(Post, "/api/sessions", sessions::create)

@@ -4,6 +4,7 @@
 //! `Config` is immutable once built; a reload builds a new one and swaps the `Arc` whole.
 
 mod file;
+pub mod mask;
 mod parse;
 
 use std::collections::BTreeMap;

@@ -46,12 +46,13 @@ impl Method {
 }
 
 pub struct Router<H> {
-    routes: Vec<(Method, Vec<String>, H)>,
+    routes: Vec<(Method, Vec<String>, H, String)>,
 }
 
 /// The outcome of routing one request.
 pub enum Match<'a, H> {
-    Found(&'a H, Vec<(String, String)>),
+    /// The handler, the path parameters, and the route pattern (a metrics label).
+    Found(&'a H, Vec<(String, String)>, &'a str),
     /// The path exists; these are the methods it takes.
     WrongMethod(Vec<&'static str>),
     NotFound,
@@ -65,19 +66,19 @@ impl<H> Default for Router<H> {
 
 impl<H> Router<H> {
     pub fn add(mut self, method: Method, pattern: &str, handler: H) -> Self {
-        self.routes.push((method, segments(pattern).map(str::to_string).collect(), handler));
+        self.routes.push((method, segments(pattern).map(str::to_string).collect(), handler, pattern.to_string()));
         self
     }
 
     pub fn find(&self, method: Method, path: &str) -> Match<'_, H> {
         let parts: Vec<&str> = segments(path).collect();
         let mut allowed = BTreeSet::new();
-        for (route_method, pattern, handler) in &self.routes {
+        for (route_method, pattern, handler, label) in &self.routes {
             let Some(params) = match_pattern(pattern, &parts) else {
                 continue;
             };
             if *route_method == method {
-                return Match::Found(handler, params);
+                return Match::Found(handler, params, label);
             }
             allowed.insert(*route_method);
         }
@@ -124,9 +125,12 @@ mod tests {
     #[test]
     fn literal_beats_param_and_params_are_captured() {
         let r = router();
-        assert!(matches!(r.find(Method::Get, "/api/sessions/search"), Match::Found(&"search", _)));
+        assert!(matches!(
+            r.find(Method::Get, "/api/sessions/search"),
+            Match::Found(&"search", _, "/api/sessions/search")
+        ));
         match r.find(Method::Get, "/api/sessions/abc-1/") {
-            Match::Found(h, params) => {
+            Match::Found(h, params, _) => {
                 assert_eq!(*h, "get");
                 assert_eq!(params, vec![("id".to_string(), "abc-1".to_string())]);
             }

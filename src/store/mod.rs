@@ -159,6 +159,8 @@ pub struct Store {
     pub turns: Table<Turn>,
     pub tasks: Table<Task>,
     pub deliveries: Table<Delivery>,
+    /// Statistics, one record per day (`YYYY-MM-DD`).
+    pub statistics: Table<crate::stats::Day>,
 }
 
 impl Store {
@@ -180,7 +182,8 @@ impl Store {
             sessions: Table::open("sessions", backend.clone())?,
             turns: Table::open("turns", backend.clone())?,
             tasks: Table::open("tasks", backend.clone())?,
-            deliveries: Table::open("deliveries", backend)?,
+            deliveries: Table::open("deliveries", backend.clone())?,
+            statistics: Table::open("statistics", backend)?,
         })
     }
 }

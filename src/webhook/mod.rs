@@ -147,6 +147,7 @@ fn attempt(app: &App, id: &str) -> Option<DateTime<Utc>> {
         Some(e) => log::warn!("webhook {} for task {} attempt {}: {e} ({status})", d.id, d.task_id, d.attempts),
         None => log::info!("webhook {} for task {} delivered (attempt {})", d.id, d.task_id, d.attempts),
     }
+    app.metrics.count_webhook(if next.is_some() { "retried" } else { status });
     let state =
         WebhookState { url: d.url.clone(), status: status.into(), attempts: d.attempts, last_error: error.clone() };
     set_task_state(app, &d.task_id, state);
