@@ -11,7 +11,7 @@ use support::{eventually, http, Server};
 
 #[test]
 fn the_request_after_the_limit_is_429_with_headers_until_the_window_ends() {
-    let server = Server::start_with(json!({"rateLimit": {"maxRequests": 3, "windowMs": 2000}}));
+    let server = Server::start_with(json!({"rateLimit": {"enabled": true, "maxRequests": 3, "windowMs": 2000}}));
     // Start at the beginning of a window, so all four requests fall into the same one.
     let now = chrono::Utc::now().timestamp_millis() as u64;
     std::thread::sleep(std::time::Duration::from_millis(2000 - now % 2000 + 20));
@@ -40,7 +40,7 @@ fn the_request_after_the_limit_is_429_with_headers_until_the_window_ends() {
 #[test]
 fn each_api_key_has_its_own_budget() {
     let server = Server::start_with(
-        json!({"auth": {"apiKeys": ["key-one-123456", "key-two-123456"]}, "rateLimit": {"maxRequests": 2}}),
+        json!({"auth": {"apiKeys": ["key-one-123456", "key-two-123456"]}, "rateLimit": {"enabled": true, "maxRequests": 2}}),
     );
     let get = |key: &str| http(server.port, "GET", "/api/sessions", None, &[("X-API-Key", key)]).status;
     assert_eq!([get("key-one-123456"), get("key-one-123456"), get("key-one-123456")], [200, 200, 429]);
@@ -203,7 +203,7 @@ fn get_config_masks_secrets_and_put_changes_behaviour_live() {
 
 #[test]
 fn rate_limit_changes_apply_live() {
-    let server = Server::start_with(json!({"rateLimit": {"maxRequests": 1000}}));
+    let server = Server::start_with(json!({"rateLimit": {"enabled": true, "maxRequests": 1000}}));
     assert_eq!(server.get("/api/sessions").header("RateLimit-Limit"), Some("1000"));
     let r = http(server.port, "PUT", "/api/config", Some(br#"{"rateLimit": {"maxRequests": 7}}"#), &[]);
     assert_eq!(r.status, 200, "{}", r.text);

@@ -132,6 +132,8 @@ impl Server {
                 "CLAUDE_CONFIG_DIR": home.path().join("claude-config").display().to_string(),
             },
             "taskQueue": {"killGraceMs": 500},
+            // Tests poll and stress the API; the rate-limit tests turn it on themselves.
+            "rateLimit": {"enabled": false},
         });
         merge(&mut base, config);
         std::fs::create_dir_all(home.path().join("state")).unwrap();
