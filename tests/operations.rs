@@ -142,6 +142,12 @@ fn metrics_parse_as_prometheus_text_and_move() {
     assert_eq!(m1["ccs_workers"], 3.0);
     let secured = Server::start_with(json!({"auth": {"apiKeys": ["metrics-key-123"]}}));
     assert_eq!(secured.get("/metrics").status, 401);
+    let with_key = http(secured.port, "GET", "/metrics", None, &[("X-API-Key", "metrics-key-123")]);
+    // A refused request is counted under the route it asked for.
+    assert_eq!(
+        samples(&with_key.text)["ccs_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"}"],
+        1.0
+    );
 }
 
 #[test]

@@ -169,6 +169,10 @@ fn answer(
     query: Vec<(String, String)>,
     edge: &mut RequestInfo,
 ) -> Result<Reply, ApiError> {
+    let found = shared.routes.find(method, path);
+    if let Match::Found(_, _, route) = &found {
+        edge.route = route.to_string();
+    }
     let config = app.config();
     if auth::is_protected(path) {
         auth::check(&config, header(rq, "Authorization"), header(rq, "X-API-Key"))?;
@@ -185,11 +189,8 @@ fn answer(
             return Err(ApiError::new(429, message).with("retryAfter", decision.reset_secs));
         }
     }
-    let (handler, params) = match shared.routes.find(method, path) {
-        Match::Found(handler, params, route) => {
-            edge.route = route.to_string();
-            (*handler, params)
-        }
+    let (handler, params) = match found {
+        Match::Found(handler, params, _) => (*handler, params),
         Match::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(method.name(), path, &allowed)),
         Match::NotFound => return Err(ApiError::not_found(path)),
     };
