@@ -1,6 +1,7 @@
 //! The command line: global options, the subcommand, and the exit code of each outcome.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::exit;
@@ -11,6 +12,7 @@ ccs - run the Claude Code CLI (claude -p) as a REST API
 Usage: ccs [OPTIONS] <COMMAND>
 
 Commands:
+  tui        The menu TUI (also what plain `ccs` opens in a terminal)
   serve      Run the server in the foreground (Ctrl-C or SIGTERM stops it gracefully)
   start      Start the server in the background and wait until it answers
   stop       Stop the background server (graceful, then forced after a bounded wait)
@@ -32,6 +34,7 @@ error, 3 not running (status).";
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    Tui,
     Serve,
     Start,
     Stop,
@@ -72,7 +75,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
         Command::Version
     } else {
         match words.first().map(String::as_str) {
+            // Without a terminal there is nothing to draw on: help instead.
+            None | Some("tui") if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => Command::Tui,
             None => Command::Help,
+            Some("tui") => return Err("`ccs tui` needs a terminal".into()),
             Some("serve") => Command::Serve,
             Some("start") => Command::Start,
             Some("stop") => Command::Stop,
@@ -132,10 +138,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
             println!("ccs {}", env!("CARGO_PKG_VERSION"));
             exit::OK
         }
-        Command::Start => crate::daemon::start(&options),
-        Command::Stop => crate::daemon::stop(&options),
-        Command::Status => crate::daemon::status(&options),
-        Command::Restart => crate::daemon::restart(&options),
+        Command::Tui => crate::tui::run(&options),
+        Command::Start => crate::daemon::start(&options).print(),
+        Command::Stop => crate::daemon::stop(&options).print(),
+        Command::Status => crate::daemon::status(&options).print(),
+        Command::Restart => crate::daemon::restart(&options).print(),
         Command::Serve => match crate::server::serve(&options) {
             Ok(()) => exit::OK,
             Err(err) => {

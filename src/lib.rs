@@ -27,6 +27,7 @@ pub mod signals;
 pub mod stats;
 pub mod store;
 pub mod tasks;
+pub mod tui;
 pub mod webhook;
 
 /// Exit codes shared by every command (SPEC 1).

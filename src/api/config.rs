@@ -29,12 +29,9 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let mut change = ctx.body.clone().unwrap_or_default();
     // The file as it is (keys it leaves out keep their defaults), else the running config.
-    let mut file: Value = std::fs::read(&app.source.path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_else(|| app.config().to_json());
+    let mut file = config::read_json(&app.source.path).unwrap_or_else(|_| app.config().to_json());
     mask::unmask(&mut change, &app.config().to_json());
-    merge(&mut file, change);
+    config::merge(&mut file, change);
     let (next, warnings) = config::from_value(&file, app.source.defaults())
         .map_err(|e| ApiError::bad_request(&e.key, format!("{e}; nothing was changed")))?;
     let next = app.source.override_cli(next);
@@ -59,16 +56,4 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         "restart_required": restart,
         "warnings": warnings,
     })))
-}
-
-/// Deep merge: objects merge key by key; anything else replaces.
-fn merge(base: &mut Value, change: Value) {
-    match (base, change) {
-        (Value::Object(base), Value::Object(change)) => {
-            for (k, v) in change {
-                merge(base.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (base, change) => *base = change,
-    }
 }

@@ -35,11 +35,27 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// The config file as JSON, as written (keys it leaves out are not filled in).
+pub fn read_json(path: &Path) -> Result<serde_json::Value, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| LoadError::Syntax(path.to_path_buf(), e))
+}
+
+/// Deep merge: objects merge key by key; anything else replaces.
+pub fn merge(base: &mut serde_json::Value, change: serde_json::Value) {
+    match (base, change) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(change)) => {
+            for (k, v) in change {
+                merge(base.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (base, change) => *base = change,
+    }
+}
+
 /// Reads and validates the config at `path` over `defaults`.
 pub fn read_file(path: &Path, defaults: Config) -> Result<(Config, Vec<String>), LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| LoadError::Syntax(path.to_path_buf(), e))?;
+    let value = read_json(path)?;
     from_value(&value, defaults).map_err(|e| LoadError::Invalid(path.to_path_buf(), e))
 }
 

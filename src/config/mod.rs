@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use file::{load_or_create, read_file, LoadError};
+pub use file::{load_or_create, merge, read_file, read_json, LoadError};
 pub use parse::{from_value, ConfigError};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

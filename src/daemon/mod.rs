@@ -26,18 +26,53 @@ pub const DAEMON_ENV: &str = "CCS_DAEMON";
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn load(options: &Options) -> Result<Config, i32> {
+/// What a command has to say, and its exit code: printed by the CLI, shown by the TUI.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub code: i32,
+    pub out: Vec<String>,
+    pub err: Vec<String>,
+}
+
+impl Report {
+    fn say(&mut self, line: impl Into<String>) {
+        self.out.push(line.into());
+    }
+
+    fn fail(&mut self, code: i32, line: impl Into<String>) -> i32 {
+        self.err.push(line.into());
+        code
+    }
+
+    /// Prints it (stdout, stderr) and returns the exit code.
+    pub fn print(self) -> i32 {
+        self.out.iter().for_each(|l| println!("{l}"));
+        self.err.iter().for_each(|l| eprintln!("{l}"));
+        self.code
+    }
+
+    /// All of it as one text.
+    pub fn text(&self) -> String {
+        self.out.iter().chain(&self.err).cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Runs a command that fills a report.
+fn report(command: impl FnOnce(&mut Report) -> i32) -> Report {
+    let mut r = Report::default();
+    r.code = command(&mut r);
+    r
+}
+
+fn load(options: &Options, r: &mut Report) -> Result<Config, i32> {
     match server::load_config(options).and_then(|(config, _, _)| server::refuse_open_bind(&config).map(|_| config)) {
         Ok(config) => Ok(config),
-        Err(err) => {
-            eprintln!("ccs: {err}");
-            Err(err.exit_code())
-        }
+        Err(err) => Err(r.fail(err.exit_code(), format!("ccs: {err}"))),
     }
 }
 
 /// The address clients use to reach the server (a wildcard bind is reached on loopback).
-fn base_url(config: &Config) -> String {
+pub fn base_url(config: &Config) -> String {
     let host = match config.host.as_str() {
         "0.0.0.0" => "127.0.0.1",
         "::" | "[::]" => "[::1]",
@@ -47,7 +82,7 @@ fn base_url(config: &Config) -> String {
 }
 
 /// GET /health of the server; the parsed body.
-fn health(config: &Config) -> Result<Value, String> {
+pub fn health(config: &Config) -> Result<Value, String> {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).proxy(None).build(),
     );
@@ -56,28 +91,29 @@ fn health(config: &Config) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-pub fn start(options: &Options) -> i32 {
-    let config = match load(options) {
+pub fn start(options: &Options) -> Report {
+    report(|r| start_into(options, r))
+}
+
+fn start_into(options: &Options, r: &mut Report) -> i32 {
+    let config = match load(options, r) {
         Ok(config) => config,
         Err(code) => return code,
     };
     match pidfile::state(&config.pid_file) {
         State::Running(pid) => {
-            println!("ccs is already running (pid {pid}) on {}", base_url(&config));
+            r.say(format!("ccs is already running (pid {pid}) on {}", base_url(&config)));
             return exit::OK;
         }
         State::Stale(pid) => {
-            println!("removing a stale pid file (pid {pid} is not running)");
+            r.say(format!("removing a stale pid file (pid {pid} is not running)"));
             let _ = std::fs::remove_file(&config.pid_file);
         }
         State::Stopped => {}
     }
     match spawn_detached(options, &config) {
-        Ok(pid) => wait_until_up(&config, pid),
-        Err(err) => {
-            eprintln!("ccs: cannot start the server: {err}");
-            exit::FAILED
-        }
+        Ok(pid) => wait_until_up(&config, pid, r),
+        Err(err) => r.fail(exit::FAILED, format!("ccs: cannot start the server: {err}")),
     }
 }
 
@@ -113,29 +149,33 @@ fn spawn_detached(options: &Options, config: &Config) -> std::io::Result<u32> {
     Ok(command.spawn()?.id())
 }
 
-fn wait_until_up(config: &Config, pid: u32) -> i32 {
+fn wait_until_up(config: &Config, pid: u32, r: &mut Report) -> i32 {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         let own_pid_file = pidfile::read(&config.pid_file) == Some(pid as i32);
         if own_pid_file && health(config).is_ok() {
-            println!("ccs running (pid {pid}) on {}", base_url(config));
+            r.say(format!("ccs running (pid {pid}) on {}", base_url(config)));
             return exit::OK;
         }
         if !pidfile::is_ccs_server(pid as i32) {
-            eprintln!("ccs: the server exited during start; the end of {}:", config.log_file.display());
-            eprintln!("{}", log_tail(&config.log_file, 20));
-            return exit::FAILED;
+            r.fail(
+                exit::FAILED,
+                format!("ccs: the server exited during start; the end of {}:", config.log_file.display()),
+            );
+            return r.fail(exit::FAILED, log_tail(&config.log_file, 20));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!(
-        "ccs: the server (pid {pid}) did not answer on {} within {} s; the end of {}:",
-        base_url(config),
-        START_TIMEOUT.as_secs(),
-        config.log_file.display()
+    r.fail(
+        exit::FAILED,
+        format!(
+            "ccs: the server (pid {pid}) did not answer on {} within {} s; the end of {}:",
+            base_url(config),
+            START_TIMEOUT.as_secs(),
+            config.log_file.display()
+        ),
     );
-    eprintln!("{}", log_tail(&config.log_file, 20));
-    exit::FAILED
+    r.fail(exit::FAILED, log_tail(&config.log_file, 20))
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -144,8 +184,12 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-pub fn stop(options: &Options) -> i32 {
-    let config = match load(options) {
+pub fn stop(options: &Options) -> Report {
+    report(|r| stop_into(options, r))
+}
+
+fn stop_into(options: &Options, r: &mut Report) -> i32 {
+    let config = match load(options, r) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -153,23 +197,23 @@ pub fn stop(options: &Options) -> i32 {
         State::Running(pid) => pid,
         State::Stale(pid) => {
             let _ = std::fs::remove_file(&config.pid_file);
-            println!("ccs is not running (removed a stale pid file for pid {pid})");
+            r.say(format!("ccs is not running (removed a stale pid file for pid {pid})"));
             return exit::OK;
         }
         State::Stopped => {
-            println!("ccs is not running");
+            r.say("ccs is not running");
             return exit::OK;
         }
     };
     signal(pid, libc::SIGTERM);
     let grace = Duration::from_millis(config.task_queue.kill_grace_ms) + Duration::from_secs(15);
     if !wait_gone(pid, grace) {
-        eprintln!("ccs: pid {pid} did not stop within {} s; killing it", grace.as_secs());
+        r.err.push(format!("ccs: pid {pid} did not stop within {} s; killing it", grace.as_secs()));
         signal(pid, libc::SIGKILL);
         wait_gone(pid, Duration::from_secs(5));
     }
     pidfile::remove_if_ours(&config.pid_file, pid as u32);
-    println!("ccs stopped (pid {pid})");
+    r.say(format!("ccs stopped (pid {pid})"));
     exit::OK
 }
 
@@ -191,41 +235,45 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     !pidfile::is_ccs_server(pid)
 }
 
-pub fn status(options: &Options) -> i32 {
-    let config = match load(options) {
+pub fn status(options: &Options) -> Report {
+    report(|r| status_into(options, r))
+}
+
+fn status_into(options: &Options, r: &mut Report) -> i32 {
+    let config = match load(options, r) {
         Ok(config) => config,
         Err(code) => return code,
     };
     let pid = match pidfile::state(&config.pid_file) {
         State::Running(pid) => pid,
         State::Stale(pid) => {
-            println!("ccs is not running (stale pid file for pid {pid}; `ccs start` cleans it up)");
+            r.say(format!("ccs is not running (stale pid file for pid {pid}; `ccs start` cleans it up)"));
             return NOT_RUNNING;
         }
         State::Stopped => {
-            println!("ccs is not running");
+            r.say("ccs is not running");
             return NOT_RUNNING;
         }
     };
     match health(&config) {
         Ok(h) => {
-            println!("ccs running (pid {pid}) on {}", base_url(&config));
-            println!(
+            r.say(format!("ccs running (pid {pid}) on {}", base_url(&config)));
+            r.say(format!(
                 "version {}, uptime {}",
                 h["version"].as_str().unwrap_or("?"),
                 uptime(h["uptime"].as_f64().unwrap_or(0.0))
-            );
-            println!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]);
+            ));
+            r.say(format!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]));
             exit::OK
         }
         Err(err) => {
-            println!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(&config));
+            r.say(format!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(&config)));
             exit::FAILED
         }
     }
 }
 
-fn uptime(secs: f64) -> String {
+pub fn uptime(secs: f64) -> String {
     let s = secs as u64;
     match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
         (0, 0, 0, sec) => format!("{sec}s"),
@@ -235,11 +283,16 @@ fn uptime(secs: f64) -> String {
     }
 }
 
-pub fn restart(options: &Options) -> i32 {
-    match stop(options) {
-        exit::OK => start(options),
-        code => code,
+pub fn restart(options: &Options) -> Report {
+    let mut stopped = stop(options);
+    if stopped.code != exit::OK {
+        return stopped;
     }
+    let started = start(options);
+    stopped.out.extend(started.out);
+    stopped.err.extend(started.err);
+    stopped.code = started.code;
+    stopped
 }
 
 #[cfg(test)]
