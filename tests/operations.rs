@@ -11,25 +11,25 @@ use support::{eventually, http, Server};
 
 #[test]
 fn the_request_after_the_limit_is_429_with_headers_until_the_window_ends() {
-    let server = Server::start_with(json!({"rateLimit": {"enabled": true, "maxRequests": 3, "windowMs": 2000}}));
+    let server = Server::start_with(json!({"rateLimit": {"enabled": true, "maxRequests": 3, "windowMs": 4000}}));
     // Start at the beginning of a window, so all four requests fall into the same one.
     let now = chrono::Utc::now().timestamp_millis() as u64;
-    std::thread::sleep(std::time::Duration::from_millis(2000 - now % 2000 + 20));
+    std::thread::sleep(std::time::Duration::from_millis(4000 - now % 4000 + 20));
     for remaining in [2, 1, 0] {
         let r = server.get("/api/sessions");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("RateLimit-Limit"), Some("3"));
         assert_eq!(r.header("RateLimit-Remaining"), Some(remaining.to_string().as_str()));
-        assert_eq!(r.header("RateLimit-Policy"), Some("3;w=2"));
+        assert_eq!(r.header("RateLimit-Policy"), Some("3;w=4"));
         assert!(r.header("RateLimit-Reset").is_some());
     }
     let limited = server.get("/api/sessions");
     assert_eq!(limited.status, 429, "{}", limited.text);
     assert_eq!(limited.json["success"], false);
     let retry_after: u64 = limited.header("Retry-After").unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry_after));
+    assert!((1..=4).contains(&retry_after));
     assert_eq!(limited.json["retryAfter"], retry_after);
-    assert!(limited.error().contains("at most 3 per 2 s"));
+    assert!(limited.error().contains("at most 3 per 4 s"));
     // /health is never limited; a new window starts afresh.
     assert_eq!(server.get("/health").status, 200);
     assert!(server.get("/health").header("RateLimit-Limit").is_none());
@@ -40,7 +40,7 @@ fn the_request_after_the_limit_is_429_with_headers_until_the_window_ends() {
 #[test]
 fn each_api_key_has_its_own_budget() {
     let server = Server::start_with(
-        json!({"auth": {"apiKeys": ["key-one-123456", "key-two-123456"]}, "rateLimit": {"enabled": true, "maxRequests": 2}}),
+        json!({"auth": {"apiKeys": ["key-one-123456", "key-two-123456"]}, "rateLimit": {"enabled": true, "maxRequests": 2, "windowMs": 86400000}}),
     );
     let get = |key: &str| http(server.port, "GET", "/api/sessions", None, &[("X-API-Key", key)]).status;
     assert_eq!([get("key-one-123456"), get("key-one-123456"), get("key-one-123456")], [200, 200, 429]);

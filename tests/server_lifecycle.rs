@@ -191,7 +191,8 @@ fn api_keys_guard_the_api_but_not_health() {
 
 #[test]
 fn sigterm_stops_gracefully_and_lets_a_running_request_finish() {
-    let mut server = Server::start();
+    // A grace period far longer than the run, so a slow machine still finishes it in time.
+    let mut server = Server::start_with(json!({"taskQueue": {"killGraceMs": 15000}}));
     let running = server
         .post_in_background("/api/claude", json!({"prompt": "finishing @@sleep=0.5", "project_path": server.project}));
     server.wait_for_runs(1);

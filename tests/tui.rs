@@ -45,6 +45,8 @@ impl Tui {
             format!("env HOME={} {CCS} --home {}", home.path().display(), home.path().join("state").display());
         let out = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &command]);
         assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+        // If the TUI ends (or dies), keep its last screen for the failure message.
+        tmux(&["set-option", "-t", &session, "remain-on-exit", "on"]);
         let tui = Tui { home, session, port };
         tui.expect("Start service");
         tui
@@ -95,8 +97,10 @@ impl Tui {
         self.expect("● running at");
     }
 
+    /// Whether the TUI process still runs in its pane.
     fn alive(&self) -> bool {
-        tmux(&["has-session", "-t", &self.session]).status.success()
+        let out = tmux(&["display-message", "-p", "-t", &self.session, "#{pane_dead}"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "0"
     }
 }
 
@@ -154,12 +158,14 @@ fn start_from_the_menu_then_sessions_and_tasks_created_by_the_api_are_listed() {
     let task_id = task.json["task"]["id"].as_str().unwrap().to_string();
 
     tui.open_menu_item(SESSIONS);
+    tui.expect("Sessions (");
     tui.expect(&session_id[..8]);
     tui.keys(&["End", "Enter"]); // the oldest: the session of "hello tui"
     tui.expect("> hello tui");
     tui.expect("< You said: hello tui");
 
     tui.open_menu_item(TASKS);
+    tui.expect("in queue order");
     tui.expect(&task_id[..8]);
     tui.expect("queue:");
     tui.expect("queued from the api");
@@ -172,6 +178,7 @@ fn the_log_screen_searches_without_a_shell() {
     let project = tui.home.path().join("project");
     tui.api("POST", "/api/claude", Some(json!({"prompt": "find me", "project_path": project})));
     tui.open_menu_item(LOGS);
+    tui.expect("Logs: ");
     tui.expect("Search:");
     tui.expect("listening on");
     tui.type_text("$(touch /tmp/ccs-tui-pwned) task");
@@ -193,7 +200,7 @@ fn a_config_change_is_saved_and_visible_in_the_api() {
     let tui = Tui::open();
     tui.start_service();
     tui.open_menu_item(CONFIGURATION);
-    tui.expect("Default model");
+    tui.expect("Configuration (Ctrl-S saves)");
     tui.expect("claude-sonnet-4-5");
     // Port, Host, claude path, Default project folder, Default model.
     tui.keys(&["Down", "Down", "Down", "Down", "End"]);
@@ -212,6 +219,7 @@ fn a_config_change_is_saved_and_visible_in_the_api() {
     // A wrong value is refused with the server's reason, and nothing is saved.
     tui.keys(&["Escape"]);
     tui.open_menu_item(CONFIGURATION);
+    tui.expect("Configuration (Ctrl-S saves)");
     tui.expect("Concurrency");
     for _ in 0..6 {
         tui.keys(&["Down"]);
@@ -228,7 +236,9 @@ fn test_api_sends_a_prompt_and_shows_the_answer() {
     let tui = Tui::open();
     tui.start_service();
     tui.open_menu_item(TEST_API);
-    tui.expect("● running at");
+    // Text only the dialog has (the menu behind it shows "● running at" too).
+    tui.expect("Test API (Enter sends)");
+    tui.expect("Project folder");
     tui.keys(&["Down", "End"]);
     // The project field holds defaultProjectPath; point it at the test project.
     for _ in 0..200 {
