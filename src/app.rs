@@ -62,6 +62,8 @@ pub struct App {
     webhook_rx: Mutex<Option<Receiver<webhook::Msg>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     pub metrics: Metrics,
+    /// Live events of running tasks.
+    pub events: Arc<crate::events::Hub>,
     /// (mtime, size) of the config file as last applied; the file watcher compares with it.
     pub config_stamp: Mutex<Option<(std::time::SystemTime, u64)>>,
     pub started: Instant,
@@ -83,6 +85,7 @@ impl App {
             webhook_rx: Mutex::new(Some(webhook_rx)),
             workers: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
+            events: Arc::default(),
             config_stamp: Mutex::new(None),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),

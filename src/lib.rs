@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod housekeeping;
 pub mod http;

@@ -156,6 +156,8 @@ pub struct TurnRequest {
     pub metadata: Option<Value>,
     pub priority: u8,
     pub webhook_url: Option<String>,
+    /// Run the CLI in stream-json mode, so its events can be followed as they come.
+    pub stream: bool,
 }
 
 /// Whether a caller waits on the HTTP request for the answer (sync) or comes back for it.

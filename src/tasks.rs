@@ -130,7 +130,8 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         return;
     }
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
-    let outcome = run_cli(&config, &task.request, &session, budget, cancel);
+    let lines = task.request.stream.then(|| relay_lines(app, task_id));
+    let outcome = run_cli(&config, &task.request, &session, budget, cancel, lines);
     let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
     let ended = update(app, task_id, |t| {
         record_outcome(t, &outcome, cancel);
@@ -146,6 +147,12 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
     }
     finished(app, task, None);
+}
+
+/// Sends each line of a stream-json run to the task's followers.
+fn relay_lines(app: &App, task_id: &str) -> runner::LineSink {
+    let (hub, id) = (app.events.clone(), task_id.to_string());
+    runner::LineSink(Arc::new(move |line: &str| hub.publish(&id, line)))
 }
 
 /// The session as the previous turn left it, checked again (it may have changed while the task
@@ -196,8 +203,10 @@ pub fn fail_internally(app: &App, task_id: &str) {
     end_without_running(app, task_id, TaskStatus::Failed, err);
 }
 
-/// A task reached its final state: answer the waiting request, or send the webhook.
+/// A task reached its final state: tell its followers, answer the waiting request, or send
+/// the webhook.
 fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {
+    app.events.end(task.clone());
     match app.take_waiter(&task.id) {
         Some(on_done) => on_done(error.map_or(Ok(task), Err)),
         None if task.mode == Mode::Async => webhook::notify(app, &task),
@@ -422,7 +431,14 @@ fn child_env(config: &Config) -> Vec<(String, String)> {
 
 type Outcome = Result<RunResult, SpawnError>;
 
-fn run_cli(config: &Config, req: &TurnRequest, session: &Session, budget: f64, cancel: &runner::Cancel) -> Outcome {
+fn run_cli(
+    config: &Config,
+    req: &TurnRequest,
+    session: &Session,
+    budget: f64,
+    cancel: &runner::Cancel,
+    lines: Option<runner::LineSink>,
+) -> Outcome {
     let flag = if session.cli_started {
         SessionFlag::Resume(session.id.clone())
     } else {
@@ -430,12 +446,13 @@ fn run_cli(config: &Config, req: &TurnRequest, session: &Session, budget: f64, c
     };
     let invocation = |flag: &SessionFlag| Invocation {
         program: config.claude_path.clone(),
-        args: runner::argv::build(&cli_args(config, req, session, budget), flag),
+        args: runner::argv::build(&cli_args(config, req, session, budget), flag, req.stream),
         prompt: req.prompt.clone(),
         cwd: session.project_path.clone().into(),
         env: child_env(config),
         timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
         kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
+        lines: lines.clone(),
     };
     let outcome = runner::run(&invocation(&flag), cancel)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:

@@ -43,12 +43,6 @@ const PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions", "default
 
 /// Reads and validates the fields of one turn.
 pub fn turn_request(f: &Fields) -> Result<TurnRequest, ApiError> {
-    if f.boolean("stream")? == Some(true) {
-        return Err(ApiError::new(
-            501,
-            "\"stream\": true is not supported by this version yet; send the request without it",
-        ));
-    }
     Ok(TurnRequest {
         prompt: f.required_text("prompt")?,
         session_id: f.text("session_id")?,
@@ -67,15 +61,24 @@ pub fn turn_request(f: &Fields) -> Result<TurnRequest, ApiError> {
         metadata: f.object("metadata")?,
         priority: f.integer("priority", 1, 10)?.unwrap_or(5) as u8,
         webhook_url: f.url("webhook_url")?,
+        stream: f.boolean("stream")? == Some(true),
     })
 }
 
 pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let fields = Fields::new(ctx.body.as_ref(), TURN_FIELDS)?;
     let request = turn_request(&fields)?;
-    if fields.boolean("async")? == Some(true) {
+    answer_turn(app, request, fields.boolean("async")? == Some(true))
+}
+
+/// Queues a turn: async answers 202 at once; `stream` answers with its events; else the result.
+pub fn answer_turn(app: &App, request: TurnRequest, asynchronous: bool) -> Result<Reply, ApiError> {
+    if asynchronous {
         let task = tasks::submit(app, request, Mode::Async, None)?;
         return Ok(Reply::with_status(202, accepted_body(&task)));
+    }
+    if request.stream {
+        return super::stream::run(app, request);
     }
     run_sync(app, request)
 }

@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 mod sessions;
 mod statistics;
+mod stream;
 mod tasks;
 
 use crate::http::router::{Method, Router};
@@ -40,6 +41,7 @@ pub fn routes() -> Router<Handler> {
         .add(Get, "/api/tasks", tasks::list)
         .add(Get, "/api/tasks/queue/status", tasks::queue_status)
         .add(Get, "/api/tasks/:id", tasks::get)
+        .add(Get, "/api/tasks/:id/events", stream::follow)
         .add(Delete, "/api/tasks/:id", tasks::cancel)
         .add(Patch, "/api/tasks/:id/priority", tasks::set_priority)
         .add(Post, "/api/tasks/:id/retry", tasks::retry)

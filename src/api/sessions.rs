@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::claude::{accepted_body, run_sync, turn_request, TURN_FIELDS};
+use super::claude::{answer_turn, turn_request, TURN_FIELDS};
 use super::fields::Fields;
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
@@ -85,11 +85,7 @@ pub fn continue_turn(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), &allowed)?;
     let mut request = turn_request(&f)?;
     request.session_id = Some(ctx.param("id").to_string());
-    if f.boolean("async")? == Some(true) {
-        let task = crate::tasks::submit(app, request, crate::model::Mode::Async, None)?;
-        return Ok(Reply::with_status(202, accepted_body(&task)));
-    }
-    run_sync(app, request)
+    answer_turn(app, request, f.boolean("async")? == Some(true))
 }
 
 pub fn set_status(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

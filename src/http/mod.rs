@@ -121,6 +121,20 @@ fn serve(app: &Arc<App>, shared: &Arc<EdgeState>, mut rq: tiny_http::Request) {
                 }
             }));
         }
+        Ok(Reply { stream: Some(stream), .. }) => {
+            log::info!("{} 200 (event stream)", edge.line);
+            app.metrics.count_request(rq.method().as_str(), &edge.route, 200);
+            shared.pending.fetch_add(1, Ordering::SeqCst);
+            let shared = shared.clone();
+            let writer = rq.into_writer();
+            let sent = std::thread::Builder::new().name("stream".into()).spawn(move || {
+                stream(writer);
+                shared.pending.fetch_sub(1, Ordering::SeqCst);
+            });
+            if let Err(e) = sent {
+                log::error!("cannot start a thread to stream an answer: {e}");
+            }
+        }
         answer => send(app, rq, answer, &edge, started),
     }
 }

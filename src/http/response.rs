@@ -11,11 +11,15 @@ pub type Respond = Box<dyn FnOnce(Result<Reply, ApiError>) + Send>;
 /// Given the `Respond` of its request, arranges for it to be called.
 pub type Later = Box<dyn FnOnce(Respond) + Send>;
 
+/// Writes a whole streamed answer (status line and headers included) to the connection.
+pub type Streamer = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
+
 pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub headers: Vec<(&'static str, String)>,
     pub later: Option<Later>,
+    pub stream: Option<Streamer>,
 }
 
 impl Reply {
@@ -28,11 +32,16 @@ impl Reply {
     }
 
     pub fn with_status(status: u16, body: Value) -> Reply {
-        Reply { status, body, headers: Vec::new(), later: None }
+        Reply { status, body, headers: Vec::new(), later: None, stream: None }
     }
 
     /// An answer that `later` will give once it has it.
     pub fn later(later: impl FnOnce(Respond) + Send + 'static) -> Reply {
-        Reply { status: 0, body: Value::Null, headers: Vec::new(), later: Some(Box::new(later)) }
+        Reply { status: 0, body: Value::Null, headers: Vec::new(), later: Some(Box::new(later)), stream: None }
+    }
+
+    /// An answer written as it is made (Server-Sent Events), on a thread of its own.
+    pub fn stream(stream: impl FnOnce(Box<dyn std::io::Write + Send>) + Send + 'static) -> Reply {
+        Reply { status: 200, body: Value::Null, headers: Vec::new(), later: None, stream: Some(Box::new(stream)) }
     }
 }

@@ -27,9 +27,14 @@ pub struct CliArgs {
     pub agent: Option<String>,
 }
 
-/// The argv (without the program) for `claude -p` with JSON output.
-pub fn build(args: &CliArgs, session: &SessionFlag) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["-p".into(), "--output-format".into(), "json".into()];
+/// The argv (without the program) for `claude -p`: one JSON result, or with `stream` the
+/// NDJSON event stream (`stream-json`, which needs `--verbose`) with token-level events.
+pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String> {
+    let mut argv: Vec<String> = if stream {
+        ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"].map(String::from).to_vec()
+    } else {
+        ["-p", "--output-format", "json"].map(String::from).to_vec()
+    };
     let mut push = |flag: &str, value: &Option<String>| {
         if let Some(value) = value {
             argv.push(flag.into());
@@ -67,15 +72,15 @@ mod tests {
 
     #[test]
     fn minimal_run_is_print_with_json_output() {
-        assert_eq!(build(&CliArgs::default(), &SessionFlag::None), ["-p", "--output-format", "json"]);
+        assert_eq!(build(&CliArgs::default(), &SessionFlag::None, false), ["-p", "--output-format", "json"]);
     }
 
     #[test]
     fn first_turn_creates_and_later_turns_resume() {
         let id = "743eb495-b308-4ccd-bd22-c677a47bf2be".to_string();
-        let first = build(&CliArgs::default(), &SessionFlag::Create(id.clone()));
+        let first = build(&CliArgs::default(), &SessionFlag::Create(id.clone()), false);
         assert_eq!(&first[3..], ["--session-id", id.as_str()]);
-        let later = build(&CliArgs::default(), &SessionFlag::Resume(id.clone()));
+        let later = build(&CliArgs::default(), &SessionFlag::Resume(id.clone()), false);
         assert_eq!(later.last().unwrap(), &format!("--resume={id}"));
         assert!(!later.contains(&"--session-id".to_string()));
     }
@@ -94,7 +99,7 @@ mod tests {
             disallowed_tools: vec!["Edit".into()],
             agent: Some("reviewer".into()),
         };
-        let argv = build(&args, &SessionFlag::None);
+        let argv = build(&args, &SessionFlag::None, false);
         let expected = [
             "-p",
             "--output-format",
@@ -125,8 +130,14 @@ mod tests {
     }
 
     #[test]
+    fn streaming_asks_for_every_event() {
+        let argv = build(&CliArgs::default(), &SessionFlag::None, true);
+        assert_eq!(argv, ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]);
+    }
+
+    #[test]
     fn whole_dollar_budget_prints_without_fraction() {
         let args = CliArgs { max_budget_usd: Some(10.0), ..CliArgs::default() };
-        assert_eq!(&build(&args, &SessionFlag::None)[3..], ["--max-budget-usd", "10"]);
+        assert_eq!(&build(&args, &SessionFlag::None, false)[3..], ["--max-budget-usd", "10"]);
     }
 }

@@ -24,6 +24,19 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// Gets each line of stdout as it arrives (streaming), besides the result buffer.
+    pub lines: Option<LineSink>,
+}
+
+/// A callback for stdout lines, called on the reader thread (so every line is delivered before
+/// the run returns).
+#[derive(Clone)]
+pub struct LineSink(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
 }
 
 /// A flag another thread sets to stop a run (its process group is killed), with the reason.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use super::{Cancel, Invocation};
+use super::{Cancel, Invocation, LineSink};
 
 /// Most of stdout kept (a result bigger than this is reported as a failure).
 pub const STDOUT_CAP: usize = 64 * 1024 * 1024;
@@ -51,8 +51,8 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let mut child = command.spawn()?;
     let pgid = child.id() as i32;
     feed_stdin(&mut child, inv.prompt.clone());
-    let stdout = drain(child.stdout.take(), keep_head(STDOUT_CAP));
-    let stderr = drain(child.stderr.take(), keep_tail(STDERR_TAIL));
+    let stdout = drain(child.stdout.take(), keep_head(STDOUT_CAP), inv.lines.clone());
+    let stderr = drain(child.stderr.take(), keep_tail(STDERR_TAIL), None);
     let exited = wait_on_thread(child);
 
     let deadline = started + inv.timeout;
@@ -159,8 +159,9 @@ fn keep_tail(cap: usize) -> impl Fn(&mut Vec<u8>, &[u8], &mut bool) + Send + 'st
     }
 }
 
-/// Reads `pipe` to its end on a thread of its own, keeping what `keep` keeps.
-fn drain<R, F>(pipe: Option<R>, keep: F) -> Receiver<(Vec<u8>, bool)>
+/// Reads `pipe` to its end on a thread of its own, keeping what `keep` keeps, and sending each
+/// complete line to `lines` as soon as it is read.
+fn drain<R, F>(pipe: Option<R>, keep: F, lines: Option<LineSink>) -> Receiver<(Vec<u8>, bool)>
 where
     R: Read + Send + 'static,
     F: Fn(&mut Vec<u8>, &[u8], &mut bool) + Send + 'static,
@@ -168,16 +169,29 @@ where
     let (tx, rx) = bounded(1);
     thread::spawn(move || {
         let (mut buf, mut overflow) = (Vec::new(), false);
+        let mut partial: Vec<u8> = Vec::new();
         if let Some(mut pipe) = pipe {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 match pipe.read(&mut chunk) {
                     Ok(0) => break,
-                    Ok(n) => keep(&mut buf, &chunk[..n], &mut overflow),
+                    Ok(n) => {
+                        keep(&mut buf, &chunk[..n], &mut overflow);
+                        if let Some(lines) = &lines {
+                            partial.extend_from_slice(&chunk[..n]);
+                            while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = partial.drain(..=end).collect();
+                                (lines.0)(String::from_utf8_lossy(&line).trim_end());
+                            }
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
             }
+        }
+        if let (Some(lines), false) = (&lines, partial.is_empty()) {
+            (lines.0)(String::from_utf8_lossy(&partial).trim_end());
         }
         let _ = tx.send((buf, overflow));
     });

@@ -10,7 +10,7 @@
 //!   @@fail=usage      usage error: empty stdout       @@fail=crash    abort (killed by SIGABRT)
 //!   @@garbage         non-JSON output                 @@array / @@ndjson  event-list output
 //!   @@old-cost        `cost_usd` instead of `total_cost_usd`
-//!   @@big=N           a result of N bytes
+//!   @@big=N           a result of N bytes             @@drip=N        (stream-json) N deltas, 0.3 s apart
 //!
 //! With FAKE_CLAUDE_LOG set, it appends one JSON line per event (start, grandchild, end) with its
 //! argv, cwd, stdin, PATH and every CCS_TEST_* variable, so tests can assert what they got.
@@ -140,6 +140,17 @@ fn run(args: &Args, stdin: &str) -> i32 {
     append_transcript(&transcript, "user", &prompt);
 
     let started = Instant::now();
+    let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
+    if format == "stream-json" {
+        // The real CLI says hello at once, then streams.
+        emit(&init_event(&session_id, &model));
+        if let Some(n) = switch("drip").and_then(|n| n.parse::<usize>().ok()) {
+            for i in 0..n {
+                emit(&delta_event(&session_id, &format!("drip {i} ")));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
     if switch("ignore-term").is_some() {
         // SAFETY: setting a signal's disposition to ignore has no preconditions.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -160,7 +171,6 @@ fn run(args: &Args, stdin: &str) -> i32 {
         std::process::abort();
     }
 
-    let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
     let text = match switch("big").and_then(|n| n.parse::<usize>().ok()) {
         Some(n) => "x".repeat(n),
         None => answer(&prompt, &earlier),
@@ -179,6 +189,11 @@ fn run(args: &Args, stdin: &str) -> i32 {
             (success(&session_id, &model, &prompt, &text, elapsed, switch("old-cost").is_some()), 0)
         }
     };
+    if format == "stream-json" && args.partial {
+        for word in text.split_inclusive(' ') {
+            emit(&delta_event(&session_id, word));
+        }
+    }
     print_output(
         &format,
         &result,
@@ -190,6 +205,22 @@ fn run(args: &Args, stdin: &str) -> i32 {
         switch("ndjson").is_some(),
     );
     code
+}
+
+fn emit(event: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("{event}\n").as_bytes());
+    let _ = out.flush();
+}
+
+fn init_event(session_id: &str, model: &str) -> Value {
+    json!({"type": "system", "subtype": "init", "cwd": cwd(), "session_id": session_id, "tools": ["Bash", "Read"],
+           "mcp_servers": [], "model": model, "permissionMode": "default"})
+}
+
+fn delta_event(session_id: &str, text: &str) -> Value {
+    json!({"type": "stream_event", "session_id": session_id,
+           "event": {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}})
 }
 
 /// The value of `@@name=value` (or "" for a bare `@@name`) in the prompt.
@@ -265,15 +296,16 @@ fn print_output(
     ndjson: bool,
 ) {
     let mut out = std::io::stdout().lock();
-    let init = json!({"type": "system", "subtype": "init", "cwd": cwd(), "session_id": session_id, "tools": ["Bash", "Read"],
-                      "mcp_servers": [], "model": model, "permissionMode": "default"});
+    let init = init_event(session_id, model);
     let assistant = json!({"type": "assistant", "session_id": session_id,
                            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}});
     let printed = if garbage {
         "Segmentation fault (not really)\n<html>not json</html>\n".to_string()
     } else if array {
         format!("{}\n", json!([init, assistant, result]))
-    } else if ndjson || format == "stream-json" {
+    } else if format == "stream-json" {
+        format!("{assistant}\n{result}\n") // the init event went out first
+    } else if ndjson {
         format!("{init}\n{assistant}\n{result}\n")
     } else if format == "json" {
         format!("{result}\n")

@@ -520,3 +520,107 @@ impl Server {
         self.starts().iter().map(|c| c["stdin"].as_str().unwrap_or("").to_string()).collect()
     }
 }
+
+/// One Server-Sent Event as received: when (since the request was sent), its name and data.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub at: Duration,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Decodes a chunked HTTP body as it arrives.
+pub struct Dechunk {
+    inner: std::io::BufReader<TcpStream>,
+    left: usize,
+    done: bool,
+}
+
+impl Read for Dechunk {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        if self.done {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut size = String::new();
+            if self.inner.read_line(&mut size)? == 0 {
+                return Ok(0);
+            }
+            self.left = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n;
+        if self.left == 0 {
+            let mut crlf = String::new();
+            self.inner.read_line(&mut crlf)?;
+        }
+        Ok(n)
+    }
+}
+
+pub type SseReader = std::io::BufReader<Dechunk>;
+
+/// Opens an event stream; returns the status line and a reader of its events.
+pub fn sse_open(port: u16, method: &str, path: &str, body: Option<&Value>) -> (String, SseReader) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to ccs");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut status = String::new();
+    use std::io::BufRead;
+    reader.read_line(&mut status).unwrap();
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+        chunked |= header.to_ascii_lowercase().starts_with("transfer-encoding: chunked");
+    }
+    assert!(chunked || !status.contains("200"), "an event stream must be chunked");
+    (status.trim().to_string(), std::io::BufReader::new(Dechunk { inner: reader, left: 0, done: false }))
+}
+
+/// The next event of a stream (comments skipped); `None` at its end.
+pub fn sse_next(reader: &mut SseReader, started: Instant) -> Option<SseEvent> {
+    use std::io::BufRead;
+    let (mut event, mut data) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() && !event.is_empty() {
+            let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+            return Some(SseEvent { at: started.elapsed(), event, data });
+        }
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            data.push_str(d);
+        }
+    }
+}
+
+/// Every event of a stream, to its end.
+pub fn sse_all(port: u16, method: &str, path: &str, body: Option<&Value>) -> (String, Vec<SseEvent>) {
+    let started = Instant::now();
+    let (status, mut reader) = sse_open(port, method, path, body);
+    let mut events = Vec::new();
+    while let Some(event) = sse_next(&mut reader, started) {
+        events.push(event);
+    }
+    (status, events)
+}
