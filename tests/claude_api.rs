@@ -238,14 +238,6 @@ fn power_widening_fields_are_refused_unless_the_config_allows_them() {
 }
 
 #[test]
-fn stream_says_it_is_not_available_yet() {
-    let server = Server::start();
-    let r = server.post("/api/claude", json!({"prompt": "x", "project_path": server.project, "stream": true}));
-    assert_eq!(r.status, 501, "{}", r.text);
-    assert!(r.error().contains("stream"));
-}
-
-#[test]
 fn http_errors_are_json_with_the_right_status() {
     let server = Server::start_with(json!({"maxBodyBytes": 2048}));
     let r = server.get("/api/nothing");
