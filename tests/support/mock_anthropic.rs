@@ -3,7 +3,6 @@
 //! text>` and usage; every request is recorded; it can be told to fail or to be slow.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,8 +70,7 @@ pub fn last_user_text(body: &Value) -> String {
             .iter()
             .filter(|b| b["type"] == "text")
             .filter_map(|b| b["text"].as_str())
-            .filter(|t| !t.trim_start().starts_with("<system-reminder>"))
-            .next_back()
+            .rfind(|t| !t.trim_start().starts_with("<system-reminder>"))
             .unwrap_or("")
             .to_string(),
         _ => String::new(),
