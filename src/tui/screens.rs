@@ -323,8 +323,8 @@ With auth.apiKeys set, send 'Authorization: Bearer <key>' (or X-API-Key) to /api
 GET    /health                         status, uptime, version, queue (no key needed)
 POST   /api/claude                     {prompt, project_path, model, session_id, system_prompt,
                                         append_system_prompt, max_budget_usd, max_turns, timeout_ms,
-                                        disallowed_tools, priority, metadata, async, webhook_url}
-                                       sync: the answer; async: 202 with task_id
+                                        disallowed_tools, priority, metadata, async, webhook_url, stream}
+                                       sync: the answer; async: 202 with task_id; stream: SSE events
 POST   /api/claude/batch               {prompts: [1..10], project_path, model, async}
 POST   /api/sessions                   {project_path, model, system_prompt, max_budget_usd, metadata}
 GET    /api/sessions                   ?status&project_path&limit&offset, newest first
@@ -337,6 +337,7 @@ DELETE /api/sessions/:id               the session and its turns
 POST   /api/tasks/async                same fields as /api/claude; 201 with the task
 GET    /api/tasks                      ?status&limit&offset, in queue order
 GET    /api/tasks/:id                  one task: status, result, error, cost, webhook, ...
+GET    /api/tasks/:id/events           follow a task's events (Server-Sent Events)
 PATCH  /api/tasks/:id/priority         {priority: 1..10} while pending
 DELETE /api/tasks/:id                  cancel: waiting never runs, running is killed
 POST   /api/tasks/:id/retry            run a failed/timeout/cancelled/interrupted task again
