@@ -100,8 +100,15 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// A port nobody listens on, below the ephemeral range (32768 and up on Linux) that outgoing
+/// connections take their local ports from, so it stays free until a server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running server and everything around it.
