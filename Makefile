@@ -10,7 +10,7 @@ REAL_CLI_DIR := $(CURDIR)/target/real-cli
 REAL_CLI := $(REAL_CLI_DIR)/$(REAL_CLI_VERSION)/node_modules/.bin/claude
 REAL_CLI_OLD := $(REAL_CLI_DIR)/$(REAL_CLI_OLD_VERSION)/node_modules/.bin/claude
 
-.PHONY: run test lint fmt build bench demo real-cli clean
+.PHONY: run test lint fmt build release install deb bench demo real-cli clean
 
 ## Build (release) and run the server in the foreground with ~/.claude-code-server.
 run:
@@ -45,6 +45,39 @@ fmt:
 
 build:
 	$(CARGO) build --release
+
+## A fully static binary (static-pie, glibc linked in): copy it to any x86_64 Linux host.
+TARGET := x86_64-unknown-linux-gnu
+STATIC := target/$(TARGET)/release/ccs
+release:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target $(TARGET) --bin ccs
+	@file $(STATIC)
+	@ldd $(STATIC) 2>&1 | grep -q 'statically linked\|not a dynamic executable' || { echo "$(STATIC) is not static"; exit 1; }
+	@ls -l $(STATIC) | awk '{print "$(STATIC): " $$5 " bytes"}'
+
+## Plain install: `make install PREFIX=/usr/local` (DESTDIR for staging). The systemd unit goes
+## to $(PREFIX)/lib/systemd/system; see the README for running it.
+PREFIX ?= /usr/local
+install: release
+	install -Dm755 $(STATIC) $(DESTDIR)$(PREFIX)/bin/ccs
+	install -Dm644 packaging/systemd/ccs.service $(DESTDIR)$(PREFIX)/lib/systemd/system/ccs.service
+	sed -i 's#/usr/bin/ccs#$(PREFIX)/bin/ccs#' $(DESTDIR)$(PREFIX)/lib/systemd/system/ccs.service
+
+## A .deb with the static binary, the systemd unit and a default /etc/ccs/config.json.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_ROOT := target/deb/ccs_$(VERSION)_amd64
+deb: release
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
+	install -Dm755 $(STATIC) $(DEB_ROOT)/usr/bin/ccs
+	install -Dm644 packaging/systemd/ccs.service $(DEB_ROOT)/lib/systemd/system/ccs.service
+	install -Dm644 packaging/deb/config.json $(DEB_ROOT)/etc/ccs/config.json
+	install -Dm644 LICENSE $(DEB_ROOT)/usr/share/doc/ccs/copyright
+	install -m755 packaging/deb/postinst packaging/deb/prerm $(DEB_ROOT)/DEBIAN/
+	echo /etc/ccs/config.json > $(DEB_ROOT)/DEBIAN/conffiles
+	printf 'Package: ccs\nVersion: $(VERSION)\nArchitecture: amd64\nMaintainer: ccs developers <ccs@localhost>\nDepends: adduser\nRecommends: nodejs, npm\nSection: net\nPriority: optional\nInstalled-Size: %s\nDescription: the Claude Code CLI as a REST API\n ccs runs claude -p behind an HTTP API with sessions, a task queue and webhooks.\n Install the claude CLI (npm install -g @anthropic-ai/claude-code) for the user ccs.\n' \
+	  "$$(du -sk $(DEB_ROOT) | cut -f1)" > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --build --root-owner-group $(DEB_ROOT) target/deb/ccs_$(VERSION)_amd64.deb
+	@dpkg-deb --info target/deb/ccs_$(VERSION)_amd64.deb | sed -n '1,4p'
 
 ## Queue benchmark (release build): async throughput vs the fake CLI run directly, submit latency.
 bench:
