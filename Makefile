@@ -79,9 +79,9 @@ deb: release
 	dpkg-deb --build --root-owner-group $(DEB_ROOT) target/deb/ccs_$(VERSION)_amd64.deb
 	@dpkg-deb --info target/deb/ccs_$(VERSION)_amd64.deb | sed -n '1,4p'
 
-## Queue benchmark (release build): async throughput vs the fake CLI run directly, submit latency.
+## The benchmark table (release build, loopback, bounded loads): docs/benchmarks.md keeps the last.
 bench:
-	$(CARGO) bench --bench queue
+	$(CARGO) bench --bench ccs
 
 ## The server with the fake claude CLI of the tests (no Claude account needed), state in target/demo.
 demo:

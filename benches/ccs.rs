@@ -1,0 +1,426 @@
+//! `make bench`: the release `ccs` with an instant fake CLI on 127.0.0.1, measured from outside,
+//! printed as one markdown table (docs/benchmarks.md keeps the last one). Loads are bounded:
+//! a few seconds each, loopback only. Its own keep-alive HTTP/1.1 load generator needs no tools.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{eventually, free_port, Server, CCS, FAKE_CLAUDE};
+
+const LOAD: Duration = Duration::from_secs(3);
+
+struct Row(String, String, String);
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` only checks that this builds.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("benchmark skipped: run it with `make bench`");
+        return;
+    }
+    raise_fd_limit();
+    let mut rows = Vec::new();
+    startup_and_memory(&mut rows);
+    health_load(&mut rows);
+    sync_load(&mut rows);
+    async_throughput(&mut rows);
+    stored_tasks(&mut rows);
+    idle_connections(&mut rows);
+    println!("\n| measure | ccs | compare / target |\n|---|---|---|");
+    for Row(what, value, compare) in rows {
+        println!("| {what} | {value} | {compare} |");
+    }
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on this process (children inherit it).
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+fn threads(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One keep-alive connection: sends a request, reads the whole answer.
+struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
+        Conn { reader: BufReader::new(stream) }
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: &str) -> u16 {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if self.reader.get_mut().write_all(request.as_bytes()).is_err() {
+            return 0;
+        }
+        let mut status_line = String::new();
+        if self.reader.read_line(&mut status_line).unwrap_or(0) == 0 {
+            return 0;
+        }
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            chunked |= lower.starts_with("transfer-encoding: chunked");
+        }
+        if chunked {
+            loop {
+                let mut size = String::new();
+                self.reader.read_line(&mut size).ok();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut skip = vec![0u8; n + 2];
+                self.reader.read_exact(&mut skip).ok();
+                if n == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut skip = vec![0u8; length];
+            self.reader.read_exact(&mut skip).ok();
+        }
+        status
+    }
+}
+
+/// `connections` clients each sending requests back to back for `LOAD`; (requests/s, p50, p99).
+fn load(
+    port: u16,
+    connections: usize,
+    method: &'static str,
+    path: &'static str,
+    body: String,
+) -> (f64, Duration, Duration) {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..connections)
+        .map(|_| {
+            let (latencies, body) = (latencies.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(port);
+                let mut mine = Vec::new();
+                while started.elapsed() < LOAD {
+                    let t = Instant::now();
+                    if conn.call(method, path, &body) == 0 {
+                        conn = Conn::open(port);
+                        continue;
+                    }
+                    mine.push(t.elapsed());
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    let elapsed = started.elapsed();
+    let mut all = latencies.lock().unwrap().clone();
+    all.sort();
+    (all.len() as f64 / elapsed.as_secs_f64(), percentile(&all, 0.5), percentile(&all, 0.99))
+}
+
+/// The fake CLI run directly by `parallel` threads for `LOAD`; (runs/s, p50, p99).
+fn direct(parallel: usize, project: &std::path::Path, claude_dir: &std::path::Path) -> (f64, Duration, Duration) {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let runners: Vec<_> = (0..parallel)
+        .map(|_| {
+            let (latencies, project, dir) = (latencies.clone(), project.to_path_buf(), claude_dir.to_path_buf());
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                while started.elapsed() < LOAD {
+                    let t = Instant::now();
+                    run_fake(&project, &dir, "bench");
+                    mine.push(t.elapsed());
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    runners.into_iter().for_each(|r| r.join().unwrap());
+    let elapsed = started.elapsed();
+    let mut all = latencies.lock().unwrap().clone();
+    all.sort();
+    (all.len() as f64 / elapsed.as_secs_f64(), percentile(&all, 0.5), percentile(&all, 0.99))
+}
+
+fn run_fake(project: &std::path::Path, claude_dir: &std::path::Path, prompt: &str) {
+    let mut child = Command::new(FAKE_CLAUDE)
+        .args(["-p", "--output-format", "json"])
+        .current_dir(project)
+        .env("CLAUDE_CONFIG_DIR", claude_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(prompt.as_bytes());
+    child.wait().unwrap();
+}
+
+fn quiet(extra: Value) -> Server {
+    let mut config = json!({"logLevel": "warn"});
+    support::merge(&mut config, extra);
+    Server::start_with(config)
+}
+
+fn startup_and_memory(rows: &mut Vec<Row>) {
+    let home = support::TempDir::new("bench-start");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let started = Instant::now();
+        let mut child = Command::new(CCS)
+            .args(["--home", home.path().to_str().unwrap(), "--port", &port.to_string(), "serve"])
+            .env("HOME", home.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while Conn::try_health(port).is_none() {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        times.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort();
+    rows.push(Row("startup to first `/health` (median of 5)".into(), ms(times[2]), String::new()));
+    let server = quiet(json!({}));
+    std::thread::sleep(Duration::from_secs(1));
+    rows.push(Row(
+        "idle RSS".into(),
+        format!("{} KiB", rss_kb(server.pid())),
+        "target ≤ 8 MB; the original: 70 MB".into(),
+    ));
+    let size = std::fs::metadata(CCS).map(|m| m.len()).unwrap_or(0);
+    rows.push(Row(
+        "binary (release build of the bench)".into(),
+        format!("{} bytes", size),
+        "static `make release`: see docs".into(),
+    ));
+}
+
+impl Conn {
+    fn try_health(port: u16) -> Option<()> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.starts_with("HTTP/1.1 200").then_some(())
+    }
+}
+
+fn health_load(rows: &mut Vec<Row>) {
+    let server = quiet(json!({}));
+    for connections in [1, 16, 64] {
+        let (rps, p50, p99) = load(server.port, connections, "GET", "/health", String::new());
+        let target = if connections == 16 { "target ≥ 30,000/s; the original: 6,200/s" } else { "" };
+        rows.push(Row(
+            format!("`/health` at {connections} connections"),
+            format!("{rps:.0}/s, p50 {}, p99 {}", ms(p50), ms(p99)),
+            target.into(),
+        ));
+    }
+    rows.push(Row("RSS after the `/health` load".into(), format!("{} KiB", rss_kb(server.pid())), String::new()));
+}
+
+fn sync_load(rows: &mut Vec<Row>) {
+    // concurrency 64: the worker bound must not be what is measured here.
+    let server = quiet(json!({"taskQueue": {"concurrency": 64}, "httpThreads": 64}));
+    let body = json!({"prompt": "bench", "project_path": server.project}).to_string();
+    let claude_dir = server.home.path().join("direct-claude");
+    for connections in [1, 4, 16, 64] {
+        let (rps, p50, p99) = load(server.port, connections, "POST", "/api/claude", body.clone());
+        let (drps, dp50, dp99) = direct(connections, &server.project, &claude_dir);
+        rows.push(Row(
+            format!("sync `POST /api/claude` at {connections}"),
+            format!("{rps:.0}/s, p50 {}, p99 {}", ms(p50), ms(p99)),
+            format!(
+                "fake direct: {drps:.0}/s, p50 {}, p99 {}; ratio {:.2}; p50 overhead {} (target ≤ 2 ms)",
+                ms(dp50),
+                ms(dp99),
+                drps / rps.max(0.001),
+                ms(p50.saturating_sub(dp50))
+            ),
+        ));
+    }
+    rows.push(Row(
+        "RSS after the sync load".into(),
+        format!("{} KiB", rss_kb(server.pid())),
+        "the original: 81 sync/s".into(),
+    ));
+}
+
+fn async_throughput(rows: &mut Vec<Row>) {
+    const TASKS: usize = 1000;
+    const PARALLEL: usize = 4;
+    let server = quiet(json!({"taskQueue": {"concurrency": PARALLEL}}));
+    let started = Instant::now();
+    let mut conn = Conn::open(server.port);
+    let body = json!({"prompt": "async bench", "project_path": server.project}).to_string();
+    for _ in 0..TASKS {
+        assert_eq!(conn.call("POST", "/api/tasks/async", &body), 201);
+    }
+    let done = eventually(600, || {
+        server.get("/api/tasks/queue/status").json["queue"]["completed"].as_u64() == Some(TASKS as u64)
+    });
+    assert!(done, "the tasks did not all complete");
+    let served = started.elapsed();
+    let claude_dir = server.home.path().join("direct-claude");
+    let started = Instant::now();
+    let runners: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (project, dir) = (server.project.clone(), claude_dir.clone());
+            std::thread::spawn(move || (0..TASKS / PARALLEL).for_each(|_| run_fake(&project, &dir, "async bench")))
+        })
+        .collect();
+    runners.into_iter().for_each(|r| r.join().unwrap());
+    let alone = started.elapsed();
+    rows.push(Row(
+        format!("async: {TASKS} tasks, concurrency {PARALLEL}"),
+        format!("{:.0} tasks/s ({:.2} s)", TASKS as f64 / served.as_secs_f64(), served.as_secs_f64()),
+        format!(
+            "fake direct, {PARALLEL} parallel: {:.0} runs/s; ratio {:.2} (target ≤ 1.2)",
+            TASKS as f64 / alone.as_secs_f64(),
+            served.as_secs_f64() / alone.as_secs_f64()
+        ),
+    ));
+}
+
+/// Writes `n` completed task records straight into the data folder.
+fn store_finished_tasks(server: &Server, n: usize) {
+    let dir = server.state_dir().join("data/tasks");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        let id = uuid::Uuid::new_v4().to_string();
+        let task = json!({
+            "id": id, "status": "completed", "priority": 5, "prompt": format!("old {i}"),
+            "project_path": server.project, "model": "claude-sonnet-4-5", "session_id": null,
+            "created_at": "2026-11-01T00:00:00.000Z", "updated_at": "2026-11-01T00:00:01.000Z",
+            "started_at": "2026-11-01T00:00:00.000Z", "completed_at": "2026-11-01T00:00:01.000Z",
+            "result": "done", "error": null, "cost_usd": 0.01, "duration_ms": 1000, "num_turns": 1,
+            "usage": {"input_tokens": 10, "output_tokens": 10}, "exit_code": 0, "metadata": {},
+            "mode": "async", "webhook": null, "seq": i + 1,
+        });
+        std::fs::write(dir.join(format!("{id}.json")), task.to_string()).unwrap();
+    }
+}
+
+fn stored_tasks(rows: &mut Vec<Row>) {
+    let mut means = Vec::new();
+    for stored in [10, 10_000] {
+        let mut server = quiet(json!({"taskQueue": {"concurrency": 1}}));
+        store_finished_tasks(&server, stored);
+        server.kill9();
+        let started = Instant::now();
+        server.restart();
+        let restart = started.elapsed();
+        // One long task holds the worker, so the measured submits only queue.
+        server.submit(json!({"prompt": "@@sleep=600"}));
+        let mut conn = Conn::open(server.port);
+        let body = json!({"prompt": "latency", "project_path": server.project}).to_string();
+        let (mut submits, mut gets) = (Vec::new(), Vec::new());
+        let id = server.submit(json!({"prompt": "to get"}));
+        let get_path: &'static str = Box::leak(format!("/api/tasks/{id}").into_boxed_str());
+        for _ in 0..200 {
+            let t = Instant::now();
+            conn.call("POST", "/api/tasks/async", &body);
+            submits.push(t.elapsed());
+            let t = Instant::now();
+            conn.call("GET", get_path, "");
+            gets.push(t.elapsed());
+        }
+        submits.sort();
+        gets.sort();
+        let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+        means.push((mean(&submits), mean(&gets)));
+        rows.push(Row(
+            format!("{stored} stored tasks: submit / get"),
+            format!(
+                "submit p50 {} p99 {}; get p50 {} p99 {}",
+                ms(percentile(&submits, 0.5)),
+                ms(percentile(&submits, 0.99)),
+                ms(percentile(&gets, 0.5)),
+                ms(percentile(&gets, 0.99))
+            ),
+            format!("restart to `/health`: {} (target ≤ 1 s at 10,000)", ms(restart)),
+        ));
+    }
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+    rows.push(Row(
+        "10,000 vs 10 stored (mean)".into(),
+        format!("submit ×{:.2}, get ×{:.2}", ratio(means[0].0, means[1].0), ratio(means[0].1, means[1].1)),
+        "target ≤ 1.5".into(),
+    ));
+}
+
+fn idle_connections(rows: &mut Vec<Row>) {
+    let server = quiet(json!({}));
+    let before = (threads(server.pid()), rss_kb(server.pid()));
+    let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok()).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut conn = Conn::open(server.port);
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        conn.call("GET", "/health", "");
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let after = (threads(server.pid()), rss_kb(server.pid()));
+    rows.push(Row(
+        format!("{} idle open connections", idle.len()),
+        format!("`/health` p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99))),
+        format!("threads {} → {}, RSS {} → {} KiB", before.0, after.0, before.1, after.1),
+    ));
+    drop(idle);
+}
