@@ -80,35 +80,16 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mode, TaskStatus, TurnRequest};
 
     fn task(id: &str) -> Arc<Task> {
-        let at = crate::model::now();
-        Arc::new(Task {
-            id: id.into(),
-            status: TaskStatus::Completed,
-            priority: 5,
-            prompt: String::new(),
-            project_path: String::new(),
-            model: String::new(),
-            session_id: None,
-            created_at: at,
-            updated_at: at,
-            started_at: None,
-            completed_at: None,
-            result: None,
-            error: None,
-            cost_usd: None,
-            duration_ms: None,
-            num_turns: None,
-            usage: serde_json::Value::Null,
-            exit_code: None,
-            metadata: serde_json::Value::Null,
-            mode: Mode::Sync,
-            webhook: None,
-            seq: 0,
-            request: TurnRequest::default(),
-        })
+        // A minimal stored record, read the way the store reads it.
+        let record = serde_json::json!({
+            "id": id, "status": "completed", "priority": 5, "prompt": "", "project_path": "", "model": "",
+            "session_id": null, "created_at": "2026-11-21T00:00:00Z", "updated_at": "2026-11-21T00:00:00Z",
+            "started_at": null, "completed_at": null, "result": null, "error": null, "cost_usd": null,
+            "duration_ms": null, "num_turns": null, "exit_code": null,
+        });
+        Arc::new(serde_json::from_value(record).unwrap())
     }
 
     fn lines(rx: &Receiver<Event>) -> Vec<String> {

@@ -56,10 +56,11 @@ pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {
-    app.store
-        .sessions
-        .get(id)
-        .ok_or_else(|| Error::NotFound(format!("session {id} not found; list sessions with GET /api/sessions")))
+    app.store.sessions.get(id).ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("session {id} not found; list sessions with GET /api/sessions"))
 }
 
 /// The turns of a session, oldest first.
@@ -102,10 +103,12 @@ fn newest_first(sessions: &mut [Arc<Session>]) {
 }
 
 pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Session>, Error> {
-    let mut session = (*get(app, id)?).clone();
-    session.status = status;
-    session.updated_at = crate::model::now();
-    Ok(app.store.sessions.put(id, session)?)
+    let changed = app.store.sessions.update(id, |session| {
+        session.status = status;
+        session.updated_at = crate::model::now();
+        true
+    })?;
+    changed.ok_or_else(|| not_found(id))
 }
 
 pub fn delete(app: &App, id: &str) -> Result<(), Error> {
@@ -233,12 +236,14 @@ pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_ses
         completed_at: now,
     };
     app.store.turns.put(&Turn::key(&session.id, seq), turn)?;
-    let mut next = session.clone();
-    next.messages_count = seq;
-    next.total_cost_usd = money::add_usd(session.total_cost_usd, task.cost_usd.unwrap_or(0.0));
-    next.updated_at = now;
-    next.cli_started |= cli_has_session;
-    app.store.sessions.put(&session.id, next)?;
+    // Only the counters change here, on the stored record: a status set meanwhile stays.
+    app.store.sessions.update(&session.id, |next| {
+        next.messages_count = seq;
+        next.total_cost_usd = money::add_usd(next.total_cost_usd, task.cost_usd.unwrap_or(0.0));
+        next.updated_at = now;
+        next.cli_started |= cli_has_session;
+        true
+    })?;
     Ok(())
 }
 

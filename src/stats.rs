@@ -80,7 +80,7 @@ pub fn record(app: &App, task: &Task) {
     let usage = |key: &str| task.usage.get(key).and_then(Value::as_u64).unwrap_or(0);
     let cost = money::to_micros(task.cost_usd.unwrap_or(0.0));
     let mut run = Day {
-        date: date.clone(),
+        date: String::new(),
         total_requests: 1,
         successful_requests: u64::from(task.status == TaskStatus::Completed),
         failed_requests: u64::from(task.status != TaskStatus::Completed),
@@ -91,14 +91,8 @@ pub fn record(app: &App, task: &Task) {
         models: BTreeMap::new(),
     };
     run.models.insert(task.model.clone(), ModelCount { count: 1, cost_micros: cost });
-    let days = &app.store.statistics;
-    let result = match days.get(&date) {
-        Some(_) => days.update(&date, |day| {
-            day.add(&run);
-            true
-        }),
-        None => days.put(&date, run).map(Some),
-    };
+    let fresh = || Day { date: date.clone(), ..Day::default() };
+    let result = app.store.statistics.upsert(&date, fresh, |day| day.add(&run));
     if let Err(e) = result {
         log::error!("statistics for task {} not saved: {e}", task.id);
     }

@@ -57,10 +57,14 @@ impl Report {
     }
 }
 
-/// Runs a command that fills a report.
-fn report(command: impl FnOnce(&mut Report) -> i32) -> Report {
+/// Loads the config, reads the pid file, and runs `command` with both; the report collects what
+/// it says (a config error ends it early, with exit code 2).
+fn with_server(options: &Options, command: impl FnOnce(&Config, State, &mut Report) -> i32) -> Report {
     let mut r = Report::default();
-    r.code = command(&mut r);
+    r.code = match load(options, &mut r) {
+        Ok(config) => command(&config, pidfile::state(&config.pid_file), &mut r),
+        Err(code) => code,
+    };
     r
 }
 
@@ -92,17 +96,13 @@ pub fn health(config: &Config) -> Result<Value, String> {
 }
 
 pub fn start(options: &Options) -> Report {
-    report(|r| start_into(options, r))
+    with_server(options, |config, state, r| start_into(options, config, state, r))
 }
 
-fn start_into(options: &Options, r: &mut Report) -> i32 {
-    let config = match load(options, r) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    match pidfile::state(&config.pid_file) {
+fn start_into(options: &Options, config: &Config, state: State, r: &mut Report) -> i32 {
+    match state {
         State::Running(pid) => {
-            r.say(format!("ccs is already running (pid {pid}) on {}", base_url(&config)));
+            r.say(format!("ccs is already running (pid {pid}) on {}", base_url(config)));
             return exit::OK;
         }
         State::Stale(pid) => {
@@ -111,8 +111,8 @@ fn start_into(options: &Options, r: &mut Report) -> i32 {
         }
         State::Stopped => {}
     }
-    match spawn_detached(options, &config) {
-        Ok(pid) => wait_until_up(&config, pid, r),
+    match spawn_detached(options, config) {
+        Ok(pid) => wait_until_up(config, pid, r),
         Err(err) => r.fail(exit::FAILED, format!("ccs: cannot start the server: {err}")),
     }
 }
@@ -185,15 +185,11 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 pub fn stop(options: &Options) -> Report {
-    report(|r| stop_into(options, r))
+    with_server(options, stop_into)
 }
 
-fn stop_into(options: &Options, r: &mut Report) -> i32 {
-    let config = match load(options, r) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let pid = match pidfile::state(&config.pid_file) {
+fn stop_into(config: &Config, state: State, r: &mut Report) -> i32 {
+    let pid = match state {
         State::Running(pid) => pid,
         State::Stale(pid) => {
             let _ = std::fs::remove_file(&config.pid_file);
@@ -236,15 +232,11 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
 }
 
 pub fn status(options: &Options) -> Report {
-    report(|r| status_into(options, r))
+    with_server(options, status_into)
 }
 
-fn status_into(options: &Options, r: &mut Report) -> i32 {
-    let config = match load(options, r) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let pid = match pidfile::state(&config.pid_file) {
+fn status_into(config: &Config, state: State, r: &mut Report) -> i32 {
+    let pid = match state {
         State::Running(pid) => pid,
         State::Stale(pid) => {
             r.say(format!("ccs is not running (stale pid file for pid {pid}; `ccs start` cleans it up)"));
@@ -255,9 +247,9 @@ fn status_into(options: &Options, r: &mut Report) -> i32 {
             return NOT_RUNNING;
         }
     };
-    match health(&config) {
+    match health(config) {
         Ok(h) => {
-            r.say(format!("ccs running (pid {pid}) on {}", base_url(&config)));
+            r.say(format!("ccs running (pid {pid}) on {}", base_url(config)));
             r.say(format!(
                 "version {}, uptime {}",
                 h["version"].as_str().unwrap_or("?"),
@@ -267,7 +259,7 @@ fn status_into(options: &Options, r: &mut Report) -> i32 {
             exit::OK
         }
         Err(err) => {
-            r.say(format!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(&config)));
+            r.say(format!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(config)));
             exit::FAILED
         }
     }

@@ -114,6 +114,20 @@ impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
         self.put(id, next).map(Some)
     }
 
+    /// Like `update`, but a missing record starts as `fresh()`: two first writers of one id
+    /// cannot both create it and lose one change.
+    pub fn upsert(
+        &self,
+        id: &str,
+        fresh: impl FnOnce() -> T,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Arc<T>, StoreError> {
+        let _writer = self.writers[stripe(id)].lock();
+        let mut next = self.get(id).map_or_else(fresh, |current| (*current).clone());
+        change(&mut next);
+        self.put(id, next)
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.backend.remove(self.kind, id).map_err(|source| StoreError {
             kind: self.kind,
@@ -270,6 +284,21 @@ mod tests {
         threads.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(*t.get("n").unwrap(), json!({"a": 500, "b": 500}));
         assert!(t.update("missing", |_| true).unwrap().is_none());
+    }
+
+    #[test]
+    fn concurrent_upserts_of_a_new_record_lose_nothing() {
+        let t: Arc<Table<Value>> = Arc::new(Table::open("things", Arc::new(MemoryBackend)).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    t.upsert("day", || json!(0), |v| *v = json!(v.as_i64().unwrap() + 1)).unwrap();
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(*t.get("day").unwrap(), json!(8));
     }
 
     #[test]

@@ -80,10 +80,11 @@ pub fn notify(app: &App, task: &Task) {
 }
 
 fn set_task_state(app: &App, task_id: &str, state: WebhookState) {
-    let Some(task) = app.store.tasks.get(task_id) else { return };
-    let mut task = (*task).clone();
-    task.webhook = Some(state);
-    if let Err(e) = app.store.tasks.put(task_id, task) {
+    let changed = app.store.tasks.update(task_id, |task| {
+        task.webhook = Some(state);
+        true
+    });
+    if let Err(e) = changed {
         log::error!("could not record the webhook state of task {task_id}: {e}");
     }
 }
