@@ -80,8 +80,8 @@ deb: release
 	@dpkg-deb --info target/deb/ccs_$(VERSION)_amd64.deb | sed -n '1,4p'
 
 ## The benchmark table (release build, loopback, bounded loads): docs/benchmarks.md keeps the last.
-bench:
-	$(CARGO) bench --bench ccs
+bench: release
+	CCS_BIN=$(CURDIR)/$(STATIC) $(CARGO) bench --bench ccs
 
 ## The server with the fake claude CLI of the tests (no Claude account needed), state in target/demo.
 demo:

@@ -2,6 +2,7 @@
 //! turn what it printed into a `RunResult`. Knows nothing of HTTP, sessions or storage.
 
 pub mod argv;
+pub mod launcher;
 pub mod output;
 pub mod process;
 

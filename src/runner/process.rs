@@ -1,17 +1,19 @@
 //! One claude child process: spawned in its own process group with the prompt on stdin,
 //! stdout/stderr drained on their own threads (capped), waited on with a timeout and a cancel
 //! flag, and on timeout or cancel stopped with SIGTERM to the group, a grace period, then SIGKILL.
-//! Whatever happens, the group is SIGKILLed once the leader is gone, so no grandchild survives.
+//! Whatever happens, the group is SIGKILLed once the leader is gone, so no grandchild survives,
+//! and the CLI gets SIGKILL if the server dies (even `kill -9`; see `launcher`): after a restart
+//! its task is `interrupted`, so it must not still be changing files.
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use super::{Cancel, Invocation, LineSink};
+use super::{launcher, Cancel, Invocation, LineSink};
 
 /// Most of stdout kept (a result bigger than this is reported as a failure).
 pub const STDOUT_CAP: usize = 64 * 1024 * 1024;
@@ -38,16 +40,14 @@ pub struct RawRun {
 /// Runs the invocation to its end; `Err` only when the process could not be started.
 pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let started = Instant::now();
-    let mut command = Command::new(&inv.program);
+    let mut command = launcher::command(&inv.program, &inv.cwd, &inv.env)?;
     command
         .args(&inv.args)
-        .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    die_with_the_server(&mut command);
     let mut child = command.spawn()?;
     let pgid = child.id() as i32;
     feed_stdin(&mut child, inv.prompt.clone());
@@ -83,24 +83,6 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     run.duration = started.elapsed();
     Ok(run)
 }
-
-/// If the server is killed (even `kill -9`), the CLI gets SIGKILL rather than running on
-/// unwatched: after a restart its task is `interrupted`, so it must not still be changing files.
-#[cfg(target_os = "linux")]
-fn die_with_the_server(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_the_server(_command: &mut Command) {}
 
 fn record_exit(run: &mut RawRun, status: ExitStatus) {
     run.exit_code = status.code();

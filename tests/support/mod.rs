@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub const CCS: &str = env!("CARGO_BIN_EXE_ccs");
+
+/// The ccs binary the servers run: `CCS_BIN` when set (`make bench` sets the static release
+/// build, the one users install), else the one cargo built for the tests.
+pub fn ccs_bin() -> String {
+    std::env::var("CCS_BIN").unwrap_or_else(|_| CCS.to_string())
+}
 pub const FAKE_CLAUDE: &str = env!("CARGO_BIN_EXE_fake-claude");
 
 /// A temp folder removed on drop.
@@ -168,7 +174,7 @@ impl Server {
 
     /// The `ccs` command with this server's home and environment.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(CCS);
+        let mut cmd = Command::new(ccs_bin());
         cmd.arg("--home")
             .arg(self.state_dir())
             .env("HOME", self.home.path())
