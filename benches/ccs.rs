@@ -18,6 +18,9 @@ const LOAD: Duration = Duration::from_secs(3);
 
 struct Row(String, String, String);
 
+/// One part of the table: adds its rows.
+type Part = fn(&mut Vec<Row>);
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` only checks that this builds.
     if !std::env::args().any(|arg| arg == "--bench") {
@@ -27,7 +30,7 @@ fn main() {
     raise_fd_limit();
     // CCS_BENCH=sync,async runs only those parts (names below); unset runs all.
     let only = std::env::var("CCS_BENCH").unwrap_or_default();
-    let parts: [(&str, fn(&mut Vec<Row>)); 6] = [
+    let parts: [(&str, Part); 6] = [
         ("startup", startup_and_memory),
         ("health", health_load),
         ("sync", sync_load),
