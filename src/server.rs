@@ -117,6 +117,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     let _ = housekeeping.join();
     let _ = app.webhook_tx.send(webhook::Msg::Stop);
     let _ = webhooks.join();
+    app.store.close();
     pidfile::remove_if_ours(&config.pid_file, std::process::id());
     log::info!("stopped");
     Ok(())

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::model::{Session, SessionStatus, Task, Turn, TurnRequest};
 use crate::money;
 use crate::project;
+use crate::store::Durable;
 
 /// What a new session starts with.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +34,9 @@ pub struct Filter {
     pub offset: usize,
 }
 
-pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
+/// Creates a session; `durable` says when it must be on disk (`Soon` when it comes with a turn,
+/// whose task record is written `Now` before anyone hears of either).
+pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Session>, Error> {
     let config = app.config();
     let project_path = project::resolve(&new.project_path, &config)?;
     let now = crate::model::now();
@@ -52,7 +55,7 @@ pub fn create(app: &App, new: NewSession) -> Result<Arc<Session>, Error> {
         cli_started: false,
     };
     log::info!("session {} created in {}", session.id, session.project_path);
-    Ok(app.store.sessions.put(&session.id.clone(), session)?)
+    Ok(app.store.sessions.put(&session.id.clone(), session, durable)?)
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {
@@ -103,7 +106,7 @@ fn newest_first(sessions: &mut [Arc<Session>]) {
 }
 
 pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Session>, Error> {
-    let changed = app.store.sessions.update(id, |session| {
+    let changed = app.store.sessions.update(id, Durable::Now, |session| {
         session.status = status;
         session.updated_at = crate::model::now();
         true
@@ -125,9 +128,9 @@ pub fn delete(app: &App, id: &str) -> Result<(), Error> {
 
 fn remove_with_turns(app: &App, id: &str) -> Result<(), Error> {
     // The session goes first: a crash in between leaves orphan turns, never a session without them.
-    app.store.sessions.remove(id)?;
+    app.store.sessions.remove(id, Durable::Now)?;
     for turn in turns(app, id) {
-        app.store.turns.remove(&Turn::key(id, turn.seq))?;
+        app.store.turns.remove(&Turn::key(id, turn.seq), Durable::Soon)?;
     }
     Ok(())
 }
@@ -148,7 +151,7 @@ pub fn cleanup_expired(app: &App, now: DateTime<Utc>) -> Result<(usize, usize), 
     let mut tasks = 0;
     for task in app.store.tasks.all() {
         if task.status.is_final() && task.updated_at < task_cutoff {
-            app.store.tasks.remove(&task.id)?;
+            app.store.tasks.remove(&task.id, Durable::Soon)?;
             tasks += 1;
         }
     }
@@ -182,6 +185,7 @@ pub(crate) fn session_for(app: &App, config: &Config, req: &TurnRequest) -> Resu
                 max_budget_usd: None,
                 metadata: req.metadata.clone(),
             },
+            Durable::Soon,
         ),
     }
 }
@@ -216,7 +220,8 @@ pub(crate) fn run_budget(config: &Config, req: &TurnRequest, session: &Session) 
 }
 
 /// Records a finished turn and what it cost; `cli_has_session` when the CLI printed a result
-/// (so it saved the conversation and later turns must `--resume` it).
+/// (so it saved the conversation and later turns must `--resume` it). Written `Soon`: the
+/// caller then writes the task's end `Now`, which makes the turn durable before anyone hears.
 pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_session: bool) -> Result<(), Error> {
     let seq = session.messages_count + 1;
     let now = crate::model::now();
@@ -235,9 +240,9 @@ pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_ses
         created_at: task.created_at,
         completed_at: now,
     };
-    app.store.turns.put(&Turn::key(&session.id, seq), turn)?;
+    app.store.turns.put(&Turn::key(&session.id, seq), turn, Durable::Soon)?;
     // Only the counters change here, on the stored record: a status set meanwhile stays.
-    app.store.sessions.update(&session.id, |next| {
+    app.store.sessions.update(&session.id, Durable::Soon, |next| {
         next.messages_count = seq;
         next.total_cost_usd = money::add_usd(next.total_cost_usd, task.cost_usd.unwrap_or(0.0));
         next.updated_at = now;
@@ -285,7 +290,7 @@ mod tests {
             metadata: Value::Null,
             cli_started: true,
         };
-        app.store.sessions.put(id, s).unwrap();
+        app.store.sessions.put(id, s, Durable::Now).unwrap();
         let turn = Turn {
             session_id: id.into(),
             seq: 1,
@@ -301,7 +306,7 @@ mod tests {
             created_at: at,
             completed_at: at,
         };
-        app.store.turns.put(&Turn::key(id, 1), turn).unwrap();
+        app.store.turns.put(&Turn::key(id, 1), turn, Durable::Now).unwrap();
     }
 
     fn now() -> DateTime<Utc> {
@@ -339,7 +344,7 @@ mod tests {
                 "result": null, "error": null, "cost_usd": null, "duration_ms": null, "num_turns": null,
                 "exit_code": null,
             });
-            app.store.tasks.put(id, serde_json::from_value(json).unwrap()).unwrap();
+            app.store.tasks.put(id, serde_json::from_value(json).unwrap(), Durable::Now).unwrap();
         };
         task("old-done", TaskStatus::Completed, 31);
         task("old-pending", TaskStatus::Pending, 31);

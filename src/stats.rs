@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::model::{Task, TaskStatus};
 use crate::money;
+use crate::store::Durable;
 
 /// The counters of one day (UTC).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,7 +93,8 @@ pub fn record(app: &App, task: &Task) {
     };
     run.models.insert(task.model.clone(), ModelCount { count: 1, cost_micros: cost });
     let fresh = || Day { date: date.clone(), ..Day::default() };
-    let result = app.store.statistics.upsert(&date, fresh, |day| day.add(&run));
+    // `Soon`: the task's end is written `Now` after this, before anyone hears of it.
+    let result = app.store.statistics.upsert(&date, Durable::Soon, fresh, |day| day.add(&run));
     if let Err(e) = result {
         log::error!("statistics for task {} not saved: {e}", task.id);
     }

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
+use crate::store::Durable;
 use crate::{money, sessions, webhook};
 
 /// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
@@ -34,7 +35,11 @@ pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDon
     sessions::run_budget(&config, &req, &session)?;
     req.session_id = Some(session.id.clone());
     let task = new_task(req, &session, mode, app.queue.next_seq());
-    let task = app.store.tasks.put(&task.id.clone(), task)?;
+    // An async task's id is answered at once, so it is on disk first. A sync task's client hears
+    // only its end (written `Now`); if the server dies before, the client sees the connection
+    // drop, and a restart cancels the task if it was saved by then.
+    let durable = if mode == Mode::Async { Durable::Now } else { Durable::Soon };
+    let task = app.store.tasks.put(&task.id.clone(), task, durable)?;
     if let Some(on_done) = on_done {
         app.wait_for(&task.id, on_done);
     }
@@ -117,7 +122,9 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
         return end_without_running(app, task_id, TaskStatus::Cancelled, err);
     }
-    let started = update(app, task_id, |t| {
+    // `Soon`: on disk within milliseconds, long before a CLI (which takes 100s of ms to start)
+    // can change anything; and if the server dies first, the CLI dies with it.
+    let started = update(app, task_id, Durable::Soon, |t| {
         if t.status != TaskStatus::Pending {
             return false;
         }
@@ -126,25 +133,28 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         t.updated_at = now();
         true
     });
-    if started.is_none() {
-        return;
-    }
+    let Some(started) = started else { return };
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let lines = task.request.stream.then(|| relay_lines(app, task_id));
     let outcome = run_cli(&config, &task.request, &session, budget, cancel, lines);
     let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
-    let ended = update(app, task_id, |t| {
-        record_outcome(t, &outcome, cancel);
+    let at = now();
+    let mut ended = (*started).clone();
+    record_outcome(&mut ended, &outcome, cancel, at);
+    // The statistics and the turn are written `Soon`, then the task's end `Now`: once anyone can
+    // see that the task ended, all of it is on disk.
+    crate::stats::record(app, &ended);
+    if let Err(e) = sessions::record_turn(app, &session, &ended, cli_has_session) {
+        log::error!("task {task_id}: the turn could not be saved: {e}");
+    }
+    let ended = update(app, task_id, Durable::Now, |t| {
+        record_outcome(t, &outcome, cancel, at);
         true
     });
     let Some(task) = ended else { return };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
         app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
-    }
-    crate::stats::record(app, &task);
-    if let Err(e) = sessions::record_turn(app, &session, &task, cli_has_session) {
-        log::error!("task {task_id}: the turn could not be saved: {e}");
     }
     finished(app, task, None);
 }
@@ -172,8 +182,8 @@ fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64
 }
 
 /// Changes a task record; logs (and returns `None`) when it cannot be saved.
-fn update(app: &App, id: &str, change: impl FnOnce(&mut Task) -> bool) -> Option<Arc<Task>> {
-    match app.store.tasks.update(id, change) {
+fn update(app: &App, id: &str, durable: Durable, change: impl FnOnce(&mut Task) -> bool) -> Option<Arc<Task>> {
+    match app.store.tasks.update(id, durable, change) {
         Ok(task) => task,
         Err(e) => {
             log::error!("task {id}: {e}");
@@ -185,7 +195,7 @@ fn update(app: &App, id: &str, change: impl FnOnce(&mut Task) -> bool) -> Option
 fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
     log::info!("task {task_id} ended {} without running: {err}", status.name());
     let message = err.to_string();
-    let task = update(app, task_id, |t| {
+    let task = update(app, task_id, Durable::Now, |t| {
         t.status = status;
         t.error = Some(message);
         t.updated_at = now();
@@ -263,7 +273,7 @@ pub fn set_priority(app: &App, id: &str, priority: u8) -> Result<(u8, u8), Error
         return Err(not_pending());
     }
     let mut old = task.priority;
-    update(app, id, |t| {
+    update(app, id, Durable::Now, |t| {
         old = t.priority;
         t.priority = priority;
         t.request.priority = priority;
@@ -308,8 +318,9 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
     tasks.sort_by_key(|t| t.seq);
     let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
     for task in tasks {
+        // `Soon`: recovery can run again after another crash, with the same result.
         let end = |status: TaskStatus, message: &str| {
-            update(app, &task.id, |t| {
+            update(app, &task.id, Durable::Soon, |t| {
                 t.status = status;
                 t.error = Some(message.to_string());
                 t.updated_at = now();
@@ -467,8 +478,7 @@ fn run_cli(
 
 /// Fills in how a run ended. A task that was cancelled stays cancelled (and one stopped by a
 /// shutdown is interrupted) whatever its process did after the signal.
-fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel) {
-    let at = now();
+fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel, at: chrono::DateTime<chrono::Utc>) {
     task.updated_at = at;
     task.completed_at = Some(at);
     match outcome {

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Session, SessionStatus};
 use crate::sessions::{self, Filter, NewSession};
+use crate::store::Durable;
 
 const CREATE_FIELDS: &[&str] = &["project_path", "model", "system_prompt", "max_budget_usd", "metadata"];
 
@@ -20,7 +21,7 @@ pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         max_budget_usd: f.number("max_budget_usd", 0.0)?,
         metadata: f.object("metadata")?,
     };
-    let session = sessions::create(app, new)?;
+    let session = sessions::create(app, new, Durable::Now)?;
     Ok(Reply::created(json!({"success": true, "session": session.to_api()})))
 }
 

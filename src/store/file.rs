@@ -1,18 +1,26 @@
-//! `storageType: "file"`: one JSON file per record, `<dataDir>/<kind>/<id>.json`, written
-//! atomically and durably (see `fsutil`).
+//! `storageType: "file"`: one JSON file per record, `<dataDir>/<kind>/<id>.json`, replaced
+//! atomically; every change goes through the journal first (`<dataDir>/journal`, see `journal`),
+//! which makes it durable. After a clean stop the journal is empty and the files are complete.
 
 use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::Backend;
+use super::journal::{Change, Journal};
+use super::{Backend, Durable};
 use crate::fsutil;
 
 pub struct FileBackend {
     root: PathBuf,
+    journal: Journal,
     /// Held open for the life of the backend: the exclusive lock on the data folder.
     _lock: fs::File,
+}
+
+/// Where the record `id` of `kind` lives under `root`.
+pub fn record_path(root: &Path, kind: &str, id: &str) -> PathBuf {
+    root.join(kind).join(format!("{id}.json"))
 }
 
 impl FileBackend {
@@ -32,11 +40,17 @@ impl FileBackend {
             }
             return Err(err);
         }
-        Ok(FileBackend { root: root.to_path_buf(), _lock: lock })
+        let (journal, _) = Journal::open(root)?;
+        Ok(FileBackend { root: root.to_path_buf(), journal, _lock: lock })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
-        self.root.join(kind).join(format!("{id}.json"))
+        record_path(&self.root, kind, id)
+    }
+
+    fn change(&self, kind: &str, id: &str, bytes: Option<&[u8]>, durable: Durable) -> io::Result<()> {
+        let change = Change { kind: kind.into(), id: id.into(), bytes: bytes.map(<[u8]>::to_vec) };
+        self.journal.append(change, durable == Durable::Now)
     }
 }
 
@@ -61,12 +75,16 @@ impl Backend for FileBackend {
         Ok(records)
     }
 
-    fn write(&self, kind: &str, id: &str, bytes: &[u8]) -> io::Result<()> {
-        fsutil::write_atomic(&self.path(kind, id), bytes)
+    fn write(&self, kind: &str, id: &str, bytes: &[u8], durable: Durable) -> io::Result<()> {
+        self.change(kind, id, Some(bytes), durable)
     }
 
-    fn remove(&self, kind: &str, id: &str) -> io::Result<()> {
-        fsutil::remove_durable(&self.path(kind, id))
+    fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()> {
+        self.change(kind, id, None, durable)
+    }
+
+    fn close(&self) {
+        self.journal.close();
     }
 
     fn quarantine(&self, kind: &str, id: &str) -> io::Result<String> {

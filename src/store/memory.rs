@@ -2,7 +2,7 @@
 
 use std::io;
 
-use super::Backend;
+use super::{Backend, Durable};
 
 pub struct MemoryBackend;
 
@@ -11,11 +11,11 @@ impl Backend for MemoryBackend {
         Ok(Vec::new())
     }
 
-    fn write(&self, _kind: &str, _id: &str, _bytes: &[u8]) -> io::Result<()> {
+    fn write(&self, _kind: &str, _id: &str, _bytes: &[u8], _durable: Durable) -> io::Result<()> {
         Ok(())
     }
 
-    fn remove(&self, _kind: &str, _id: &str) -> io::Result<()> {
+    fn remove(&self, _kind: &str, _id: &str, _durable: Durable) -> io::Result<()> {
         Ok(())
     }
 

@@ -2,12 +2,16 @@
 //! of a write does not grow with the number of records. Every table keeps all its records in
 //! memory, loaded once at start: reads and listings never parse files.
 //!
-//! Invariant: a record is written to the backend before the in-memory copy changes, so what a
-//! reader sees has been stored durably. Changes to an existing record go through `update`,
-//! which holds that record's lock (one of a few stripes) from read to write, so two writers
-//! never lose each other's changes.
+//! Every write says when it must be on disk (`Durable`). The rule: whatever a client is told
+//! (an id, an answer, a webhook) is durable before it is told. A `Now` write is durable before
+//! the in-memory copy changes; a `Soon` write is visible at once and durable within a few
+//! milliseconds, and is for states nobody has been told about, followed by a `Now` write: the
+//! file store's journal is ordered, so a `Now` write makes every earlier write durable too.
+//! Changes to an existing record go through `update`, which holds that record's lock (one of a
+//! few stripes) from read to write, so two writers never lose each other's changes.
 
 mod file;
+mod journal;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -26,14 +30,25 @@ use crate::model::{Delivery, Session, Task, Turn};
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
 
+/// When a write must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Before the call returns and before anyone can read the change.
+    Now,
+    /// Within a few milliseconds, and with the next `Now` write.
+    Soon,
+}
+
 /// Where records live: bytes by (kind, id).
 pub trait Backend: Send + Sync {
     /// Every record of `kind`; records that cannot be read are moved aside and skipped.
     fn load(&self, kind: &str) -> io::Result<Vec<(String, Vec<u8>)>>;
-    fn write(&self, kind: &str, id: &str, bytes: &[u8]) -> io::Result<()>;
-    fn remove(&self, kind: &str, id: &str) -> io::Result<()>;
+    fn write(&self, kind: &str, id: &str, bytes: &[u8], durable: Durable) -> io::Result<()>;
+    fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()>;
     /// Moves a record that does not parse out of the way; returns where it went.
     fn quarantine(&self, kind: &str, id: &str) -> io::Result<String>;
+    /// Writes what is pending; later writes fail.
+    fn close(&self) {}
 }
 
 /// A failed write or removal.
@@ -89,14 +104,21 @@ impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
         self.rows.read().get(id).cloned()
     }
 
-    /// Stores `record` under `id`, durably, then makes it visible.
-    pub fn put(&self, id: &str, record: T) -> Result<Arc<T>, StoreError> {
+    /// Stores `record` under `id` and makes it visible (see `Durable` for the order).
+    pub fn put(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
+        let _writer = self.writers[stripe(id)].lock();
+        self.write(id, record, durable)
+    }
+
+    /// The write itself; the caller holds the record's stripe lock, so writes of one record
+    /// reach the backend in the order they become visible.
+    fn write(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
         let error = |source| StoreError { kind: self.kind, id: id.to_string(), source };
         if !is_safe_id(id) {
             return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
         }
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| error(e.into()))?;
-        self.backend.write(self.kind, id, &bytes).map_err(error)?;
+        self.backend.write(self.kind, id, &bytes, durable).map_err(error)?;
         let record = Arc::new(record);
         self.rows.write().insert(id.to_string(), record.clone());
         Ok(record)
@@ -104,14 +126,19 @@ impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
 
     /// Changes the stored record `id` with `change`, which says whether to write; returns the
     /// record as written (`None`: no such record, or nothing to write).
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut T) -> bool) -> Result<Option<Arc<T>>, StoreError> {
+    pub fn update(
+        &self,
+        id: &str,
+        durable: Durable,
+        change: impl FnOnce(&mut T) -> bool,
+    ) -> Result<Option<Arc<T>>, StoreError> {
         let _writer = self.writers[stripe(id)].lock();
         let Some(current) = self.get(id) else { return Ok(None) };
         let mut next = (*current).clone();
         if !change(&mut next) {
             return Ok(None);
         }
-        self.put(id, next).map(Some)
+        self.write(id, next, durable).map(Some)
     }
 
     /// Like `update`, but a missing record starts as `fresh()`: two first writers of one id
@@ -119,17 +146,19 @@ impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
     pub fn upsert(
         &self,
         id: &str,
+        durable: Durable,
         fresh: impl FnOnce() -> T,
         change: impl FnOnce(&mut T),
     ) -> Result<Arc<T>, StoreError> {
         let _writer = self.writers[stripe(id)].lock();
         let mut next = self.get(id).map_or_else(fresh, |current| (*current).clone());
         change(&mut next);
-        self.put(id, next)
+        self.write(id, next, durable)
     }
 
-    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        self.backend.remove(self.kind, id).map_err(|source| StoreError {
+    pub fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError> {
+        let _writer = self.writers[stripe(id)].lock();
+        self.backend.remove(self.kind, id, durable).map_err(|source| StoreError {
             kind: self.kind,
             id: id.to_string(),
             source,
@@ -169,6 +198,7 @@ fn is_safe_id(id: &str) -> bool {
 
 /// Every table of ccs.
 pub struct Store {
+    backend: Arc<dyn Backend>,
     pub sessions: Table<Session>,
     pub turns: Table<Turn>,
     pub tasks: Table<Task>,
@@ -197,8 +227,15 @@ impl Store {
             turns: Table::open("turns", backend.clone())?,
             tasks: Table::open("tasks", backend.clone())?,
             deliveries: Table::open("deliveries", backend.clone())?,
-            statistics: Table::open("statistics", backend)?,
+            statistics: Table::open("statistics", backend.clone())?,
+            backend,
         })
+    }
+
+    /// At a clean stop: everything written is made durable (the file store's journal is emptied
+    /// into the record files); later writes fail.
+    pub fn close(&self) {
+        self.backend.close();
     }
 }
 
@@ -221,11 +258,11 @@ mod tests {
     fn records_survive_a_reopen_and_scan_by_prefix() {
         let dir = temp_dir();
         let t = table(&dir);
-        t.put("a.00000001", json!({"n": 1})).unwrap();
-        t.put("a.00000002", json!({"n": 2})).unwrap();
-        t.put("b.00000001", json!({"n": 3})).unwrap();
-        t.put("a.00000001", json!({"n": 10})).unwrap();
-        t.remove("b.00000001").unwrap();
+        t.put("a.00000001", json!({"n": 1}), Durable::Now).unwrap();
+        t.put("a.00000002", json!({"n": 2}), Durable::Soon).unwrap();
+        t.put("b.00000001", json!({"n": 3}), Durable::Now).unwrap();
+        t.put("a.00000001", json!({"n": 10}), Durable::Soon).unwrap();
+        t.remove("b.00000001", Durable::Now).unwrap();
         drop(t);
         let reopened = table(&dir);
         let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
@@ -237,7 +274,7 @@ mod tests {
     #[test]
     fn corrupt_records_are_moved_aside_and_leftover_temp_files_removed() {
         let dir = temp_dir();
-        table(&dir).put("good", json!({"ok": true})).unwrap();
+        table(&dir).put("good", json!({"ok": true}), Durable::Now).unwrap();
         std::fs::write(dir.join("things/bad.json"), b"{\"half\": ").unwrap();
         std::fs::write(dir.join("things/.good.json.1.2.tmp"), b"{").unwrap();
         let t = table(&dir);
@@ -265,14 +302,14 @@ mod tests {
     #[test]
     fn concurrent_updates_of_one_record_lose_nothing() {
         let t: Arc<Table<Value>> = Arc::new(Table::open("things", Arc::new(MemoryBackend)).unwrap());
-        t.put("n", json!({"a": 0, "b": 0})).unwrap();
+        t.put("n", json!({"a": 0, "b": 0}), Durable::Now).unwrap();
         let threads: Vec<_> = ["a", "b"]
             .into_iter()
             .map(|field| {
                 let t = t.clone();
                 std::thread::spawn(move || {
                     for _ in 0..500 {
-                        t.update("n", |v| {
+                        t.update("n", Durable::Now, |v| {
                             v[field] = json!(v[field].as_i64().unwrap() + 1);
                             true
                         })
@@ -283,7 +320,7 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(*t.get("n").unwrap(), json!({"a": 500, "b": 500}));
-        assert!(t.update("missing", |_| true).unwrap().is_none());
+        assert!(t.update("missing", Durable::Now, |_| true).unwrap().is_none());
     }
 
     #[test]
@@ -293,7 +330,7 @@ mod tests {
             .map(|_| {
                 let t = t.clone();
                 std::thread::spawn(move || {
-                    t.upsert("day", || json!(0), |v| *v = json!(v.as_i64().unwrap() + 1)).unwrap();
+                    t.upsert("day", Durable::Now, || json!(0), |v| *v = json!(v.as_i64().unwrap() + 1)).unwrap();
                 })
             })
             .collect();
@@ -305,15 +342,15 @@ mod tests {
     fn unsafe_ids_are_refused() {
         let dir = temp_dir();
         let t = table(&dir);
-        assert!(t.put("../escape", json!(1)).is_err());
-        assert!(t.put("", json!(1)).is_err());
+        assert!(t.put("../escape", json!(1), Durable::Now).is_err());
+        assert!(t.put("", json!(1), Durable::Now).is_err());
         std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
     fn memory_backend_keeps_nothing_across_opens() {
         let t: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
-        t.put("x", json!(1)).unwrap();
+        t.put("x", json!(1), Durable::Now).unwrap();
         assert_eq!(t.get("x").as_deref(), Some(&json!(1)));
         let again: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
         assert!(again.is_empty());

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::config::Config;
 use crate::model::{now, Delivery, Task, WebhookState};
+use crate::store::Durable;
 
 /// The first retry waits about this long; each next one twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -71,16 +72,18 @@ pub fn notify(app: &App, task: &Task) {
         last_error: None,
     };
     let id = delivery.id.clone();
-    if let Err(e) = app.store.deliveries.put(&id, delivery) {
+    // `Soon`, then the task's webhook state `Now`: one wait for both.
+    if let Err(e) = app.store.deliveries.put(&id, delivery, Durable::Soon) {
         log::error!("webhook for task {} not queued: {e}", task.id);
         return;
     }
-    set_task_state(app, &task.id, WebhookState { url, status: "pending".into(), attempts: 0, last_error: None });
+    let state = WebhookState { url, status: "pending".into(), attempts: 0, last_error: None };
+    set_task_state(app, &task.id, state, Durable::Now);
     let _ = app.webhook_tx.send(Msg::Queued(id));
 }
 
-fn set_task_state(app: &App, task_id: &str, state: WebhookState) {
-    let changed = app.store.tasks.update(task_id, |task| {
+fn set_task_state(app: &App, task_id: &str, state: WebhookState, durable: Durable) {
+    let changed = app.store.tasks.update(task_id, durable, |task| {
         task.webhook = Some(state);
         true
     });
@@ -151,14 +154,15 @@ fn attempt(app: &App, id: &str) -> Option<DateTime<Utc>> {
     app.metrics.count_webhook(if next.is_some() { "retried" } else { status });
     let state =
         WebhookState { url: d.url.clone(), status: status.into(), attempts: d.attempts, last_error: error.clone() };
-    set_task_state(app, &d.task_id, state);
+    // `Soon`: the delivery's change just below is written `Now`.
+    set_task_state(app, &d.task_id, state, Durable::Soon);
     let stored = match next {
         Some(at) => {
             d.next_attempt_at = at;
             d.last_error = error;
-            app.store.deliveries.put(id, d).map(|_| ())
+            app.store.deliveries.put(id, d, Durable::Now).map(|_| ())
         }
-        None => app.store.deliveries.remove(id),
+        None => app.store.deliveries.remove(id, Durable::Now),
     };
     if let Err(e) = stored {
         log::error!("could not save webhook delivery {id}: {e}");

@@ -183,7 +183,7 @@ impl Server {
         cmd
     }
 
-    fn launch(&mut self) {
+    pub fn launch(&mut self) {
         for _attempt in 0..5 {
             let port = free_port();
             let mut cmd = self.command();
