@@ -40,8 +40,5 @@ pub mod exit {
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
-    if let Some(code) = runner::launcher::run_if_launcher(&args) {
-        return code;
-    }
     cli::main(args)
 }

@@ -2,9 +2,9 @@
 //! turn what it printed into a `RunResult`. Knows nothing of HTTP, sessions or storage.
 
 pub mod argv;
-pub mod launcher;
 pub mod output;
 pub mod process;
+pub mod spawn;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -2,18 +2,19 @@
 //! stdout/stderr drained on their own threads (capped), waited on with a timeout and a cancel
 //! flag, and on timeout or cancel stopped with SIGTERM to the group, a grace period, then SIGKILL.
 //! Whatever happens, the group is SIGKILLed once the leader is gone, so no grandchild survives,
-//! and the CLI gets SIGKILL if the server dies (even `kill -9`; see `launcher`): after a restart
+//! and the CLI gets SIGKILL if the server dies (even `kill -9`; see `spawn`): after a restart
 //! its task is `interrupted`, so it must not still be changing files.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use super::{launcher, Cancel, Invocation, LineSink};
+use super::{spawn, Cancel, Invocation, LineSink};
 
 /// Most of stdout kept (a result bigger than this is reported as a failure).
 pub const STDOUT_CAP: usize = 64 * 1024 * 1024;
@@ -40,20 +41,12 @@ pub struct RawRun {
 /// Runs the invocation to its end; `Err` only when the process could not be started.
 pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let started = Instant::now();
-    let mut command = launcher::command(&inv.program, &inv.cwd, &inv.env)?;
-    command
-        .args(&inv.args)
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = command.spawn()?;
-    let pgid = child.id() as i32;
-    feed_stdin(&mut child, inv.prompt.clone());
-    let stdout = drain(child.stdout.take(), keep_head(STDOUT_CAP), inv.lines.clone());
-    let stderr = drain(child.stderr.take(), keep_tail(STDERR_TAIL), None);
-    let exited = wait_on_thread(child);
+    let child = spawn::spawn(&inv.program, &inv.args, &inv.cwd, &inv.env)?;
+    let pgid = child.pid;
+    feed_stdin(child.stdin, inv.prompt.clone());
+    let stdout = drain(Some(child.stdout), keep_head(STDOUT_CAP), inv.lines.clone());
+    let stderr = drain(Some(child.stderr), keep_tail(STDERR_TAIL), None);
+    let exited = wait_on_thread(child.pid);
 
     let deadline = started + inv.timeout;
     let mut run = RawRun::default();
@@ -106,19 +99,27 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-fn feed_stdin(child: &mut Child, prompt: String) {
-    if let Some(mut stdin) = child.stdin.take() {
-        // A child that exits without reading gives EPIPE here, which is not our failure.
-        thread::spawn(move || {
-            let _ = stdin.write_all(prompt.as_bytes());
-        });
-    }
+fn feed_stdin(mut stdin: File, prompt: String) {
+    // A child that exits without reading gives EPIPE here, which is not our failure.
+    thread::spawn(move || {
+        let _ = stdin.write_all(prompt.as_bytes());
+    });
 }
 
-fn wait_on_thread(mut child: Child) -> Receiver<Option<ExitStatus>> {
+fn wait_on_thread(pid: libc::pid_t) -> Receiver<Option<ExitStatus>> {
     let (tx, rx) = bounded(1);
     thread::spawn(move || {
-        let _ = tx.send(child.wait().ok());
+        let mut status = 0;
+        let exited = loop {
+            // SAFETY: waits for our own child (each is waited for once, here).
+            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+                break Some(ExitStatus::from_raw(status));
+            }
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break None;
+            }
+        };
+        let _ = tx.send(exited);
     });
     rx
 }
