@@ -135,6 +135,11 @@ fn other_output_shapes_are_understood() {
     );
     let chatty = server.ask("@@stderr=1000000");
     assert_eq!(chatty.status, 200, "a child filling stderr must not deadlock: {}", chatty.text);
+    // A prompt bigger than a pipe's buffer (64 KiB) goes in whole while the output comes out.
+    let long = "z".repeat(300_000);
+    let answer = server.ask(&long);
+    assert_eq!(answer.status, 200, "{}", &answer.text[..answer.text.len().min(300)]);
+    assert_eq!(answer.json["result"].as_str().map(str::len), Some("You said: ".len() + long.len()));
 }
 
 #[test]

@@ -202,7 +202,7 @@ fn sessions_and_turns_survive_kill_9() {
     // loss can leave a file that was renamed into place without its own fsync: the next start
     // rewrites it from the journal.
     let data = server.state_dir().join("data");
-    assert!(std::fs::metadata(data.join("journal")).unwrap().len() > 0);
+    assert!(std::fs::metadata(data.join("journal-1")).unwrap().len() > 0);
     std::fs::write(data.join(format!("sessions/{id}.json")), b"").unwrap();
     server.launch();
     assert!(server.log_text().contains("from the store's journal"), "{}", server.log_text());

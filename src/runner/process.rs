@@ -1,18 +1,17 @@
-//! One claude child process: spawned in its own process group with the prompt on stdin,
-//! stdout/stderr drained on their own threads (capped), waited on with a timeout and a cancel
-//! flag, and on timeout or cancel stopped with SIGTERM to the group, a grace period, then SIGKILL.
-//! Whatever happens, the group is SIGKILLed once the leader is gone, so no grandchild survives,
-//! and the CLI gets SIGKILL if the server dies (even `kill -9`; see `spawn`): after a restart
-//! its task is `interrupted`, so it must not still be changing files.
+//! One claude child process, run to its end on the calling (worker) thread with no helper
+//! threads: one poll loop writes the prompt to its stdin, reads stdout (capped; each line to
+//! the stream sink as it arrives) and stderr (its tail), notices the exit, and on timeout or
+//! cancel sends SIGTERM to its process group, waits a grace period, then SIGKILL. Whatever
+//! happens, the group is SIGKILLed once the leader is gone, so no grandchild survives, and the
+//! CLI gets SIGKILL if the server dies (even `kill -9`; see `spawn`): after a restart its task
+//! is `interrupted`, so it must not still be changing files.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::thread;
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use super::{spawn, Cancel, Invocation, LineSink};
 
@@ -20,9 +19,9 @@ use super::{spawn, Cancel, Invocation, LineSink};
 pub const STDOUT_CAP: usize = 64 * 1024 * 1024;
 /// The tail of stderr kept for error messages.
 pub const STDERR_TAIL: usize = 16 * 1024;
-/// How often the wait loop looks at the cancel flag.
+/// How often the loop looks at the cancel flag and the leader while the pipes are quiet.
 const TICK: Duration = Duration::from_millis(50);
-/// How long to wait for the pipes to close after the group was killed.
+/// How long to read what is left in the pipes after the group was killed.
 const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
 /// What the process did, before any interpretation.
@@ -43,53 +42,198 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let started = Instant::now();
     let child = spawn::spawn(&inv.program, &inv.args, &inv.cwd, &inv.env)?;
     let pgid = child.pid;
-    feed_stdin(child.stdin, inv.prompt.clone());
-    let stdout = drain(Some(child.stdout), keep_head(STDOUT_CAP), inv.lines.clone());
-    let stderr = drain(Some(child.stderr), keep_tail(STDERR_TAIL), None);
-    let exited = wait_on_thread(child.pid);
-
+    let mut io = ChildIo::new(child.stdin, child.stdout, child.stderr, inv.prompt.as_bytes(), inv.lines.clone())?;
     let deadline = started + inv.timeout;
     let mut run = RawRun::default();
+    let mut kill_at: Option<Instant> = None;
+    let mut backoff = Duration::from_micros(50);
     let status = loop {
-        match exited.recv_timeout(TICK.min(deadline.saturating_duration_since(Instant::now()))) {
-            Ok(status) => break status,
-            Err(RecvTimeoutError::Disconnected) => break None,
-            Err(RecvTimeoutError::Timeout) => {
-                run.cancelled = cancel.is_cancelled();
-                run.timed_out = !run.cancelled && Instant::now() >= deadline;
-                if run.cancelled || run.timed_out {
-                    break stop_group(pgid, inv.kill_grace, &exited);
-                }
-            }
+        if let Some(status) = exited(pgid) {
+            break Some(status);
+        }
+        if kill_at.is_none() && (cancel.is_cancelled() || Instant::now() >= deadline) {
+            run.cancelled = cancel.is_cancelled();
+            run.timed_out = !run.cancelled;
+            signal_group(pgid, libc::SIGTERM);
+            kill_at = Some(Instant::now() + inv.kill_grace);
+        }
+        if kill_at.is_some_and(|at| Instant::now() >= at) {
+            signal_group(pgid, libc::SIGKILL);
+            break wait_blocking(pgid);
+        }
+        let until = kill_at.unwrap_or(deadline);
+        let wait = TICK.min(until.saturating_duration_since(Instant::now()));
+        if io.is_open() {
+            io.pump(wait)?;
+        } else {
+            // The pipes are closed: the leader is exiting (or closed them and runs on).
+            std::thread::sleep(backoff.min(wait));
+            backoff = (backoff * 2).min(TICK);
         }
     };
     // The leader is gone; anything it left behind in its group goes too.
     signal_group(pgid, libc::SIGKILL);
     if let Some(status) = status {
-        record_exit(&mut run, status);
+        run.exit_code = status.code();
+        run.signal = status.signal();
     }
-    let (out, overflow) = stdout.recv_timeout(PIPE_DRAIN).unwrap_or_default();
-    run.stdout = out;
-    run.stdout_overflow = overflow;
-    let (err, _) = stderr.recv_timeout(PIPE_DRAIN).unwrap_or_default();
-    run.stderr_tail = String::from_utf8_lossy(&err).into_owned();
+    let drain_until = Instant::now() + PIPE_DRAIN;
+    while io.is_open() && Instant::now() < drain_until {
+        io.pump(drain_until.saturating_duration_since(Instant::now()))?;
+    }
+    io.finish(&mut run);
     run.duration = started.elapsed();
     Ok(run)
 }
 
-fn record_exit(run: &mut RawRun, status: ExitStatus) {
-    run.exit_code = status.code();
-    run.signal = status.signal();
+/// The leader's exit status, if it has exited (reaping it).
+fn exited(pid: libc::pid_t) -> Option<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: polls our own child without blocking.
+    (unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid).then(|| ExitStatus::from_raw(status))
 }
 
-/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL.
-fn stop_group(pgid: i32, grace: Duration, exited: &Receiver<Option<ExitStatus>>) -> Option<ExitStatus> {
-    signal_group(pgid, libc::SIGTERM);
-    if let Ok(status) = exited.recv_timeout(grace) {
-        return status;
+/// Waits for the leader (already sent SIGKILL) to exit.
+fn wait_blocking(pid: libc::pid_t) -> Option<ExitStatus> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child, which has been sent SIGKILL.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Some(ExitStatus::from_raw(status));
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return None;
+        }
     }
-    signal_group(pgid, libc::SIGKILL);
-    exited.recv().ok().flatten()
+}
+
+/// Our ends of the child's pipes and what came through them.
+struct ChildIo<'a> {
+    stdin: Option<File>,
+    prompt: &'a [u8],
+    stdout: Option<File>,
+    stderr: Option<File>,
+    out: Vec<u8>,
+    out_overflow: bool,
+    err: Vec<u8>,
+    lines: Option<LineSink>,
+    partial_line: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl<'a> ChildIo<'a> {
+    fn new(stdin: File, stdout: File, stderr: File, prompt: &'a [u8], lines: Option<LineSink>) -> io::Result<Self> {
+        // The prompt goes in as the child reads it; a child that does not read must not block us.
+        // SAFETY: sets O_NONBLOCK on a descriptor we own.
+        if unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stdin = (!prompt.is_empty()).then_some(stdin);
+        Ok(ChildIo {
+            stdin,
+            prompt,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            out: Vec::new(),
+            out_overflow: false,
+            err: Vec::new(),
+            lines,
+            partial_line: Vec::new(),
+            chunk: vec![0; 64 * 1024],
+        })
+    }
+
+    /// stdout or stderr may still bring something.
+    fn is_open(&self) -> bool {
+        self.stdout.is_some() || self.stderr.is_some()
+    }
+
+    /// Waits up to `wait` for the pipes, then moves what is ready.
+    fn pump(&mut self, wait: Duration) -> io::Result<()> {
+        let mut fds = Vec::with_capacity(3);
+        for (file, events) in [(&self.stdin, libc::POLLOUT), (&self.stdout, libc::POLLIN), (&self.stderr, libc::POLLIN)]
+        {
+            let fd = file.as_ref().map_or(-1, |f| f.as_raw_fd());
+            fds.push(libc::pollfd { fd, events, revents: 0 });
+        }
+        let timeout = wait.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of pollfd; negative fds are ignored by poll.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+        }
+        if fds[0].revents != 0 {
+            self.write_prompt();
+        }
+        if fds[1].revents != 0 {
+            self.read_stdout();
+        }
+        if fds[2].revents != 0 {
+            self.read_stderr();
+        }
+        Ok(())
+    }
+
+    fn write_prompt(&mut self) {
+        let Some(stdin) = self.stdin.as_mut() else { return };
+        match stdin.write(self.prompt) {
+            Ok(n) => self.prompt = &self.prompt[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return,
+            // A child that exits without reading gives EPIPE, which is not our failure.
+            Err(_) => self.prompt = &[],
+        }
+        if self.prompt.is_empty() {
+            self.stdin = None; // EOF for the child
+        }
+    }
+
+    fn read_stdout(&mut self) {
+        let Some(n) = read_some(&mut self.stdout, &mut self.chunk) else { return };
+        let chunk = &self.chunk[..n];
+        let room = STDOUT_CAP.saturating_sub(self.out.len());
+        self.out.extend_from_slice(&chunk[..n.min(room)]);
+        self.out_overflow |= n > room;
+        if let Some(lines) = &self.lines {
+            self.partial_line.extend_from_slice(chunk);
+            while let Some(end) = self.partial_line.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial_line.drain(..=end).collect();
+                (lines.0)(String::from_utf8_lossy(&line).trim_end());
+            }
+        }
+    }
+
+    fn read_stderr(&mut self) {
+        let Some(n) = read_some(&mut self.stderr, &mut self.chunk) else { return };
+        self.err.extend_from_slice(&self.chunk[..n]);
+        if self.err.len() > STDERR_TAIL {
+            self.err.drain(..self.err.len() - STDERR_TAIL);
+        }
+    }
+
+    fn finish(mut self, run: &mut RawRun) {
+        if let (Some(lines), false) = (&self.lines, self.partial_line.is_empty()) {
+            (lines.0)(String::from_utf8_lossy(&self.partial_line).trim_end());
+        }
+        run.stdout = std::mem::take(&mut self.out);
+        run.stdout_overflow = self.out_overflow;
+        run.stderr_tail = String::from_utf8_lossy(&self.err).into_owned();
+    }
+}
+
+/// Reads what `pipe` has; at its end (or on an error) closes it. `None`: nothing read.
+fn read_some(pipe: &mut Option<File>, chunk: &mut [u8]) -> Option<usize> {
+    match pipe.as_mut()?.read(chunk) {
+        Ok(0) => {
+            *pipe = None;
+            None
+        }
+        Ok(n) => Some(n),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(_) => {
+            *pipe = None;
+            None
+        }
+    }
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -97,86 +241,4 @@ fn signal_group(pgid: i32, signal: i32) {
     unsafe {
         libc::killpg(pgid, signal);
     }
-}
-
-fn feed_stdin(mut stdin: File, prompt: String) {
-    // A child that exits without reading gives EPIPE here, which is not our failure.
-    thread::spawn(move || {
-        let _ = stdin.write_all(prompt.as_bytes());
-    });
-}
-
-fn wait_on_thread(pid: libc::pid_t) -> Receiver<Option<ExitStatus>> {
-    let (tx, rx) = bounded(1);
-    thread::spawn(move || {
-        let mut status = 0;
-        let exited = loop {
-            // SAFETY: waits for our own child (each is waited for once, here).
-            if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-                break Some(ExitStatus::from_raw(status));
-            }
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break None;
-            }
-        };
-        let _ = tx.send(exited);
-    });
-    rx
-}
-
-fn keep_head(cap: usize) -> impl Fn(&mut Vec<u8>, &[u8], &mut bool) + Send + 'static {
-    move |buf, chunk, overflow| {
-        let room = cap.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        *overflow |= chunk.len() > room;
-    }
-}
-
-fn keep_tail(cap: usize) -> impl Fn(&mut Vec<u8>, &[u8], &mut bool) + Send + 'static {
-    move |buf, chunk, overflow| {
-        buf.extend_from_slice(chunk);
-        if buf.len() > cap {
-            buf.drain(..buf.len() - cap);
-            *overflow = true;
-        }
-    }
-}
-
-/// Reads `pipe` to its end on a thread of its own, keeping what `keep` keeps, and sending each
-/// complete line to `lines` as soon as it is read.
-fn drain<R, F>(pipe: Option<R>, keep: F, lines: Option<LineSink>) -> Receiver<(Vec<u8>, bool)>
-where
-    R: Read + Send + 'static,
-    F: Fn(&mut Vec<u8>, &[u8], &mut bool) + Send + 'static,
-{
-    let (tx, rx) = bounded(1);
-    thread::spawn(move || {
-        let (mut buf, mut overflow) = (Vec::new(), false);
-        let mut partial: Vec<u8> = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                match pipe.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        keep(&mut buf, &chunk[..n], &mut overflow);
-                        if let Some(lines) = &lines {
-                            partial.extend_from_slice(&chunk[..n]);
-                            while let Some(end) = partial.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = partial.drain(..=end).collect();
-                                (lines.0)(String::from_utf8_lossy(&line).trim_end());
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
-        }
-        if let (Some(lines), false) = (&lines, partial.is_empty()) {
-            (lines.0)(String::from_utf8_lossy(&partial).trim_end());
-        }
-        let _ = tx.send((buf, overflow));
-    });
-    rx
 }

@@ -22,7 +22,7 @@ use std::ptr;
 use libc::{c_char, c_int, c_void};
 
 /// The child's stack until it execs (the kernel copies argv and the environment itself).
-const CHILD_STACK: usize = 128 * 1024;
+const CHILD_STACK: usize = 64 * 1024;
 /// Exit code of a child that could not exec (as a shell's "cannot execute").
 const CANNOT_EXEC: c_int = 127;
 
