@@ -8,11 +8,10 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{ccs_bin, eventually, free_port, Server, FAKE_CLAUDE};
+use support::{ccs_bin, free_port, Server, FAKE_CLAUDE};
 
 const LOAD: Duration = Duration::from_secs(3);
 
@@ -103,16 +102,22 @@ impl Conn {
     }
 
     fn call(&mut self, method: &str, path: &str, body: &str) -> u16 {
+        self.request(method, path, body).0
+    }
+
+    /// Sends one request and reads the whole answer: (status, body); status 0 when the
+    /// connection failed.
+    fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if self.reader.get_mut().write_all(request.as_bytes()).is_err() {
-            return 0;
+            return (0, Vec::new());
         }
         let mut status_line = String::new();
         if self.reader.read_line(&mut status_line).unwrap_or(0) == 0 {
-            return 0;
+            return (0, Vec::new());
         }
         let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let (mut length, mut chunked) = (0usize, false);
@@ -127,83 +132,102 @@ impl Conn {
             }
             chunked |= lower.starts_with("transfer-encoding: chunked");
         }
+        let mut answer = Vec::new();
         if chunked {
             loop {
                 let mut size = String::new();
                 self.reader.read_line(&mut size).ok();
                 let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                let mut skip = vec![0u8; n + 2];
-                self.reader.read_exact(&mut skip).ok();
+                let mut chunk = vec![0u8; n + 2];
+                self.reader.read_exact(&mut chunk).ok();
+                answer.extend_from_slice(&chunk[..n]);
                 if n == 0 {
                     break;
                 }
             }
         } else {
-            let mut skip = vec![0u8; length];
-            self.reader.read_exact(&mut skip).ok();
+            answer = vec![0u8; length];
+            self.reader.read_exact(&mut answer).ok();
         }
-        status
+        (status, answer)
     }
 }
 
-/// `connections` clients each sending requests back to back for `LOAD`; (requests/s, p50, p99).
-fn load(
-    port: u16,
-    connections: usize,
-    method: &'static str,
-    path: &'static str,
-    body: String,
-) -> (f64, Duration, Duration) {
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let started = Instant::now();
-    let clients: Vec<_> = (0..connections)
-        .map(|_| {
-            let (latencies, body) = (latencies.clone(), body.clone());
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(port);
-                let mut mine = Vec::new();
-                while started.elapsed() < LOAD {
-                    let t = Instant::now();
-                    if conn.call(method, path, &body) == 0 {
-                        conn = Conn::open(port);
-                        continue;
-                    }
-                    mine.push(t.elapsed());
-                }
-                latencies.lock().unwrap().extend(mine);
-            })
-        })
-        .collect();
-    clients.into_iter().for_each(|c| c.join().unwrap());
-    let elapsed = started.elapsed();
-    let mut all = latencies.lock().unwrap().clone();
-    all.sort();
-    (all.len() as f64 / elapsed.as_secs_f64(), percentile(&all, 0.5), percentile(&all, 0.99))
+/// Latencies of the requests (or runs) that succeeded, and the time they took in all.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
 }
 
-/// The fake CLI run directly by `parallel` threads for `LOAD`; (runs/s, p50, p99).
-fn direct(parallel: usize, project: &std::path::Path, claude_dir: &std::path::Path) -> (f64, Duration, Duration) {
-    let latencies = Arc::new(Mutex::new(Vec::new()));
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn p(&self, q: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        percentile(&sorted, q)
+    }
+
+    fn describe(&self) -> String {
+        format!("{:.0}/s, p50 {}, p99 {}", self.rate(), ms(self.p(0.5)), ms(self.p(0.99)))
+    }
+}
+
+/// `n` threads, each making the calls `setup()` returns back to back for `duration` (a call
+/// says whether it succeeded).
+fn drive<F: FnMut() -> bool>(n: usize, duration: Duration, setup: impl Fn() -> F + Sync) -> Sample {
     let started = Instant::now();
-    let runners: Vec<_> = (0..parallel)
-        .map(|_| {
-            let (latencies, project, dir) = (latencies.clone(), project.to_path_buf(), claude_dir.to_path_buf());
-            std::thread::spawn(move || {
-                let mut mine = Vec::new();
-                while started.elapsed() < LOAD {
-                    let t = Instant::now();
-                    run_fake(&project, &dir, "bench");
-                    mine.push(t.elapsed());
-                }
-                latencies.lock().unwrap().extend(mine);
+    let latencies: Vec<Duration> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut call = setup();
+                    let mut mine = Vec::new();
+                    while started.elapsed() < duration {
+                        let t = Instant::now();
+                        if call() {
+                            mine.push(t.elapsed());
+                        }
+                    }
+                    mine
+                })
             })
-        })
-        .collect();
-    runners.into_iter().for_each(|r| r.join().unwrap());
-    let elapsed = started.elapsed();
-    let mut all = latencies.lock().unwrap().clone();
-    all.sort();
-    (all.len() as f64 / elapsed.as_secs_f64(), percentile(&all, 0.5), percentile(&all, 0.99))
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    Sample { latencies, elapsed: started.elapsed() }
+}
+
+/// `connections` clients each sending one request back to back for `duration`.
+fn load(port: u16, connections: usize, method: &str, path: &str, body: &str, duration: Duration) -> Sample {
+    drive(connections, duration, || {
+        let mut conn = Conn::open(port);
+        move || {
+            let ok = conn.call(method, path, body) != 0;
+            if !ok {
+                conn = Conn::open(port);
+            }
+            ok
+        }
+    })
+}
+
+/// The fake CLI run directly by `parallel` threads for `duration`.
+fn direct(parallel: usize, project: &std::path::Path, claude_dir: &std::path::Path, duration: Duration) -> Sample {
+    drive(parallel, duration, || {
+        || {
+            run_fake(project, claude_dir, "bench");
+            true
+        }
+    })
 }
 
 /// One run of the fake CLI as ccs runs a first turn with the default config: the same argv
@@ -281,6 +305,12 @@ fn startup_and_memory(rows: &mut Vec<Row>) {
 }
 
 impl Conn {
+    /// How many tasks have completed, from `GET /api/tasks/queue/status`.
+    fn completed(&mut self) -> u64 {
+        let (_, body) = self.request("GET", "/api/tasks/queue/status", "");
+        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["queue"]["completed"].as_u64()).unwrap_or(0)
+    }
+
     fn try_health(port: u16) -> Option<()> {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").ok()?;
@@ -293,72 +323,102 @@ impl Conn {
 fn health_load(rows: &mut Vec<Row>) {
     let server = quiet(json!({}));
     for connections in [1, 16, 64] {
-        let (rps, p50, p99) = load(server.port, connections, "GET", "/health", String::new());
+        let sample = load(server.port, connections, "GET", "/health", "", LOAD);
         let target = if connections == 16 { "target ≥ 30,000/s; the original: 6,200/s" } else { "" };
-        rows.push(Row(
-            format!("`/health` at {connections} connections"),
-            format!("{rps:.0}/s, p50 {}, p99 {}", ms(p50), ms(p99)),
-            target.into(),
-        ));
+        rows.push(Row(format!("`/health` at {connections} connections"), sample.describe(), target.into()));
     }
     rows.push(Row("RSS after the `/health` load".into(), format!("{} KiB", rss_kb(server.pid())), String::new()));
 }
 
 fn sync_load(rows: &mut Vec<Row>) {
+    sync_rows(rows, "file", &[1, 4, 16, 64]);
+    // What the disk costs: the same without storing anything.
+    sync_rows(rows, "memory", &[1, 4]);
+}
+
+fn sync_rows(rows: &mut Vec<Row>, storage: &str, levels: &[usize]) {
     // concurrency 64: the worker bound must not be what is measured here.
-    let server = quiet(json!({"taskQueue": {"concurrency": 64}, "httpThreads": 64}));
+    let server = quiet(json!({"taskQueue": {"concurrency": 64}, "httpThreads": 64, "storageType": storage}));
     let body = json!({"prompt": "bench", "project_path": server.project}).to_string();
     let claude_dir = server.home.path().join("direct-claude");
-    for connections in [1, 4, 16, 64] {
-        let (rps, p50, p99) = load(server.port, connections, "POST", "/api/claude", body.clone());
-        let (drps, dp50, dp99) = direct(connections, &server.project, &claude_dir);
+    let label = if storage == "file" { String::new() } else { format!(", storageType {storage}") };
+    for &connections in levels {
+        // Three rounds, ccs then the fake alone, so a drift of the machine hits both alike.
+        let (mut ccs, mut fake) = (Sample::default(), Sample::default());
+        for _ in 0..3 {
+            ccs.merge(load(server.port, connections, "POST", "/api/claude", &body, LOAD / 3));
+            fake.merge(direct(connections, &server.project, &claude_dir, LOAD / 3));
+        }
         rows.push(Row(
-            format!("sync `POST /api/claude` at {connections}"),
-            format!("{rps:.0}/s, p50 {}, p99 {}", ms(p50), ms(p99)),
+            format!("sync `POST /api/claude` at {connections}{label}"),
+            ccs.describe(),
             format!(
-                "fake direct: {drps:.0}/s, p50 {}, p99 {}; ratio {:.2}; p50 overhead {} (target ≤ 2 ms)",
-                ms(dp50),
-                ms(dp99),
-                drps / rps.max(0.001),
-                ms(p50.saturating_sub(dp50))
+                "fake direct: {}; ratio {:.2}; p50 overhead {} (target ≤ 2 ms)",
+                fake.describe(),
+                fake.rate() / ccs.rate().max(0.001),
+                ms(ccs.p(0.5).saturating_sub(fake.p(0.5)))
             ),
         ));
     }
-    rows.push(Row(
-        "RSS after the sync load".into(),
-        format!("{} KiB", rss_kb(server.pid())),
-        "the original: 81 sync/s".into(),
-    ));
+    if storage == "file" {
+        rows.push(Row(
+            "RSS after the sync load".into(),
+            format!("{} KiB", rss_kb(server.pid())),
+            "the original: 81 sync/s".into(),
+        ));
+    }
 }
 
 fn async_throughput(rows: &mut Vec<Row>) {
+    async_run(rows, 1, "file");
+    async_run(rows, 8, "file");
+    async_run(rows, 8, "memory");
+}
+
+/// 1,000 async tasks sent by `clients` connections at once, until the last one completed,
+/// against the same number of runs of the fake alone with the same parallelism.
+fn async_run(rows: &mut Vec<Row>, clients: usize, storage: &str) {
     const TASKS: usize = 1000;
     const PARALLEL: usize = 4;
-    let server = quiet(json!({"taskQueue": {"concurrency": PARALLEL}}));
-    let started = Instant::now();
-    let mut conn = Conn::open(server.port);
+    let server = quiet(json!({"taskQueue": {"concurrency": PARALLEL}, "storageType": storage}));
     let body = json!({"prompt": "async bench", "project_path": server.project}).to_string();
-    for _ in 0..TASKS {
-        assert_eq!(conn.call("POST", "/api/tasks/async", &body), 201);
-    }
-    let done = eventually(600, || {
-        server.get("/api/tasks/queue/status").json["queue"]["completed"].as_u64() == Some(TASKS as u64)
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                let mut conn = Conn::open(server.port);
+                for _ in 0..TASKS / clients {
+                    assert_eq!(conn.call("POST", "/api/tasks/async", &body), 201);
+                }
+            });
+        }
     });
-    assert!(done, "the tasks did not all complete");
+    let submitted = started.elapsed();
+    let mut conn = Conn::open(server.port);
+    while conn.completed() < TASKS as u64 {
+        assert!(started.elapsed() < Duration::from_secs(600), "the tasks did not all complete");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let served = started.elapsed();
     let claude_dir = server.home.path().join("direct-claude");
     let started = Instant::now();
-    let runners: Vec<_> = (0..PARALLEL)
-        .map(|_| {
-            let (project, dir) = (server.project.clone(), claude_dir.clone());
-            std::thread::spawn(move || (0..TASKS / PARALLEL).for_each(|_| run_fake(&project, &dir, "async bench")))
-        })
-        .collect();
-    runners.into_iter().for_each(|r| r.join().unwrap());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL {
+            scope.spawn(|| (0..TASKS / PARALLEL).for_each(|_| run_fake(&server.project, &claude_dir, "async bench")));
+        }
+    });
     let alone = started.elapsed();
     rows.push(Row(
-        format!("async: {TASKS} tasks, concurrency {PARALLEL}"),
-        format!("{:.0} tasks/s ({:.2} s)", TASKS as f64 / served.as_secs_f64(), served.as_secs_f64()),
+        format!(
+            "async: {TASKS} tasks from {clients} client(s), concurrency {PARALLEL}{}",
+            if storage == "file" { String::new() } else { format!(", storageType {storage}") }
+        ),
+        format!(
+            "{:.0} tasks/s ({:.2} s; all accepted after {:.2} s)",
+            TASKS as f64 / served.as_secs_f64(),
+            served.as_secs_f64(),
+            submitted.as_secs_f64()
+        ),
         format!(
             "fake direct, {PARALLEL} parallel: {:.0} runs/s; ratio {:.2} (target ≤ 1.2)",
             TASKS as f64 / alone.as_secs_f64(),
