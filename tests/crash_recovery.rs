@@ -47,6 +47,14 @@ fn a_graceful_stop_keeps_waiting_tasks_and_interrupts_running_ones() {
         serde_json::from_slice(&std::fs::read(server.state_dir().join(format!("data/tasks/{running}.json"))).unwrap())
             .unwrap();
     assert_eq!(task["status"], "interrupted");
+    // A clean stop empties the journal into the record files: nothing is left to replay.
+    let data = server.state_dir().join("data");
+    let journals: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("journal"))
+        .collect();
+    assert!(journals.is_empty(), "{journals:?}");
     server.restart();
     assert_eq!(server.wait_final(&waiting)["status"], "completed");
 }
