@@ -34,10 +34,11 @@ fn cli_from(variable: &str, test: &str) -> Option<String> {
     }
 }
 
-/// A server whose `claudePath` is the real CLI, pointed at `mock`, with its HOME isolated.
-fn server_for(claude: &str, mock: &MockApi, extra: Value) -> Server {
-    let cli_home = std::env::temp_dir().join(format!("ccs-real-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&cli_home).unwrap();
+/// A server whose `claudePath` is the real CLI, pointed at `mock`, with its HOME isolated (a
+/// temp folder removed with the returned guard).
+fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, support::TempDir) {
+    let guard = support::TempDir::new("real-cli-home");
+    let cli_home = guard.path().to_path_buf();
     let mut config = json!({
         "claudePath": claude,
         "claudeEnv": {
@@ -54,14 +55,14 @@ fn server_for(claude: &str, mock: &MockApi, extra: Value) -> Server {
         "taskQueue": {"defaultTimeout": 120000},
     });
     support::merge(&mut config, extra);
-    Server::start_with(config)
+    (Server::start_with(config), guard)
 }
 
 #[test]
 fn a_sync_prompt_runs_the_real_cli() {
     let Some(claude) = real_claude("a_sync_prompt_runs_the_real_cli") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let r = server.ask("Say hello to ccs");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["result"], "echo: Say hello to ccs");
@@ -74,7 +75,7 @@ fn a_sync_prompt_runs_the_real_cli() {
 fn a_three_turn_session_resumes_the_real_conversation() {
     let Some(claude) = real_claude("a_three_turn_session_resumes_the_real_conversation") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let first = server.ask("My name is Ada.");
     assert_eq!(first.status, 200, "{}", first.text);
     let session = first.json["session_id"].as_str().unwrap().to_string();
@@ -98,7 +99,7 @@ fn a_three_turn_session_resumes_the_real_conversation() {
 fn model_and_system_prompt_reach_the_api() {
     let Some(claude) = real_claude("model_and_system_prompt_reach_the_api") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let r = server.post(
         "/api/claude",
         // A name the CLI does not know passes through as is (known old ids it maps to new ones).
@@ -116,7 +117,7 @@ fn an_api_error_is_reported_with_the_clis_message() {
     let Some(claude) = real_claude("an_api_error_is_reported_with_the_clis_message") else { return };
     let mock = MockApi::start();
     mock.set(Behaviour::Fail(401));
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let r = server.ask("this will fail");
     assert_eq!(r.status, 502, "{}", r.text);
     assert!(r.error().contains("401") || r.error().to_lowercase().contains("auth"), "{}", r.error());
@@ -129,7 +130,7 @@ fn an_async_task_with_a_webhook_runs_the_real_cli() {
     let Some(claude) = real_claude("an_async_task_with_a_webhook_runs_the_real_cli") else { return };
     let mock = MockApi::start();
     let receiver = support::Receiver::start(vec![]);
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let id = server.submit(json!({"prompt": "async hello", "webhook_url": receiver.url}));
     let got = receiver.wait_for(1, 120);
     assert_eq!(got.len(), 1, "no webhook");
@@ -142,7 +143,7 @@ fn cancelling_a_running_real_cli_leaves_no_process_behind() {
     let Some(claude) = real_claude("cancelling_a_running_real_cli_leaves_no_process_behind") else { return };
     let mock = MockApi::start();
     mock.set(Behaviour::Slow(std::time::Duration::from_secs(60)));
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let id = server.submit(json!({"prompt": "take your time"}));
     assert!(eventually(60, || !mock.requests().is_empty()), "the CLI never called the API");
     let cli_pids = processes_under(server.pid());
@@ -156,7 +157,7 @@ fn cancelling_a_running_real_cli_leaves_no_process_behind() {
 fn streaming_relays_the_real_clis_events() {
     let Some(claude) = real_claude("streaming_relays_the_real_clis_events") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let body = json!({"prompt": "stream it", "project_path": server.project, "stream": true});
     let (_, events) = support::sse_all(server.port, "POST", "/api/claude", Some(&body));
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
@@ -170,7 +171,7 @@ fn one_real_request_through_ccs_against_the_cli_alone() {
     // Not a timed assertion: it prints the figure for the closing note and README.
     let Some(claude) = real_claude("one_real_request_through_ccs_against_the_cli_alone") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     server.ask("warm up");
     let started = Instant::now();
     let r = server.ask("timed");
@@ -196,7 +197,7 @@ fn one_real_request_through_ccs_against_the_cli_alone() {
 fn the_older_cli_answers_and_resumes_too() {
     let Some(claude) = old_claude("the_older_cli_answers_and_resumes_too") else { return };
     let mock = MockApi::start();
-    let server = server_for(&claude, &mock, json!({}));
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let first = server.ask("Remember 42.");
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.json["result"], "echo: Remember 42.");
