@@ -492,6 +492,45 @@ fn stored_tasks(rows: &mut Vec<Row>) {
         format!("submit ×{:.2}, get ×{:.2}", ratio(means[0].0, means[1].0), ratio(means[0].1, means[1].1)),
         "target ≤ 1.5".into(),
     ));
+    restart_with_a_full_journal(rows);
+}
+
+/// The worst restart: `kill -9` right after 10,000 tasks were queued, so the journal holds them
+/// all (about 15 MB, just under a journal file's 16 MB) and the start replays it.
+fn restart_with_a_full_journal(rows: &mut Vec<Row>) {
+    const QUEUED: usize = 10_000;
+    let mut server = quiet(json!({"taskQueue": {"concurrency": 1, "maxPending": 20_000}}));
+    server.submit(json!({"prompt": "@@sleep=600"}));
+    server.wait_for_runs(1);
+    let body = json!({"prompt": "queued", "project_path": server.project}).to_string();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let mut conn = Conn::open(server.port);
+                for _ in 0..QUEUED / 8 {
+                    assert_eq!(conn.call("POST", "/api/tasks/async", &body), 201);
+                }
+            });
+        }
+    });
+    let data = server.state_dir().join("data");
+    let journal: u64 = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("journal"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let started = Instant::now();
+    server.restart();
+    let restart = started.elapsed();
+    let queue = server.get("/api/tasks/queue/status").json["queue"].clone();
+    let back = ["pending", "processing", "completed"].iter().map(|k| queue[*k].as_u64().unwrap_or(0)).sum::<u64>();
+    assert_eq!(back, QUEUED as u64, "every queued task is back: {queue}");
+    rows.push(Row(
+        format!("kill -9 with {QUEUED} tasks just queued"),
+        format!("restart to `/health`: {} (journal {:.1} MB read)", ms(restart), journal as f64 / 1e6),
+        format!("all {back} tasks back in the queue (target ≤ 1 s)"),
+    ));
 }
 
 fn idle_connections(rows: &mut Vec<Row>) {

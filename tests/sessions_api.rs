@@ -205,7 +205,7 @@ fn sessions_and_turns_survive_kill_9() {
     assert!(std::fs::metadata(data.join("journal-1")).unwrap().len() > 0);
     std::fs::write(data.join(format!("sessions/{id}.json")), b"").unwrap();
     server.launch();
-    assert!(server.log_text().contains("from the store's journal"), "{}", server.log_text());
+    assert!(server.log_text().contains("changed in the store's journal"), "{}", server.log_text());
 
     assert_eq!(server.get(&format!("/api/sessions/{id}")).json, before_a);
     assert_eq!(server.get(&format!("/api/sessions/{}", b.json["session"]["id"].as_str().unwrap())).json, before_b);

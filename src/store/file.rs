@@ -2,18 +2,21 @@
 //! atomically; every change goes through the journal first (`<dataDir>/journal`, see `journal`),
 //! which makes it durable. After a clean stop the journal is empty and the files are complete.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::journal::{Change, Journal};
+use super::journal::{Change, Journal, Replayed};
 use super::{Backend, Durable};
 use crate::fsutil;
 
 pub struct FileBackend {
     root: PathBuf,
     journal: Journal,
+    /// Records the journal held at open (taken by `load`): they win over the record files.
+    replayed: parking_lot::Mutex<Replayed>,
     /// Held open for the life of the backend: the exclusive lock on the data folder.
     _lock: fs::File,
 }
@@ -40,8 +43,8 @@ impl FileBackend {
             }
             return Err(err);
         }
-        let (journal, _) = Journal::open(root)?;
-        Ok(FileBackend { root: root.to_path_buf(), journal, _lock: lock })
+        let (journal, replayed) = Journal::open(root)?;
+        Ok(FileBackend { root: root.to_path_buf(), journal, replayed: parking_lot::Mutex::new(replayed), _lock: lock })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -58,6 +61,14 @@ impl Backend for FileBackend {
     fn load(&self, kind: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir)?;
+        let mut journaled = HashMap::new();
+        self.replayed.lock().retain(|(k, id), bytes| {
+            if k != kind {
+                return true;
+            }
+            journaled.insert(id.clone(), bytes.take());
+            false
+        });
         let mut records = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
@@ -70,8 +81,11 @@ impl Backend for FileBackend {
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            records.push((id.to_string(), fs::read(&path)?));
+            if !journaled.contains_key(id) {
+                records.push((id.to_string(), fs::read(&path)?));
+            }
         }
+        records.extend(journaled.into_iter().filter_map(|(id, bytes)| Some((id, bytes?))));
         Ok(records)
     }
 

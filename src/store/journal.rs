@@ -2,9 +2,9 @@
 //! committer thread that makes a whole batch durable with one fdatasync however many threads
 //! wrote to it (group commit); an applier thread then overwrites the record files in place,
 //! without fsync. Every 16 MB the committer goes on in a new journal file, and the applier, once
-//! it has applied the old one, syncs the file system (syncfs) and deletes it; at open, whatever
-//! journal files are left are applied again, so a record file that a crash left stale, torn or
-//! empty is rewritten from them. (Measured on ext4: an in-place overwrite costs
+//! it has applied the old one, syncs the file system (syncfs) and deletes it. At open, whatever
+//! journal files a crash left are read first: their records are served from them (not from the
+//! record files, which a crash can leave stale, torn or empty) and the applier rewrites them. (Measured on ext4: an in-place overwrite costs
 //! 0.013 ms, a temp file renamed over the old one 0.32 ms, because a new inode is allocated and
 //! the rename starts writeback.) So while the server runs, read records through the API; after
 //! a clean stop the journal is empty and every file is whole.
@@ -13,7 +13,7 @@
 //! payload `op u8 | kind len u8 | kind | id len u16 | id | bytes`. A torn last frame (the crash
 //! came during its write, so nobody was told about it) fails its length or sum and ends replay.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -83,32 +83,47 @@ enum Work {
     Retire(PathBuf),
 }
 
+/// The last state of every record named in the journal files left from before: `None` when
+/// the record was removed.
+pub type Replayed = HashMap<(String, String), Option<Vec<u8>>>;
+
 impl Journal {
-    /// Applies what the journal files under `root` still hold to the record files, makes them
-    /// durable, removes the journal files and starts a new one with its committer and applier
-    /// threads. Returns the journal and how many changes it replayed.
-    pub fn open(root: &Path) -> io::Result<(Journal, usize)> {
+    /// Starts a new journal file with its committer and applier threads. What the journal files
+    /// left under `root` hold (a crash came before they were retired) is returned, to be read
+    /// instead of the record files, and handed to the applier first: it writes those records and
+    /// retires the old files while the server already runs (a start does not wait for thousands
+    /// of files to be written).
+    pub fn open(root: &Path) -> io::Result<(Journal, Replayed)> {
         Journal::open_with_limit(root, CHECKPOINT_BYTES)
     }
 
     /// `open`, with journal files retired once they hold `limit` bytes.
-    fn open_with_limit(root: &Path, limit: u64) -> io::Result<(Journal, usize)> {
+    fn open_with_limit(root: &Path, limit: u64) -> io::Result<(Journal, Replayed)> {
         let old = journal_files(root)?;
-        let mut replayed = 0;
-        for (_, path) in &old {
-            replayed += replay(path, root)?;
-        }
-        if !old.is_empty() {
-            sync_file_system(root)?;
-            for (_, path) in &old {
-                fs::remove_file(path)?;
+        let mut replayed = Replayed::new();
+        let mut leftovers = Vec::new();
+        for (_, path) in old.iter() {
+            let changes = read_changes(path)?;
+            for change in &changes {
+                replayed.insert((change.kind.clone(), change.id.clone()), change.bytes.clone());
             }
+            leftovers.push(Work::Apply(changes));
+            leftovers.push(Work::Retire(path.clone()));
+        }
+        if !replayed.is_empty() {
+            log::info!(
+                "{} record(s) changed in the store's journal since the last checkpoint; they are read from it",
+                replayed.len()
+            );
         }
         let number = old.last().map_or(1, |(n, _)| n + 1);
         let (file, path) = create_journal(root, number)?;
         let shared =
             Arc::new(Shared { state: Mutex::new(State::default()), work: Condvar::new(), committed: Condvar::new() });
         let (to_applier, work) = crossbeam_channel::unbounded();
+        for item in leftovers {
+            let _ = to_applier.send(item);
+        }
         let committer = Committer {
             shared: shared.clone(),
             file,
@@ -366,9 +381,8 @@ fn sync_file_system(root: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Applies every whole frame of the journal file at `path` to the records under `root`;
-/// returns how many.
-fn replay(path: &Path, root: &Path) -> io::Result<usize> {
+/// The changes of every whole frame of the journal file at `path`.
+fn read_changes(path: &Path) -> io::Result<Vec<Change>> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let (changes, used) = decode_all(&bytes);
@@ -379,13 +393,7 @@ fn replay(path: &Path, root: &Path) -> io::Result<usize> {
             bytes.len() - used
         );
     }
-    for change in &changes {
-        apply(root, change)?;
-    }
-    if !changes.is_empty() {
-        log::info!("applied {} change(s) from the store's journal {}", changes.len(), path.display());
-    }
-    Ok(changes.len())
+    Ok(changes)
 }
 
 pub fn encode(change: &Change, out: &mut Vec<u8>) {
@@ -453,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn opening_applies_the_journal_files_in_order_and_removes_them() {
+    fn opening_reads_the_journal_files_in_order_and_the_applier_retires_them() {
         let root = temp_root();
         // What a crash can leave: a record file emptied by a write that had not reached the
         // disk, and a removal that did not reach the record files at all.
@@ -468,12 +476,15 @@ mod tests {
         fs::write(root.join("journal-10"), &second).unwrap();
 
         let (journal, replayed) = Journal::open(&root).unwrap();
-        assert_eq!(replayed, 3);
+        let record = |id: &str| replayed.get(&("things".to_string(), id.to_string())).cloned();
+        assert_eq!(record("a"), Some(Some(b"{\"n\":2}".to_vec())), "the last change wins");
+        assert_eq!(record("b"), Some(None), "a removal is remembered");
+        let numbers: Vec<u64> = journal_files(&root).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(*numbers.last().unwrap(), 11, "the new journal file follows the old ones");
+        drop(journal);
         assert_eq!(fs::read_to_string(root.join("things/a.json")).unwrap(), "{\"n\":2}");
         assert!(!root.join("things/b.json").exists());
-        let left: Vec<u64> = journal_files(&root).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(left, [11], "the replayed files are gone; a new one follows them");
-        drop(journal);
+        assert!(journal_files(&root).unwrap().is_empty(), "the old files were applied and retired");
         fs::remove_dir_all(root).ok();
     }
 
@@ -523,7 +534,7 @@ mod tests {
         assert!(current[0].0 > 3, "40 changes of 130 bytes fill several 1 KB files: {current:?}");
         drop(journal);
         let (_reopened, replayed) = Journal::open(&root).unwrap();
-        assert_eq!(replayed, 0, "a clean close leaves nothing to replay");
+        assert!(replayed.is_empty(), "a clean close leaves nothing to replay");
         assert_eq!(fs::read_dir(root.join("things")).unwrap().count(), 40);
         fs::remove_dir_all(root).ok();
     }
