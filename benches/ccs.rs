@@ -60,6 +60,28 @@ fn raise_fd_limit() {
     }
 }
 
+/// Waits until the server has finished what a load left it (its store writes record files in
+/// the background) and the disk has what was written, so the next measurement starts clean.
+fn settle(pid: u32) {
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        fields.get(11..13).map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum::<u64>())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = cpu();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = cpu();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    // SAFETY: sync() only flushes file system buffers.
+    unsafe { libc::sync() };
+}
+
 fn rss_kb(pid: u32) -> u64 {
     status_field(pid, "VmRSS:")
 }
@@ -347,7 +369,9 @@ fn sync_rows(rows: &mut Vec<Row>, storage: &str, levels: &[usize]) {
         let (mut ccs, mut fake) = (Sample::default(), Sample::default());
         for _ in 0..3 {
             ccs.merge(load(server.port, connections, "POST", "/api/claude", &body, LOAD / 3));
+            settle(server.pid());
             fake.merge(direct(connections, &server.project, &claude_dir, LOAD / 3));
+            settle(server.pid());
         }
         rows.push(Row(
             format!("sync `POST /api/claude` at {connections}{label}"),
@@ -400,6 +424,7 @@ fn async_run(rows: &mut Vec<Row>, clients: usize, storage: &str) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let served = started.elapsed();
+    settle(server.pid());
     let claude_dir = server.home.path().join("direct-claude");
     let started = Instant::now();
     std::thread::scope(|scope| {

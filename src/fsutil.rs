@@ -1,5 +1,7 @@
-//! Atomic, durable file writes: a temp file in the same folder, fsync, rename, fsync the folder.
-//! A reader sees the old file or the new one, never a half-written one, even after a crash.
+//! Atomic file writes: a temp file in the same folder renamed over the old one, so a reader
+//! sees the old file or the new one, never a half-written one. `write_atomic` also fsyncs the
+//! file and the folder, so the new file survives a crash; `replace` leaves that to the caller
+//! (the store's journal keeps what it writes durable).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -15,9 +17,7 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
+    let temp = temp_path(dir, path);
     let result = (|| {
         let mut file = File::create(&temp)?;
         file.write_all(bytes)?;
@@ -29,6 +29,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Replaces `path` with `bytes` atomically, creating its folder if needed, without waiting for
+/// the disk: after a crash the file may be the old one, or even empty on some file systems.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = temp_path(dir, path);
+    let written = match File::create(&temp) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            File::create(&temp)
+        }
+        created => created,
+    }
+    .and_then(|mut file| file.write_all(bytes))
+    .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+fn temp_path(dir: &Path, path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()))
 }
 
 /// Removes `path` and makes the removal durable.

@@ -122,9 +122,11 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
         return end_without_running(app, task_id, TaskStatus::Cancelled, err);
     }
-    // `Soon`: on disk within milliseconds, long before a CLI (which takes 100s of ms to start)
-    // can change anything; and if the server dies first, the CLI dies with it.
-    let started = update(app, task_id, Durable::Soon, |t| {
+    // An async task that was started is never started again by itself (after a crash it is
+    // `interrupted`), so that is on disk before its CLI runs. A sync one's client is told only
+    // its end, and a restart cancels it whether it had started or not.
+    let durable = if task.mode == Mode::Async { Durable::Now } else { Durable::Soon };
+    let started = update(app, task_id, durable, |t| {
         if t.status != TaskStatus::Pending {
             return false;
         }
@@ -339,7 +341,8 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
             (_, Mode::Sync) => {
                 end(
                     TaskStatus::Cancelled,
-                    "the server restarted before this synchronous request ran; its client was disconnected",
+                    "the server stopped before this synchronous request got under way (its CLI had not started, \
+                     or for a few milliseconds at most); its client was disconnected",
                 );
                 cancelled += 1;
             }

@@ -1,6 +1,6 @@
 //! `storageType: "file"`: one JSON file per record, `<dataDir>/<kind>/<id>.json`, replaced
-//! atomically; every change goes through the journal first (`<dataDir>/journal`, see `journal`),
-//! which makes it durable. After a clean stop the journal is empty and the files are complete.
+//! atomically; every change goes through the journal first (`<dataDir>/journal-<n>`, see
+//! `journal`), which makes it durable. After a clean stop no journal is left.
 
 use std::collections::HashMap;
 use std::fs;
@@ -95,6 +95,10 @@ impl Backend for FileBackend {
 
     fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()> {
         self.change(kind, id, None, durable)
+    }
+
+    fn loaded(&self) -> io::Result<()> {
+        self.journal.start_applying()
     }
 
     fn close(&self) {

@@ -47,6 +47,10 @@ pub trait Backend: Send + Sync {
     fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()>;
     /// Moves a record that does not parse out of the way; returns where it went.
     fn quarantine(&self, kind: &str, id: &str) -> io::Result<String>;
+    /// Every table has loaded its records.
+    fn loaded(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Writes what is pending; later writes fail.
     fn close(&self) {}
 }
@@ -222,14 +226,16 @@ impl Store {
     }
 
     pub fn with_backend(backend: Arc<dyn Backend>) -> io::Result<Store> {
-        Ok(Store {
+        let store = Store {
             sessions: Table::open("sessions", backend.clone())?,
             turns: Table::open("turns", backend.clone())?,
             tasks: Table::open("tasks", backend.clone())?,
             deliveries: Table::open("deliveries", backend.clone())?,
             statistics: Table::open("statistics", backend.clone())?,
             backend,
-        })
+        };
+        store.backend.loaded()?;
+        Ok(store)
     }
 
     /// At a clean stop: everything written is made durable (the file store's journal is emptied
