@@ -320,7 +320,8 @@ fn startup_and_memory(rows: &mut Vec<Row>) {
     ));
     let size = std::fs::metadata(ccs_bin()).map(|m| m.len()).unwrap_or(0);
     rows.push(Row(
-        format!("binary ({})", ccs_bin()),
+        if std::env::var_os("CCS_BIN").is_some() { "binary (static `make release`)" } else { "binary (release build)" }
+            .into(),
         format!("{size} bytes"),
         "target ≤ 6 MB (static `make release`)".into(),
     ));
