@@ -126,7 +126,9 @@ fn session_endpoints() {
     assert_eq!(server.delete(&format!("/api/sessions/{id}")).json, json!({"success": true}));
     assert_eq!(server.get(&format!("/api/sessions/{id}")).status, 404);
     assert_eq!(server.delete(&format!("/api/sessions/{id}")).status, 404);
-    assert!(!server.state_dir().join(format!("data/sessions/{id}.json")).exists());
+    // The record file follows the journal within milliseconds.
+    let file = server.state_dir().join(format!("data/sessions/{id}.json"));
+    assert!(eventually(5, || !file.exists()), "the session's file stayed");
 }
 
 #[test]
