@@ -59,7 +59,7 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
         }
         if kill_at.is_some_and(|at| Instant::now() >= at) {
             signal_group(pgid, libc::SIGKILL);
-            break wait_blocking(pgid);
+            break spawn::wait(pgid);
         }
         let until = kill_at.unwrap_or(deadline);
         let wait = TICK.min(until.saturating_duration_since(Instant::now()));
@@ -91,20 +91,6 @@ fn exited(pid: libc::pid_t) -> Option<ExitStatus> {
     let mut status = 0;
     // SAFETY: polls our own child without blocking.
     (unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid).then(|| ExitStatus::from_raw(status))
-}
-
-/// Waits for the leader (already sent SIGKILL) to exit.
-fn wait_blocking(pid: libc::pid_t) -> Option<ExitStatus> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child, which has been sent SIGKILL.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-            return Some(ExitStatus::from_raw(status));
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return None;
-        }
-    }
 }
 
 /// Our ends of the child's pipes and what came through them.

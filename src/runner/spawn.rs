@@ -16,7 +16,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::ptr;
 
 use libc::{c_char, c_int, c_void};
@@ -64,7 +66,7 @@ pub fn spawn(program: &str, args: &[String], cwd: &Path, env: &[(String, String)
     // SAFETY: the child has exec'd or exited (CLONE_VFORK); `error` is no longer written.
     let error = unsafe { ptr::read_volatile(&plan.error) };
     if error != 0 {
-        reap(pid);
+        wait(pid);
         return Err(io::Error::from_raw_os_error(error));
     }
     Ok(Child { pid, stdin: stdin_w.into(), stdout: stdout_r.into(), stderr: stderr_r.into() })
@@ -160,12 +162,18 @@ unsafe fn fail(plan: &mut Plan) -> c_int {
     libc::_exit(CANNOT_EXEC)
 }
 
-fn reap(pid: libc::pid_t) {
+/// Waits for the child `pid` to exit (retrying interrupted waits) and reaps it.
+pub fn wait(pid: libc::pid_t) -> Option<ExitStatus> {
     let mut status = 0;
-    // SAFETY: waits for our own child; EINTR is retried.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
+    loop {
+        // SAFETY: waits for our own child.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Some(ExitStatus::from_raw(status));
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
 }
 
 /// A pipe (read end, write end), close-on-exec, both above 0-2 so that putting them in place
@@ -267,10 +275,7 @@ mod tests {
         let (mut out, mut err) = (String::new(), String::new());
         child.stdout.read_to_string(&mut out).unwrap();
         child.stderr.read_to_string(&mut err).unwrap();
-        let mut status = 0;
-        // SAFETY: waits for the child we started.
-        unsafe { libc::waitpid(child.pid, &mut status, 0) };
-        (out, err, libc::WEXITSTATUS(status))
+        (out, err, wait(child.pid).and_then(|status| status.code()).unwrap_or(-1))
     }
 
     #[test]

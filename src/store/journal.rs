@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::file::record_path;
+use crate::fsutil::sync_dir;
 
 /// A journal file is retired (and a new one started) once it holds this much.
 const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
@@ -356,10 +357,6 @@ fn create_journal(root: &Path, number: u64) -> io::Result<(File, PathBuf)> {
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     sync_dir(root)?;
     Ok((file, path))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn apply(root: &Path, change: &Change) -> io::Result<()> {
