@@ -42,7 +42,14 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     let started = Instant::now();
     let child = spawn::spawn(&inv.program, &inv.args, &inv.cwd, &inv.env)?;
     let pgid = child.pid;
-    let mut io = ChildIo::new(child.stdin, child.stdout, child.stderr, inv.prompt.as_bytes(), inv.lines.clone())?;
+    let mut io = match ChildIo::new(child.stdin, child.stdout, child.stderr, inv.prompt.as_bytes(), inv.lines.clone()) {
+        Ok(io) => io,
+        Err(e) => {
+            signal_group(pgid, libc::SIGKILL);
+            spawn::wait(pgid);
+            return Err(e);
+        }
+    };
     let deadline = started + inv.timeout;
     let mut run = RawRun::default();
     let mut kill_at: Option<Instant> = None;
@@ -64,7 +71,7 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
         let until = kill_at.unwrap_or(deadline);
         let wait = TICK.min(until.saturating_duration_since(Instant::now()));
         if io.is_open() {
-            io.pump(wait)?;
+            io.pump(wait);
         } else {
             // The pipes are closed: the leader is exiting (or closed them and runs on).
             std::thread::sleep(backoff.min(wait));
@@ -79,7 +86,7 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
     }
     let drain_until = Instant::now() + PIPE_DRAIN;
     while io.is_open() && Instant::now() < drain_until {
-        io.pump(drain_until.saturating_duration_since(Instant::now()))?;
+        io.pump(drain_until.saturating_duration_since(Instant::now()));
     }
     io.finish(&mut run);
     run.duration = started.elapsed();
@@ -135,7 +142,7 @@ impl<'a> ChildIo<'a> {
     }
 
     /// Waits up to `wait` for the pipes, then moves what is ready.
-    fn pump(&mut self, wait: Duration) -> io::Result<()> {
+    fn pump(&mut self, wait: Duration) {
         let mut fds = Vec::with_capacity(3);
         for (file, events) in [(&self.stdin, libc::POLLOUT), (&self.stdout, libc::POLLIN), (&self.stderr, libc::POLLIN)]
         {
@@ -146,7 +153,12 @@ impl<'a> ChildIo<'a> {
         // SAFETY: `fds` is a valid array of pollfd; negative fds are ignored by poll.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
             let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+            if err.kind() != io::ErrorKind::Interrupted {
+                // Not expected with valid descriptors; wait as the poll would have, then go on.
+                log::warn!("poll on the CLI's pipes failed: {err}");
+                std::thread::sleep(wait);
+            }
+            return;
         }
         if fds[0].revents != 0 {
             self.write_prompt();
@@ -157,7 +169,6 @@ impl<'a> ChildIo<'a> {
         if fds[2].revents != 0 {
             self.read_stderr();
         }
-        Ok(())
     }
 
     fn write_prompt(&mut self) {
