@@ -54,6 +54,8 @@ pub struct App {
     me: Weak<App>,
     config: RwLock<Arc<Config>>,
     pub source: ConfigSource,
+    /// The host the server listens on (a reload may change `host` in the config, not the bind).
+    pub bound_host: String,
     pub store: Store,
     pub queue: Queue,
     /// Sync requests waiting for their task, by task id.
@@ -76,6 +78,7 @@ impl App {
         let (webhook_tx, webhook_rx) = crossbeam_channel::unbounded();
         Arc::new_cyclic(|me| App {
             me: me.clone(),
+            bound_host: config.host.clone(),
             config: RwLock::new(Arc::new(config)),
             source,
             store,

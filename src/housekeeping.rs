@@ -55,10 +55,14 @@ pub fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// Reads, validates and applies the config file; returns the changed keys that need a restart.
 pub fn reload(app: &App) -> Result<Vec<&'static str>, LoadError> {
     let (next, warnings) = config::read_file(&app.source.path, app.source.defaults())?;
+    let next = app.source.override_cli(next);
+    if let Some(problem) = next.open_bind_problem(&app.bound_host) {
+        return Err(LoadError::Unsafe(problem));
+    }
     for warning in warnings {
         log::warn!("{warning}");
     }
-    let restart = app.apply_config(app.source.override_cli(next));
+    let restart = app.apply_config(next);
     if restart.is_empty() {
         log::info!("config reloaded from {}", app.source.path.display());
     } else {

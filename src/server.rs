@@ -55,15 +55,7 @@ pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSour
 
 /// Refuses a non-loopback bind without an API key (SPEC 8).
 pub fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
-    if config.host_is_loopback() || !config.auth.api_keys.is_empty() {
-        return Ok(());
-    }
-    Err(ServeError::Config(format!(
-        "refusing to listen on {} without an API key: anyone who can reach it could run claude on this machine. \
-         Add a key to auth.apiKeys in the config (e.g. \"auth\": {{\"apiKeys\": [\"<a long random string>\"]}}) \
-         or set host to 127.0.0.1",
-        config.host
-    )))
+    config.open_bind_problem(&config.host).map_or(Ok(()), |problem| Err(ServeError::Config(problem)))
 }
 
 pub fn serve(options: &Options) -> Result<(), ServeError> {
@@ -76,6 +68,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     for warning in warnings {
         log::warn!("{warning}");
     }
+    log_open_files_limit(&config);
     let store = Store::open(config.storage_type, &config.data_dir)
         .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
@@ -123,6 +116,25 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Raises the soft limit of open files to the hard one and says what both are: each connection
+/// and each CLI run takes descriptors.
+fn log_open_files_limit(config: &Config) {
+    match crate::fsutil::raise_open_files_limit() {
+        Ok((before, now, hard)) => {
+            log::info!("open files: soft limit {now} (was {before}), hard limit {hard}");
+            let needed = config.http.max_connections as u64 + 64 + 8 * config.task_queue.concurrency as u64;
+            if now < needed {
+                log::warn!(
+                    "open files: the limit {now} is below what http.maxConnections ({}) and the workers may need \
+                     (~{needed}); raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower http.maxConnections",
+                    config.http.max_connections
+                );
+            }
+        }
+        Err(e) => log::warn!("open files: cannot read or raise the limit: {e}"),
+    }
+}
+
 /// Writes our pid to the pid file, unless another live server owns it.
 fn claim_pid_file(config: &Config) -> Result<(), ServeError> {
     if let pidfile::State::Running(pid) = pidfile::state(&config.pid_file) {
@@ -144,7 +156,7 @@ fn stop(app: &App, server: &mut http::HttpServer) {
     let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
     log::info!("stopping: no new requests; running tasks get {} ms to finish", grace.as_millis());
     app.begin_shutdown();
-    server.stop_accepting();
+    server.stop_accepting(Duration::from_secs(2));
     tasks::refuse_waiting(app, app.queue.close());
     let deadline = Instant::now() + grace;
     while app.queue.counts().1 > 0 && Instant::now() < deadline {

@@ -163,6 +163,8 @@ pub(crate) fn session_for(app: &App, config: &Config, req: &TurnRequest) -> Resu
     match &req.session_id {
         Some(id) => {
             let session = get(app, id)?;
+            // The roots may have narrowed since the session began: every turn is checked.
+            project::resolve(&session.project_path, config)?;
             if let Some(path) = &req.project_path {
                 if project::resolve(path, config)? != session.project_path {
                     return Err(Error::invalid(

@@ -15,7 +15,7 @@ use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
 use crate::store::Durable;
-use crate::{money, sessions, webhook};
+use crate::{money, project, sessions, webhook};
 
 /// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
 pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDone>) -> Result<Arc<Task>, Error> {
@@ -174,12 +174,14 @@ fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64
     let session = sessions::get(app, session_id)?;
     sessions::check_takes_turns(&session)?;
     let budget = sessions::run_budget(config, &task.request, &session)?;
-    if !std::path::Path::new(&session.project_path).is_dir() {
-        return Err(Error::invalid(
-            "project_path",
+    // Checked again at the start: the folder may be gone, or outside roots narrowed meanwhile.
+    project::resolve(&session.project_path, config).map_err(|err| match err {
+        Error::Invalid { field, .. } => Error::invalid(
+            &field,
             format!("project folder {} of session {} no longer exists; recreate it", session.project_path, session.id),
-        ));
-    }
+        ),
+        other => other,
+    })?;
     Ok((session, budget))
 }
 

@@ -59,6 +59,23 @@ fn project_folders_outside_the_allowed_roots_are_403() {
 }
 
 #[test]
+fn narrowing_the_allowed_roots_stops_existing_sessions_outside_them() {
+    let server = Server::start_with(json!({}));
+    let session = server.new_session(json!({"project_path": server.project}));
+    let turn = |prompt: &str| server.post(&format!("/api/sessions/{session}/continue"), json!({"prompt": prompt}));
+    assert_eq!(turn("before").status, 200);
+    let elsewhere = server.home.path().join("workspace");
+    server.edit_config(json!({"allowedProjectRoots": [elsewhere]}));
+    assert!(eventually(10, || server.log_text().contains("config reloaded")));
+    let refused = turn("after");
+    assert_eq!((refused.status, refused.json["field"].as_str()), (403, Some("project_path")), "{}", refused.text);
+    assert!(refused.error().contains("allowedProjectRoots"), "{}", refused.error());
+    let by_id = server.post("/api/claude", json!({"prompt": "again", "session_id": session}));
+    assert_eq!(by_id.status, 403, "{}", by_id.text);
+    assert_eq!(server.starts().len(), 1, "the CLI ran only before the roots narrowed");
+}
+
+#[test]
 fn statistics_sum_exactly_what_the_cli_reported() {
     let server = Server::start();
     let mut expected_input = 0;
@@ -153,14 +170,16 @@ fn metrics_parse_as_prometheus_text_and_move() {
 #[test]
 fn get_config_masks_secrets_and_put_changes_behaviour_live() {
     let server = Server::start_with(json!({
-        "auth": {"apiKeys": ["super-secret-key-4242"]},
+        "auth": {"apiKeys": ["super-secret-key-4242"], "adminKeys": ["the-admin-key-7777"]},
         "webhook": {"secret": "whsec_topsecret"},
     }));
-    let key = [("Authorization", "Bearer super-secret-key-4242")];
+    let key = [("Authorization", "Bearer the-admin-key-7777")];
     let got = http(server.port, "GET", "/api/config", None, &key);
     assert_eq!(got.status, 200);
     let shown = got.json["config"].clone();
     assert_eq!(shown["auth"]["apiKeys"], json!(["****4242"]));
+    assert_eq!(shown["auth"]["adminKeys"], json!(["****7777"]));
+    assert!(!got.text.contains("the-admin-key"));
     assert_eq!(shown["webhook"]["secret"], "****");
     assert_eq!(shown["claudeEnv"]["FAKE_CLAUDE_LOG"], "****");
     assert!(!got.text.contains("super-secret") && !got.text.contains("topsecret"));
@@ -174,6 +193,7 @@ fn get_config_masks_secrets_and_put_changes_behaviour_live() {
     assert_eq!(put.json["restart_required"], json!([]));
     let saved: Value = serde_json::from_slice(&std::fs::read(server.config_path()).unwrap()).unwrap();
     assert_eq!(saved["auth"]["apiKeys"], json!(["super-secret-key-4242"]));
+    assert_eq!(saved["auth"]["adminKeys"], json!(["the-admin-key-7777"]));
     assert_eq!(saved["webhook"]["secret"], "whsec_topsecret");
     assert_eq!(saved["defaultModel"], "claude-opus-4-1");
     let body = json!({"prompt": "x".repeat(3000), "project_path": server.project}).to_string();
@@ -197,13 +217,16 @@ fn get_config_masks_secrets_and_put_changes_behaviour_live() {
     assert_eq!(r.json["model"], "claude-opus-4-1");
 
     // Keys that need a restart are saved and reported.
-    let restart = json!({"dataDir": "/tmp/ccs-elsewhere"}).to_string();
+    let restart = json!({"httpThreads": 4}).to_string();
     let r = http(server.port, "PUT", "/api/config", Some(restart.as_bytes()), &key);
-    assert_eq!(r.json["restart_required"], json!(["dataDir"]), "{}", r.text);
-    // New API keys apply at once.
+    assert_eq!(r.json["restart_required"], json!(["httpThreads"]), "{}", r.text);
+    // Keys are file-only: a PUT cannot rotate them (403), an edit of the file can, at once.
     let rotate = json!({"auth": {"apiKeys": ["rotated-key-000001"]}}).to_string();
-    assert_eq!(http(server.port, "PUT", "/api/config", Some(rotate.as_bytes()), &key).status, 200);
-    assert_eq!(http(server.port, "GET", "/api/sessions", None, &key).status, 401);
+    let refused = http(server.port, "PUT", "/api/config", Some(rotate.as_bytes()), &key);
+    assert_eq!((refused.status, refused.json["field"].as_str()), (403, Some("auth")), "{}", refused.text);
+    server.edit_config(json!({"auth": {"apiKeys": ["rotated-key-000001"]}}));
+    let user = [("Authorization", "Bearer super-secret-key-4242")];
+    assert!(eventually(10, || http(server.port, "GET", "/api/sessions", None, &user).status == 401));
     assert_eq!(http(server.port, "GET", "/api/sessions", None, &[("X-API-Key", "rotated-key-000001")]).status, 200);
 }
 

@@ -18,7 +18,7 @@ use crate::http::Handler;
 pub fn routes() -> Router<Handler> {
     use Method::*;
     Router::<Handler>::default()
-        .add(Get, "/health", health::get)
+        .public(Get, "/health", health::get)
         .add(Get, "/metrics", metrics::get)
         .add(Get, "/api/config", config::get)
         .add(Put, "/api/config", config::put)

@@ -13,6 +13,8 @@ pub enum LoadError {
     Io(PathBuf, io::Error),
     Syntax(PathBuf, serde_json::Error),
     Invalid(PathBuf, ConfigError),
+    /// Valid, but unsafe for the running server (an open bind without keys).
+    Unsafe(String),
 }
 
 impl fmt::Display for LoadError {
@@ -29,6 +31,7 @@ impl fmt::Display for LoadError {
                 )
             }
             LoadError::Invalid(path, err) => write!(f, "{err} in {}", path.display()),
+            LoadError::Unsafe(problem) => f.write_str(problem),
         }
     }
 }

@@ -29,12 +29,17 @@ fn is_masked(value: &Value) -> bool {
     value.as_str().is_some_and(|s| s.starts_with(MASK) || s.contains(&format!(":{MASK}@")))
 }
 
+/// The lists of keys, shown by their last four characters.
+const KEY_LISTS: [&str; 2] = ["/auth/apiKeys", "/auth/adminKeys"];
+
 /// The config JSON with its secrets masked.
 pub fn masked(config: &Value) -> Value {
     let mut c = config.clone();
-    if let Some(keys) = c.pointer_mut("/auth/apiKeys").and_then(Value::as_array_mut) {
-        for key in keys.iter_mut() {
-            *key = Value::String(mask_key(key.as_str().unwrap_or_default()));
+    for pointer in KEY_LISTS {
+        if let Some(keys) = c.pointer_mut(pointer).and_then(Value::as_array_mut) {
+            for key in keys.iter_mut() {
+                *key = Value::String(mask_key(key.as_str().unwrap_or_default()));
+            }
         }
     }
     if let Some(secret) = c.pointer_mut("/webhook/secret").filter(|s| s.is_string()) {
@@ -51,9 +56,10 @@ pub fn masked(config: &Value) -> Value {
 
 /// Puts the stored secret back wherever `incoming` carries a masked one.
 pub fn unmask(incoming: &mut Value, stored: &Value) {
-    if let Some(keys) = incoming.pointer_mut("/auth/apiKeys").and_then(Value::as_array_mut) {
+    for pointer in KEY_LISTS {
+        let Some(keys) = incoming.pointer_mut(pointer).and_then(Value::as_array_mut) else { continue };
         let stored_keys: Vec<&str> = stored
-            .pointer("/auth/apiKeys")
+            .pointer(pointer)
             .and_then(Value::as_array)
             .map_or(Vec::new(), |k| k.iter().filter_map(Value::as_str).collect());
         for key in keys.iter_mut().filter(|k| is_masked(k)) {
@@ -86,7 +92,7 @@ mod tests {
     #[test]
     fn secrets_are_masked_and_a_round_trip_restores_them() {
         let stored = json!({
-            "auth": {"apiKeys": ["a-very-long-secret-key-1234", "short"]},
+            "auth": {"apiKeys": ["a-very-long-secret-key-1234", "short"], "adminKeys": ["the-admin-key-9876"]},
             "webhook": {"secret": "whsec_abc", "timeout": 5000},
             "claudeEnv": {"ANTHROPIC_API_KEY": "sk-ant-xyz"},
             "redisUrl": "redis://user:pa55@localhost:6379/0",
@@ -94,6 +100,7 @@ mod tests {
         });
         let shown = masked(&stored);
         assert_eq!(shown["auth"]["apiKeys"], json!(["****1234", "****"]));
+        assert_eq!(shown["auth"]["adminKeys"], json!(["****9876"]));
         assert_eq!(shown["webhook"]["secret"], "****");
         assert_eq!(shown["claudeEnv"]["ANTHROPIC_API_KEY"], "****");
         assert_eq!(shown["redisUrl"], "redis://user:****@localhost:6379/0");

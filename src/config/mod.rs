@@ -47,6 +47,25 @@ pub struct Config {
     pub disallowed_tools: Vec<String>,
     pub allow_caller_overrides: bool,
     pub http_threads: usize,
+    pub http: Http,
+}
+
+/// What one client may hold of the HTTP edge (see the README's "Security").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Http {
+    /// The whole request head, and then the whole body, must arrive within this.
+    pub read_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this.
+    pub keep_alive_ms: u64,
+    /// Each write of an answer must go through within this.
+    pub write_timeout_ms: u64,
+    /// Open connections at most; at the cap new ones wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Request line and headers at most (431 above).
+    pub max_head_bytes: usize,
+    /// Request line at most (414 above).
+    pub max_url_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,6 +113,15 @@ pub struct Mcp {
 #[serde(rename_all = "camelCase")]
 pub struct Auth {
     pub api_keys: Vec<String>,
+    /// Keys that may also change the config over HTTP.
+    pub admin_keys: Vec<String>,
+}
+
+impl Auth {
+    /// Whether requests need a key.
+    pub fn has_keys(&self) -> bool {
+        !self.api_keys.is_empty() || !self.admin_keys.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,7 +158,28 @@ pub enum StorageType {
 
 /// The keys a running server cannot change without a restart.
 pub const RESTART_KEYS: &[&str] =
-    &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "logFile", "pidFile"];
+    &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "http", "logFile", "pidFile"];
+
+/// Keys that decide what runs on the host, where data goes, or who gets in: changed only by
+/// editing the config file, never over HTTP (`PUT /api/config` answers 403 naming them).
+pub const FILE_ONLY_KEYS: &[&str] = &[
+    "/claudePath",
+    "/nvmBin",
+    "/claudeEnv",
+    "/mcp",
+    "/permissionMode",
+    "/allowedTools",
+    "/disallowedTools",
+    "/allowCallerOverrides",
+    "/allowedProjectRoots",
+    "/auth",
+    "/dataDir",
+    "/storageType",
+    "/redisUrl",
+    "/logFile",
+    "/pidFile",
+    "/host",
+];
 
 impl Config {
     /// The full default config for a state folder `home`; `user_home` is the user's `$HOME`.
@@ -160,7 +209,7 @@ impl Config {
             log_level: LogLevel::Info,
             storage_type: StorageType::File,
             redis_url: None,
-            auth: Auth { api_keys: Vec::new() },
+            auth: Auth { api_keys: Vec::new(), admin_keys: Vec::new() },
             allowed_project_roots: Vec::new(),
             max_body_bytes: 1024 * 1024,
             task_retention_days: 30,
@@ -170,6 +219,14 @@ impl Config {
             disallowed_tools: Vec::new(),
             allow_caller_overrides: false,
             http_threads: 8,
+            http: Http {
+                read_timeout_ms: 30_000,
+                keep_alive_ms: 10_000,
+                write_timeout_ms: 30_000,
+                max_connections: 1_024,
+                max_head_bytes: 64 * 1024,
+                max_url_bytes: 8 * 1024,
+            },
         }
     }
 
@@ -184,12 +241,31 @@ impl Config {
         RESTART_KEYS.iter().copied().filter(|key| old.get(key) != new.get(key)).collect()
     }
 
+    /// Why this config must not serve a server bound to `bound_host` (the running bind, which a
+    /// reload does not change): a non-loopback address without any key (SPEC 8).
+    pub fn open_bind_problem(&self, bound_host: &str) -> Option<String> {
+        let open = !is_loopback(&self.host) || !is_loopback(bound_host);
+        if !open || self.auth.has_keys() {
+            return None;
+        }
+        let host = if is_loopback(&self.host) { bound_host } else { &self.host };
+        Some(format!(
+            "refusing to listen on {host} without an API key: anyone who can reach it could run claude on this machine. \
+             Add a key to auth.apiKeys in the config (e.g. \"auth\": {{\"apiKeys\": [\"<a long random string>\"]}}) \
+             or set host to 127.0.0.1"
+        ))
+    }
+
     /// Whether `host` is a loopback address, where running without an API key is safe.
     pub fn host_is_loopback(&self) -> bool {
-        match self.host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ip.is_loopback(),
-            Err(_) => self.host == "localhost",
-        }
+        is_loopback(&self.host)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost",
     }
 }
 
@@ -203,6 +279,17 @@ mod tests {
         let (parsed, warnings) = from_value(&defaults.to_json(), defaults.clone()).unwrap();
         assert_eq!(parsed, defaults);
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_open_bind_needs_a_key_whether_the_config_or_the_running_server_has_it() {
+        let mut c = Config::defaults(Path::new("/h/.ccs"), Path::new("/h"));
+        assert_eq!(c.open_bind_problem("127.0.0.1"), None);
+        assert!(c.open_bind_problem("0.0.0.0").is_some(), "a reload on an open server must keep a key");
+        c.host = "0.0.0.0".into();
+        assert!(c.open_bind_problem("127.0.0.1").unwrap().contains("0.0.0.0"));
+        c.auth.admin_keys = vec!["k".into()];
+        assert_eq!(c.open_bind_problem("0.0.0.0"), None);
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
                     let key = format!("{k}.{sub}");
                     match sub.as_str() {
                         "apiKeys" => c.auth.api_keys = strings(&key, v)?,
+                        "adminKeys" => c.auth.admin_keys = strings(&key, v)?,
                         _ => warnings.push(unknown(&key)),
                     }
                 }
@@ -131,6 +132,22 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
             "disallowedTools" => c.disallowed_tools = strings(k, v)?,
             "allowCallerOverrides" => c.allow_caller_overrides = boolean(k, v)?,
             "httpThreads" => c.http_threads = int(k, v, 1, 256)? as usize,
+            "http" => {
+                for (sub, v) in section(k, v)? {
+                    let key = format!("{k}.{sub}");
+                    let key = key.as_str();
+                    let h = &mut c.http;
+                    match sub.as_str() {
+                        "readTimeoutMs" => h.read_timeout_ms = int(key, v, 100, 3_600_000)?,
+                        "keepAliveMs" => h.keep_alive_ms = int(key, v, 100, 3_600_000)?,
+                        "writeTimeoutMs" => h.write_timeout_ms = int(key, v, 100, 3_600_000)?,
+                        "maxConnections" => h.max_connections = int(key, v, 1, 1_000_000)? as usize,
+                        "maxHeadBytes" => h.max_head_bytes = int(key, v, 1_024, 16 << 20)? as usize,
+                        "maxUrlBytes" => h.max_url_bytes = int(key, v, 256, 1 << 20)? as usize,
+                        _ => warnings.push(unknown(key)),
+                    }
+                }
+            }
             _ => warnings.push(unknown(k)),
         }
     }

@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod target;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,13 +18,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, RateLimit};
+pub use auth::Caller;
 pub use error::ApiError;
 use rate_limit::RateLimiter;
 pub use request::Ctx;
 pub use response::Reply;
 use router::{Match, Method, Router};
+use target::Target;
 
 /// A request handler: plain data in, plain data out.
 pub type Handler = fn(&App, &Ctx) -> Result<Reply, ApiError>;
@@ -38,6 +43,8 @@ pub struct HttpServer {
 struct EdgeState {
     routes: Router<Handler>,
     limiter: RateLimiter,
+    /// Failed key checks by client address.
+    failures: RateLimiter,
     stopping: AtomicBool,
     /// Deferred answers not sent yet.
     pending: AtomicUsize,
@@ -50,6 +57,7 @@ impl HttpServer {
         let edge = Arc::new(EdgeState {
             routes,
             limiter: RateLimiter::default(),
+            failures: RateLimiter::default(),
             stopping: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
         });
@@ -65,14 +73,23 @@ impl HttpServer {
         Ok(HttpServer { server, acceptors, edge })
     }
 
-    /// Stops taking requests; returns once every acceptor thread has finished its request.
-    pub fn stop_accepting(&mut self) {
+    /// Stops taking requests; waits up to `limit` for the acceptors to finish the answer they
+    /// may be writing (a client that reads slowly cannot hold the stop longer).
+    pub fn stop_accepting(&mut self, limit: Duration) {
         self.edge.stopping.store(true, Ordering::SeqCst);
         for _ in &self.acceptors {
             self.server.unblock();
         }
+        let deadline = Instant::now() + limit;
         for acceptor in self.acceptors.drain(..) {
-            let _ = acceptor.join();
+            while !acceptor.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if acceptor.is_finished() {
+                let _ = acceptor.join();
+            } else {
+                log::warn!("stopping: an acceptor is still writing to a slow client; not waiting for it");
+            }
         }
     }
 
@@ -98,23 +115,182 @@ fn accept_loop(server: &tiny_http::Server, app: &Arc<App>, edge: &Arc<EdgeState>
     }
 }
 
-fn serve(app: &Arc<App>, shared: &Arc<EdgeState>, mut rq: tiny_http::Request) {
-    let started = Instant::now();
+/// What the edge learnt about a request on its way in: for the log, metrics and headers.
+struct RequestInfo {
+    method: Method,
+    /// `METHOD /path` as the log shows it (bounded, printable).
+    line: String,
+    /// The route pattern it matched (`other` when none did): a metrics label.
+    route: String,
+    /// Headers every answer to it carries (rate limit).
+    headers: Vec<(&'static str, String)>,
+    started: Instant,
+}
+
+/// A request that passed the edge's checks: its handler and what it is called with.
+struct Admitted {
+    handler: Handler,
+    ctx: Ctx,
+}
+
+fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
     let method = Method::parse(rq.method().as_str());
-    let url = rq.url().to_string();
-    let (path, query) = request::split_url(&url);
-    let mut edge =
-        RequestInfo { line: format!("{} {path}", method.name()), route: "unmatched".into(), headers: Vec::new() };
-    let answer = answer(app, shared, &mut rq, method, path, query, &mut edge);
+    let mut info = RequestInfo {
+        method,
+        line: format!("{} {}", method.name(), target::shown(rq.url())),
+        route: "other".into(),
+        headers: Vec::new(),
+        started: Instant::now(),
+    };
+    let admitted = match admit(app, edge, &rq, &mut info) {
+        Ok(admitted) => admitted,
+        Err(err) => return send(app, rq, Err(err), &info),
+    };
+    if !has_body(&rq, method) {
+        let answer = guard_panics(&info.line, || (admitted.handler)(app, &admitted.ctx));
+        return deliver(app, edge, rq, answer, info);
+    }
+    // The body is read on a thread of its own, so a slow upload never holds an acceptor. There
+    // is at most one per connection (tiny_http reads a connection's next request only after this
+    // one is answered), so `http.maxConnections` bounds them too.
+    if let Err(err) = declared_size_fits(&rq, app.config().max_body_bytes) {
+        return send(app, rq, Err(err), &info);
+    }
+    let (app2, edge2) = (app.clone(), edge.clone());
+    let upload = std::sync::Mutex::new(Some((rq, admitted, info)));
+    let spawned = std::thread::Builder::new().name("upload".into()).spawn(move || {
+        let Some((mut rq, mut admitted, info)) = upload.lock().ok().and_then(|mut u| u.take()) else { return };
+        let answer = read_body(&app2, &mut rq).and_then(|body| {
+            admitted.ctx.body = body;
+            guard_panics(&info.line, || (admitted.handler)(&app2, &admitted.ctx))
+        });
+        deliver(&app2, &edge2, rq, answer, info);
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread to read a request body: {e}");
+    }
+}
+
+/// Routing, auth and rate limiting: everything decided from the request head.
+fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut RequestInfo) -> Result<Admitted, ApiError> {
+    let target = Target::parse(rq.url())?;
+    info.line = format!("{} {}", info.method.name(), target.shown());
+    let found = edge.routes.find(info.method, &target.path);
+    let public = match &found {
+        Match::Found(route, _) => {
+            info.route = route.pattern.clone();
+            route.public
+        }
+        _ => false,
+    };
+    let config = app.config();
+    let address = rq.remote_addr().map(|a| a.ip());
+    let mut caller = Caller::default();
+    if !public {
+        caller = authenticate(&config, edge, rq, address)?;
+        rate_limit(&config, edge, &caller, address, info)?;
+    }
+    caller.loopback = address.is_some_and(|ip| ip.is_loopback());
+    match found {
+        Match::Found(route, params) => {
+            Ok(Admitted { handler: route.handler, ctx: Ctx { params, query: target.query, body: None, caller } })
+        }
+        Match::WrongMethod(allowed) => Err(ApiError::method_not_allowed(info.method.name(), &target.path, &allowed)),
+        Match::NotFound => Err(ApiError::not_found(&target.shown())),
+    }
+}
+
+/// The key check, with failed attempts counted per client address (429 past the limit).
+fn authenticate(
+    config: &Config,
+    edge: &EdgeState,
+    rq: &tiny_http::Request,
+    address: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    if !config.auth.has_keys() {
+        return Ok(Caller::default());
+    }
+    let client = address.map_or_else(|| "ip:unknown".to_string(), |ip| format!("ip:{ip}"));
+    let rule = RateLimit { enabled: true, window_ms: auth::FAILURE_WINDOW_MS, max_requests: auth::MAX_FAILURES };
+    let now = now_ms();
+    let so_far = edge.failures.peek(&client, &rule, now);
+    if !so_far.allowed {
+        return Err(auth::too_many_failures(so_far.reset_secs));
+    }
+    let (bearer, api_key) = (header(rq, "Authorization"), header(rq, "X-API-Key"));
+    auth::check(config, bearer, api_key).inspect_err(|_| {
+        // A wrong key is a guess; a missing one guesses nothing.
+        if bearer.is_some() || api_key.is_some() {
+            edge.failures.check(&client, &rule, now);
+        }
+    })
+}
+
+/// The request budget (SPEC 8) of the caller's key, or of its address without keys.
+fn rate_limit(
+    config: &Config,
+    edge: &EdgeState,
+    caller: &Caller,
+    address: Option<IpAddr>,
+    info: &mut RequestInfo,
+) -> Result<(), ApiError> {
+    if !config.rate_limit.enabled {
+        return Ok(());
+    }
+    let client = match (&caller.key, address) {
+        (Some(key), _) => format!("key:{key}"),
+        (None, Some(ip)) => format!("ip:{ip}"),
+        (None, None) => "ip:unknown".to_string(),
+    };
+    let decision = edge.limiter.check(&client, &config.rate_limit, now_ms());
+    info.headers = decision.headers();
+    if decision.allowed {
+        return Ok(());
+    }
+    let message = format!(
+        "too many requests: at most {} per {} s for each client; retry in {} s",
+        decision.limit, decision.window_secs, decision.reset_secs
+    );
+    Err(ApiError::new(429, message).with("retryAfter", decision.reset_secs))
+}
+
+/// Whether the request carries a body to read.
+fn has_body(rq: &tiny_http::Request, method: Method) -> bool {
+    let chunked = rq.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"));
+    method.has_body() && (chunked || rq.body_length().is_some_and(|n| n > 0))
+}
+
+/// 413 from `Content-Length` alone, before anything is read (and before `100 Continue`).
+fn declared_size_fits(rq: &tiny_http::Request, limit: u64) -> Result<(), ApiError> {
+    match rq.body_length() {
+        Some(declared) if declared as u64 > limit => Err(ApiError::too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+fn read_body(app: &App, rq: &mut tiny_http::Request) -> Result<Option<serde_json::Value>, ApiError> {
+    let config = app.config();
+    let bytes = request::read_body(rq.as_reader(), config.max_body_bytes, config.http.read_timeout_ms)?;
+    request::parse_json(&bytes)
+}
+
+/// Sends an answer now, or arranges for it to be sent when it is ready.
+fn deliver(
+    app: &Arc<App>,
+    edge: &Arc<EdgeState>,
+    rq: tiny_http::Request,
+    answer: Result<Reply, ApiError>,
+    info: RequestInfo,
+) {
     match answer {
         Ok(Reply { later: Some(later), .. }) => {
-            shared.pending.fetch_add(1, Ordering::SeqCst);
-            let (shared, app) = (shared.clone(), app.clone());
+            edge.pending.fetch_add(1, Ordering::SeqCst);
+            let (edge, app) = (edge.clone(), app.clone());
             later(Box::new(move |answer| {
                 // The worker that calls this must not wait on a slow client: send from a thread.
                 let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
-                    send(&app, rq, answer, &edge, started);
-                    shared.pending.fetch_sub(1, Ordering::SeqCst);
+                    send(&app, rq, answer, &info);
+                    edge.pending.fetch_sub(1, Ordering::SeqCst);
                 });
                 if let Err(e) = sent {
                     log::error!("cannot start a thread to answer a request: {e}");
@@ -122,40 +298,31 @@ fn serve(app: &Arc<App>, shared: &Arc<EdgeState>, mut rq: tiny_http::Request) {
             }));
         }
         Ok(Reply { stream: Some(stream), .. }) => {
-            log::info!("{} 200 (event stream)", edge.line);
-            app.metrics.count_request(rq.method().as_str(), &edge.route, 200);
-            shared.pending.fetch_add(1, Ordering::SeqCst);
-            let shared = shared.clone();
+            log::info!("{} 200 (event stream)", info.line);
+            app.metrics.count_request(info.method.name(), &info.route, 200);
+            edge.pending.fetch_add(1, Ordering::SeqCst);
+            let edge = edge.clone();
             let writer = rq.into_writer();
             let sent = std::thread::Builder::new().name("stream".into()).spawn(move || {
                 stream(writer);
-                shared.pending.fetch_sub(1, Ordering::SeqCst);
+                edge.pending.fetch_sub(1, Ordering::SeqCst);
             });
             if let Err(e) = sent {
                 log::error!("cannot start a thread to stream an answer: {e}");
             }
         }
-        answer => send(app, rq, answer, &edge, started),
+        answer => send(app, rq, answer, &info),
     }
 }
 
-/// What the edge learnt about a request on its way in: for the log, metrics and headers.
-struct RequestInfo {
-    line: String,
-    /// The route pattern it matched (`unmatched` for 404s).
-    route: String,
-    /// Headers every answer to it carries (rate limit).
-    headers: Vec<(&'static str, String)>,
-}
-
-fn send(app: &App, rq: tiny_http::Request, answer: Result<Reply, ApiError>, edge: &RequestInfo, started: Instant) {
+fn send(app: &App, rq: tiny_http::Request, answer: Result<Reply, ApiError>, info: &RequestInfo) {
     let (status, body, headers) = match answer {
         Ok(reply) => (reply.status, reply.body, reply.headers),
         Err(err) => (err.status, err.body(), err.headers.clone()),
     };
-    let level = if edge.line == "GET /health" { log::Level::Debug } else { log::Level::Info };
-    log::log!(level, "{} {status} {} ms", edge.line, started.elapsed().as_millis());
-    app.metrics.count_request(rq.method().as_str(), &edge.route, status);
+    let level = if info.line == "GET /health" { log::Level::Debug } else { log::Level::Info };
+    log::log!(level, "{} {status} {} ms", info.line, info.started.elapsed().as_millis());
+    app.metrics.count_request(info.method.name(), &info.route, status);
     let content_type =
         if body.is_string() { "text/plain; version=0.0.4; charset=utf-8" } else { "application/json; charset=utf-8" };
     let data = match body {
@@ -164,70 +331,14 @@ fn send(app: &App, rq: tiny_http::Request, answer: Result<Reply, ApiError>, edge
     };
     let mut response = tiny_http::Response::from_data(data).with_status_code(status);
     let content_type = ("Content-Type", content_type.to_string());
-    for (name, value) in headers.iter().chain(&edge.headers).chain(std::iter::once(&content_type)) {
+    for (name, value) in headers.iter().chain(&info.headers).chain(std::iter::once(&content_type)) {
         if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(header);
         }
     }
     if let Err(e) = rq.respond(response) {
-        log::debug!("client went away before the answer to {}: {e}", edge.line);
+        log::debug!("client went away before the answer to {}: {e}", info.line);
     }
-}
-
-fn answer(
-    app: &App,
-    shared: &EdgeState,
-    rq: &mut tiny_http::Request,
-    method: Method,
-    path: &str,
-    query: Vec<(String, String)>,
-    edge: &mut RequestInfo,
-) -> Result<Reply, ApiError> {
-    let found = shared.routes.find(method, path);
-    if let Match::Found(_, _, route) = &found {
-        edge.route = route.to_string();
-    }
-    let config = app.config();
-    if auth::is_protected(path) {
-        auth::check(&config, header(rq, "Authorization"), header(rq, "X-API-Key"))?;
-    }
-    if path.starts_with("/api/") && config.rate_limit.enabled {
-        let client = client_key(&config, rq);
-        let decision = shared.limiter.check(&client, &config.rate_limit, now_ms());
-        edge.headers = decision.headers();
-        if !decision.allowed {
-            let message = format!(
-                "too many requests: at most {} per {} s for each client; retry in {} s",
-                decision.limit, decision.window_secs, decision.reset_secs
-            );
-            return Err(ApiError::new(429, message).with("retryAfter", decision.reset_secs));
-        }
-    }
-    let (handler, params) = match found {
-        Match::Found(handler, params, _) => (*handler, params),
-        Match::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(method.name(), path, &allowed)),
-        Match::NotFound => return Err(ApiError::not_found(path)),
-    };
-    let body = if method.has_body() {
-        let declared = rq.body_length();
-        let bytes = request::read_body(declared, rq.as_reader(), config.max_body_bytes)?;
-        request::parse_json(&bytes)?
-    } else {
-        None
-    };
-    let ctx = Ctx { params, query, body };
-    guard_panics(&edge.line, || handler(app, &ctx))
-}
-
-/// Who a rate limit counts: the API key when keys are in use, else the client's IP.
-fn client_key(config: &Config, rq: &tiny_http::Request) -> String {
-    if !config.auth.api_keys.is_empty() {
-        let key = header(rq, "Authorization").and_then(|h| h.strip_prefix("Bearer ")).or(header(rq, "X-API-Key"));
-        if let Some(key) = key {
-            return format!("key:{}", key.trim());
-        }
-    }
-    rq.remote_addr().map_or_else(|| "ip:unknown".to_string(), |addr| format!("ip:{}", addr.ip()))
 }
 
 fn now_ms() -> u64 {

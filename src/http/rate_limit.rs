@@ -53,6 +53,15 @@ impl Decision {
 impl RateLimiter {
     /// Counts a request of `client` at `now_ms` (ms since the epoch).
     pub fn check(&self, client: &str, rule: &RateLimit, now_ms: u64) -> Decision {
+        self.count(client, rule, now_ms, 1)
+    }
+
+    /// What `check` would say of one more request, without counting one.
+    pub fn peek(&self, client: &str, rule: &RateLimit, now_ms: u64) -> Decision {
+        self.count(client, rule, now_ms, 0)
+    }
+
+    fn count(&self, client: &str, rule: &RateLimit, now_ms: u64, add: u64) -> Decision {
         let length = rule.window_ms.max(1);
         let index = now_ms / length;
         let mut w = self.state.lock();
@@ -60,13 +69,16 @@ impl RateLimiter {
             *w = Window { length_ms: length, index, counts: HashMap::new() };
         }
         let key = if w.counts.len() >= MAX_CLIENTS && !w.counts.contains_key(client) { OVERFLOW } else { client };
-        let count = w.counts.entry(key.to_string()).or_insert(0);
-        *count += 1;
+        let so_far = w.counts.get(key).copied().unwrap_or(0);
+        let count = so_far + add.max(1);
+        if add > 0 {
+            w.counts.insert(key.to_string(), count);
+        }
         let reset_ms = (index + 1) * length - now_ms;
         Decision {
-            allowed: *count <= rule.max_requests,
+            allowed: count <= rule.max_requests,
             limit: rule.max_requests,
-            remaining: rule.max_requests.saturating_sub(*count),
+            remaining: rule.max_requests.saturating_sub(count),
             reset_secs: reset_ms.div_ceil(1000),
             window_secs: length.div_ceil(1000),
         }
@@ -100,6 +112,18 @@ mod tests {
         assert!(refused.headers().contains(&("Retry-After", "50".to_string())));
         assert!(limiter.check("ip:2", &rule(3), start + 5).allowed, "clients are counted apart");
         assert!(limiter.check("ip:1", &rule(3), start + 50_000).allowed, "a new window starts afresh");
+    }
+
+    #[test]
+    fn peek_tells_without_counting() {
+        let limiter = RateLimiter::default();
+        for _ in 0..5 {
+            assert!(limiter.peek("ip:1", &rule(2), 7).allowed);
+        }
+        limiter.check("ip:1", &rule(2), 7);
+        limiter.check("ip:1", &rule(2), 8);
+        assert!(!limiter.peek("ip:1", &rule(2), 9).allowed);
+        assert_eq!(limiter.clients(), 1);
     }
 
     #[test]

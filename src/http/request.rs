@@ -1,10 +1,11 @@
 //! What a handler sees of a request: path parameters, query, JSON body. Reading the body
 //! enforces `maxBodyBytes` (413) from Content-Length before reading and on the bytes read.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 
 use serde_json::Value;
 
+use super::auth::Caller;
 use super::error::ApiError;
 
 /// The parsed request, independent of tiny_http so handlers can be tested without a socket.
@@ -14,6 +15,8 @@ pub struct Ctx {
     pub query: Vec<(String, String)>,
     /// The JSON body; `None` when the body was empty.
     pub body: Option<Value>,
+    /// Who sent it.
+    pub caller: Caller,
 }
 
 impl Ctx {
@@ -40,50 +43,17 @@ impl Ctx {
     }
 }
 
-/// Splits a request target into its path and decoded query pairs.
-pub fn split_url(url: &str) -> (&str, Vec<(String, String)>) {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let pairs = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
-        })
-        .collect();
-    (path, pairs)
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as they are).
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads at most `limit` bytes of body; more is a 413.
-pub fn read_body(declared: Option<usize>, reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>, ApiError> {
-    if declared.is_some_and(|len| len as u64 > limit) {
-        return Err(ApiError::too_large(limit));
-    }
+/// Reads at most `limit` bytes of body; more is a 413. The reader fails with `TimedOut` once
+/// the body took longer than `http.readTimeoutMs` (`timeout_ms`): that is a 408.
+pub fn read_body(reader: &mut dyn Read, limit: u64, timeout_ms: u64) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
-    reader
-        .take(limit + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request("body", format!("could not read the request body: {e}")))?;
+    reader.take(limit + 1).read_to_end(&mut body).map_err(|e| match e.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => ApiError::new(
+            408,
+            format!("the request body did not arrive within http.readTimeoutMs ({timeout_ms} ms); send it faster"),
+        ),
+        _ => ApiError::bad_request("body", format!("could not read the request body: {e}")),
+    })?;
     if body.len() as u64 > limit {
         return Err(ApiError::too_large(limit));
     }
@@ -105,25 +75,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_pairs_are_decoded() {
-        let (path, q) = split_url("/api/sessions?project_path=%2Ftmp%2Fmy+dir&limit=5&flag");
-        assert_eq!(path, "/api/sessions");
-        assert_eq!(q[0], ("project_path".to_string(), "/tmp/my dir".to_string()));
-        assert_eq!(q[1], ("limit".to_string(), "5".to_string()));
-        assert_eq!(q[2], ("flag".to_string(), String::new()));
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-        assert_eq!(percent_decode("%E2%9C%93"), "✓");
-    }
-
-    #[test]
-    fn body_limit_is_checked_before_and_while_reading() {
+    fn body_limit_is_checked_while_reading_and_a_slow_body_is_408() {
         let mut small: &[u8] = b"{}";
-        assert_eq!(read_body(Some(2), &mut small, 10).unwrap(), b"{}");
+        assert_eq!(read_body(&mut small, 10, 1).unwrap(), b"{}");
         let mut big: &[u8] = &[b' '; 11];
-        assert_eq!(read_body(None, &mut big, 10).unwrap_err().status, 413);
-        let mut never_read: &[u8] = b"";
-        assert_eq!(read_body(Some(11), &mut never_read, 10).unwrap_err().status, 413);
+        assert_eq!(read_body(&mut big, 10, 1).unwrap_err().status, 413);
+        struct Stalled;
+        impl Read for Stalled {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(ErrorKind::TimedOut.into())
+            }
+        }
+        let err = read_body(&mut Stalled, 10, 30_000).unwrap_err();
+        assert_eq!(err.status, 408);
+        assert!(err.message.contains("http.readTimeoutMs"), "{}", err.message);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Routing by method and path. Patterns are `/`-separated with `:name` segments; the first
-//! pattern that matches wins, so literal routes go before `:id` ones. A path that matches a
-//! pattern under another method is a 405 (with the methods it takes), not a 404.
+//! Routing by method and canonical path (`target::Target`, already decoded: nothing here decodes
+//! again). Patterns are `/`-separated with `:name` segments; the first pattern that matches wins,
+//! so literal routes go before `:id` ones. A path that matches a pattern under another method is
+//! a 405 (with the methods it takes), not a 404. Every route needs a key when keys are set,
+//! but those added with `public`.
 
 use std::collections::BTreeSet;
 
@@ -28,6 +30,7 @@ impl Method {
         }
     }
 
+    /// The method's name; every method ccs does not know is `other` (a fixed set of metrics labels).
     pub fn name(self) -> &'static str {
         match self {
             Method::Get => "GET",
@@ -36,7 +39,7 @@ impl Method {
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
             Method::Head => "HEAD",
-            Method::Other => "OTHER",
+            Method::Other => "other",
         }
     }
 
@@ -46,13 +49,23 @@ impl Method {
 }
 
 pub struct Router<H> {
-    routes: Vec<(Method, Vec<String>, H, String)>,
+    routes: Vec<Route<H>>,
+}
+
+pub struct Route<H> {
+    method: Method,
+    segments: Vec<String>,
+    pub handler: H,
+    /// The pattern as written: a metrics label.
+    pub pattern: String,
+    /// Served without a key.
+    pub public: bool,
 }
 
 /// The outcome of routing one request.
 pub enum Match<'a, H> {
-    /// The handler, the path parameters, and the route pattern (a metrics label).
-    Found(&'a H, Vec<(String, String)>, &'a str),
+    /// The route and the path parameters.
+    Found(&'a Route<H>, Vec<(String, String)>),
     /// The path exists; these are the methods it takes.
     WrongMethod(Vec<&'static str>),
     NotFound,
@@ -65,22 +78,32 @@ impl<H> Default for Router<H> {
 }
 
 impl<H> Router<H> {
-    pub fn add(mut self, method: Method, pattern: &str, handler: H) -> Self {
-        self.routes.push((method, segments(pattern).map(str::to_string).collect(), handler, pattern.to_string()));
+    pub fn add(self, method: Method, pattern: &str, handler: H) -> Self {
+        self.push(method, pattern, handler, false)
+    }
+
+    /// A route anyone may call, key or not (only `/health`).
+    pub fn public(self, method: Method, pattern: &str, handler: H) -> Self {
+        self.push(method, pattern, handler, true)
+    }
+
+    fn push(mut self, method: Method, pattern: &str, handler: H, public: bool) -> Self {
+        let segments = segments(pattern).map(str::to_string).collect();
+        self.routes.push(Route { method, segments, handler, pattern: pattern.to_string(), public });
         self
     }
 
     pub fn find(&self, method: Method, path: &str) -> Match<'_, H> {
         let parts: Vec<&str> = segments(path).collect();
         let mut allowed = BTreeSet::new();
-        for (route_method, pattern, handler, label) in &self.routes {
-            let Some(params) = match_pattern(pattern, &parts) else {
+        for route in &self.routes {
+            let Some(params) = match_pattern(&route.segments, &parts) else {
                 continue;
             };
-            if *route_method == method {
-                return Match::Found(handler, params, label);
+            if route.method == method {
+                return Match::Found(route, params);
             }
-            allowed.insert(*route_method);
+            allowed.insert(route.method);
         }
         if allowed.is_empty() {
             Match::NotFound
@@ -101,7 +124,7 @@ fn match_pattern(pattern: &[String], parts: &[&str]) -> Option<Vec<(String, Stri
     let mut params = Vec::new();
     for (want, got) in pattern.iter().zip(parts) {
         match want.strip_prefix(':') {
-            Some(name) => params.push((name.to_string(), super::request::percent_decode(got))),
+            Some(name) => params.push((name.to_string(), got.to_string())),
             None if want == got => {}
             None => return None,
         }
@@ -115,7 +138,7 @@ mod tests {
 
     fn router() -> Router<&'static str> {
         Router::default()
-            .add(Method::Get, "/health", "health")
+            .public(Method::Get, "/health", "health")
             .add(Method::Get, "/api/sessions/search", "search")
             .add(Method::Get, "/api/sessions/:id", "get")
             .add(Method::Delete, "/api/sessions/:id", "delete")
@@ -127,11 +150,11 @@ mod tests {
         let r = router();
         assert!(matches!(
             r.find(Method::Get, "/api/sessions/search"),
-            Match::Found(&"search", _, "/api/sessions/search")
+            Match::Found(Route { handler: "search", public: false, .. }, _)
         ));
-        match r.find(Method::Get, "/api/sessions/abc-1/") {
-            Match::Found(h, params, _) => {
-                assert_eq!(*h, "get");
+        match r.find(Method::Get, "/api/sessions/abc-1") {
+            Match::Found(route, params) => {
+                assert_eq!((route.handler, route.pattern.as_str()), ("get", "/api/sessions/:id"));
                 assert_eq!(params, vec![("id".to_string(), "abc-1".to_string())]);
             }
             _ => panic!("no match"),
@@ -147,5 +170,18 @@ mod tests {
         }
         assert!(matches!(r.find(Method::Get, "/api/nothing"), Match::NotFound));
         assert!(matches!(r.find(Method::Get, "/api/sessions/x/status/more"), Match::NotFound));
+    }
+
+    #[test]
+    fn params_are_taken_as_given_and_only_public_routes_say_so() {
+        let r = router();
+        match r.find(Method::Get, "/api/sessions/%41") {
+            Match::Found(route, params) => {
+                assert!(!route.public);
+                assert_eq!(params[0].1, "%41", "the target was decoded once already");
+            }
+            _ => panic!("no match"),
+        }
+        assert!(matches!(r.find(Method::Get, "/health"), Match::Found(Route { public: true, .. }, _)));
     }
 }

@@ -25,7 +25,8 @@ impl Client {
     pub fn new(config: &Config) -> Client {
         Client {
             base: daemon::base_url(config),
-            key: config.auth.api_keys.first().cloned(),
+            // The operator's own terminal: the admin key when there is one (it may change the config).
+            key: config.auth.admin_keys.first().or(config.auth.api_keys.first()).cloned(),
             quick: agent(Duration::from_secs(10)),
             slow: agent(Duration::from_secs(3600)),
         }
