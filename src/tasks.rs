@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
-use crate::store::Durable;
+use crate::store::{Durable, StoreError};
 use crate::{money, project, sessions, webhook};
 
 /// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
@@ -149,11 +149,15 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     if let Err(e) = sessions::record_turn(app, &session, &ended, cli_has_session) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
     }
-    let ended = update(app, task_id, Durable::Now, |t| {
+    let ended = app.store.tasks.update(task_id, Durable::Now, |t| {
         record_outcome(t, &outcome, cancel, at);
         true
     });
-    let Some(task) = ended else { return };
+    let task = match ended {
+        Ok(Some(task)) => task,
+        Ok(None) => return,
+        Err(e) => return end_unsaved(app, task_id, e),
+    };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
         app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
@@ -208,6 +212,24 @@ fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error)
     });
     if let Some(task) = task {
         finished(app, task, Some(err));
+    }
+}
+
+/// The end of a task could not be saved (a full disk, a read-only dataDir): the task shows
+/// `failed` saying so, in memory only (a restart finds its last saved state and marks it
+/// `interrupted`), and whoever waits hears it at once. No webhook: nothing unsaved is told.
+fn end_unsaved(app: &App, task_id: &str, err: StoreError) {
+    log::error!("task {task_id}: its end could not be saved: {err}");
+    let Some(current) = app.store.tasks.get(task_id) else { return };
+    let mut task = (*current).clone();
+    task.status = TaskStatus::Failed;
+    task.error = Some(format!("the run ended but could not be saved: {err}"));
+    task.updated_at = now();
+    task.completed_at = Some(task.updated_at);
+    let task = app.store.tasks.show_unsaved(task_id, task);
+    app.events.end(task);
+    if let Some(on_done) = app.take_waiter(task_id) {
+        on_done(Err(Error::Storage(err)));
     }
 }
 

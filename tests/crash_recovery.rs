@@ -116,3 +116,58 @@ fn hundreds_of_tasks_from_many_clients_all_complete() {
     assert_eq!(server.starts().len(), CLIENTS * EACH, "each task ran exactly once");
     assert!(support::max_overlap(&server.calls()) <= 4);
 }
+
+/// A tmpfs of `size` mounted on a temp folder, unmounted on drop; `None` (the caller skips) where
+/// this user may not mount (CI runs as root).
+struct SmallDisk(support::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = support::TempDir::new("small-disk");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk(dir))
+    }
+
+    /// Fills the disk to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.path().join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while filler.write_all(&block).is_ok() {}
+        while filler.write_all(&block[..1]).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_sync_request_on_a_full_disk_answers_at_once_and_its_task_ends_failed() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        eprintln!(
+            "SKIPPED a_sync_request_on_a_full_disk_answers_at_once_and_its_task_ends_failed: cannot mount a tmpfs"
+        );
+        return;
+    };
+    let server = Server::start_with(json!({"dataDir": disk.0.path().join("data")}));
+    assert_eq!(server.ask("while there is room").status, 200);
+    disk.fill();
+    let asked = std::time::Instant::now();
+    let r = server.ask("on a full disk");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(20), "answered after {:?}", asked.elapsed());
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(r.error().contains("disk space"), "{}", r.error());
+    let failed = server.get("/api/tasks?status=failed").json;
+    let task = &failed["tasks"][0];
+    assert!(task["error"].as_str().unwrap_or_default().contains("could not be saved"), "{failed}");
+    assert_eq!(server.get("/api/tasks?status=processing").json["tasks"], json!([]));
+    drop(server);
+}

@@ -160,6 +160,15 @@ impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
         self.write(id, next, durable)
     }
 
+    /// Shows `record` without saving it, for a state that could not be saved (the disk is
+    /// full) but that readers must see; a restart finds the last saved state instead.
+    pub fn show_unsaved(&self, id: &str, record: T) -> Arc<T> {
+        let _writer = self.writers[stripe(id)].lock();
+        let record = Arc::new(record);
+        self.rows.write().insert(id.to_string(), record.clone());
+        record
+    }
+
     pub fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError> {
         let _writer = self.writers[stripe(id)].lock();
         self.backend.remove(self.kind, id, durable).map_err(|source| StoreError {
