@@ -2,15 +2,31 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::request::ClientGoneCallback;
+use crate::util::{RefinedTcpStream, Socket};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Header, Limits, Request, Response};
+
+/// How long the connection's thread waits for the client, or for a response, between checks of
+/// the other while the application holds a request.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// When a connection is closed with a request body left unread, at most this much of what the
+/// client still sends is read and thrown away, for at most `LINGER_TIME`: closing a socket with
+/// unread data resets the connection, and the client may then lose the response.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -32,8 +48,10 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    // true if the connection goes through SSL
-    secure: bool,
+    // the socket under both halves, for its read deadline and shutting it down
+    socket: Arc<Socket>,
+
+    limits: Limits,
 }
 
 /// Error that can happen when reading a request.
@@ -41,9 +59,31 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// a `Content-Length` that is not a decimal number, or two that differ
+    BadContentLength(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// HTTP/2.0 or above
+    UnsupportedVersion,
+    /// the request line is longer than `max_url_bytes`
+    UriTooLong(usize),
+    /// the request head is larger than `max_head_bytes`
+    HeadTooLarge(usize),
     ReadIoError(IoError),
+}
+
+/// Error that can happen when reading a line of the request head.
+enum LineError {
+    TooLong,
+    NotAscii,
+    Io(IoError),
+}
+
+/// What the client does while the application holds its request.
+enum ClientState {
+    Waiting,
+    Sending,
+    Gone,
 }
 
 impl ClientConnection {
@@ -51,9 +91,10 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Limits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
+        let socket = read_socket.socket();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -64,35 +105,197 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
-            secure,
+            socket,
+            limits,
         }
     }
 
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
+    /// Reads the requests of the connection and hands them to `push` one at a time: the next
+    /// request is read once the response to the previous one has been written. Returns when the
+    /// connection is to be closed.
+    pub fn serve<F>(mut self, mut push: F)
+    where
+        F: FnMut(Request),
+    {
+        let (sender, receiver) = mpsc::channel();
+        while let Some(rq) = self.next() {
+            let body_complete = rq.body_complete();
+            let client_gone = rq.client_gone();
+            push(rq.with_notify_sender(sender.clone()));
+            self.wait_for_response(&receiver, &body_complete, &client_gone);
+
+            if self.socket.write_failed() {
+                return;
+            }
+            if !body_complete.load(Ordering::Acquire) {
+                // we don't know where the next request would start
+                self.linger();
+                return;
+            }
+        }
+    }
+
+    /// Waits until the response to the request handed out has been written. Meanwhile, once its
+    /// body has been read, calls the callback registered with `Request::on_client_gone` if the
+    /// client closes the connection.
+    fn wait_for_response(
+        &mut self,
+        responded: &Receiver<()>,
+        body_complete: &AtomicBool,
+        client_gone: &Mutex<Option<ClientGoneCallback>>,
+    ) {
+        let mut stop_watching = false;
+        loop {
+            let watching = !stop_watching
+                && body_complete.load(Ordering::Acquire)
+                && client_gone
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some();
+
+            if !watching {
+                match responded.recv_timeout(WATCH_INTERVAL) {
+                    // the body may be read, or a callback registered, later
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    _ => return,
+                }
+            }
+
+            match responded.try_recv() {
+                Err(TryRecvError::Empty) => (),
+                _ => return,
+            }
+            match self.client_state() {
+                ClientState::Waiting => (),
+                // a pipelined request: the client is still there
+                ClientState::Sending => stop_watching = true,
+                ClientState::Gone => {
+                    stop_watching = true;
+                    // the lock makes `respond()` wait for the callback
+                    let mut client_gone = client_gone.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(callback) = client_gone.take() {
+                        if catch_unwind(AssertUnwindSafe(callback)).is_err() {
+                            log::error!("The callback for a client gone panicked");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits at most `WATCH_INTERVAL` for the client to send something or to close the connection.
+    /// Only called once the request body has been read, when nothing else reads the socket.
+    fn client_state(&mut self) -> ClientState {
+        let reader = match self.next_header_source.try_turn() {
+            Some(reader) => reader,
+            None => return ClientState::Waiting,
+        };
+        if !reader.buffer().is_empty() {
+            return ClientState::Sending;
+        }
+
+        self.socket.set_read_deadline(Some(WATCH_INTERVAL));
+        let state = match reader.fill_buf() {
+            Ok([]) => ClientState::Gone,
+            Ok(_) => ClientState::Sending,
+            Err(ref e)
+                if e.kind() == ErrorKind::TimedOut
+                    || e.kind() == ErrorKind::WouldBlock
+                    || e.kind() == ErrorKind::Interrupted =>
+            {
+                ClientState::Waiting
+            }
+            Err(_) => ClientState::Gone,
+        };
+        self.socket.set_read_deadline(None);
+        state
+    }
+
+    /// Waits for the first byte of the next request, at most `idle_timeout`. Returns false if
+    /// none comes.
+    fn wait_for_request(&mut self) -> bool {
+        self.socket.set_read_deadline(self.limits.idle_timeout);
+        let reader = self.next_header_source.wait_turn();
+        let started = match reader.fill_buf() {
+            Ok(buf) => !buf.is_empty(),
+            Err(_) => false,
+        };
+
+        // the head must be complete within `read_timeout` from its first byte
+        self.socket.set_read_deadline(self.limits.read_timeout);
+        started
+    }
+
+    /// Closes the connection after a response: flushes it, shuts the writing side, and reads
+    /// and throws away at most `LINGER_BYTES` of what the client still sends, for at most
+    /// `LINGER_TIME`, so that the client reads the response rather than a reset.
+    fn linger(&mut self) {
+        // what the application wrote through `into_writer()` may still be buffered
+        if let Some(mut writer) = self.sink.next() {
+            writer.flush().ok();
+        }
+        self.socket.shutdown(Shutdown::Write).ok();
+
+        self.socket.set_read_deadline(Some(LINGER_TIME));
+        let mut buf = [0; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match self.next_header_source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+        self.no_more_requests = true;
+    }
+
+    /// Sends a response that tiny-http makes itself (the request is wrong, or exceeds a limit),
+    /// then closes the connection.
+    fn send_error(&mut self, status: u16, version: HTTPVersion, reason: &str) {
+        let mut response = Response::from_data(Vec::new());
+        if let Some(error_body) = self.limits.error_body {
+            let (content_type, body) = error_body(status, reason);
+            response = Response::from_data(body);
+            if let Ok(header) = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
+                response.add_header(header);
+            }
+        }
+
+        if let Some(mut writer) = self.sink.next() {
+            let response = response.with_status_code(status);
+            response
+                .raw_print(writer.by_ref(), version, &[], false, None)
+                .ok();
+            writer.flush().ok();
+        }
+        self.linger();
     }
 
     /// Reads the next line from self.next_header_source.
     ///
     /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///  at the first byte of the new line. Reads at most `max_bytes` bytes, `CRLF` included.
+    fn read_next_line(&mut self, max_bytes: usize) -> Result<AsciiString, LineError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
+            if buf.len() >= max_bytes {
+                return Err(LineError::TooLong);
+            }
+
+            let byte = self.next_header_source.wait_turn().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(LineError::Io)?,
+                None => {
+                    let err = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(LineError::Io(err));
+                }
             };
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| LineError::NotAscii);
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -104,21 +307,47 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // bytes of the head still allowed, the CRLF of each line included
+        let max_head = self.limits.max_head_bytes.unwrap_or(usize::MAX);
+        let mut head_left = max_head;
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let max_url = self.limits.max_url_bytes.unwrap_or(usize::MAX);
+                let max_line = max_url.saturating_add(2);
+                let line = match self.read_next_line(max_line.min(head_left)) {
+                    Ok(line) => line,
+                    Err(LineError::TooLong) if max_line <= head_left => {
+                        return Err(ReadError::UriTooLong(max_url))
+                    }
+                    Err(LineError::TooLong) => return Err(ReadError::HeadTooLarge(max_head)),
+                    Err(LineError::NotAscii) => return Err(ReadError::WrongRequestLine),
+                    Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
+                };
+                head_left -= line.len() + 2;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
                 )?
             };
 
+            // checking HTTP version
+            if version > (1, 1) {
+                return Err(ReadError::UnsupportedVersion);
+            }
+
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = match self.read_next_line(head_left) {
+                        Ok(line) => line,
+                        Err(LineError::TooLong) => return Err(ReadError::HeadTooLarge(max_head)),
+                        Err(LineError::NotAscii) => return Err(ReadError::WrongHeader(version)),
+                        Err(LineError::Io(e)) => return Err(ReadError::ReadIoError(e)),
+                    };
+                    head_left -= line.len() + 2;
 
                     if line.is_empty() {
                         break;
@@ -136,6 +365,9 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        // the body must be read within `read_timeout` from the end of the head
+        self.socket.set_read_deadline(self.limits.read_timeout);
+
         // building the writer for the request
         let writer = self.sink.next().unwrap();
 
@@ -145,12 +377,12 @@ impl ClientConnection {
 
         // building the next reader
         let request = crate::request::new_request(
-            self.secure,
+            false,
             method,
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )
@@ -161,11 +393,67 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadContentLength => {
+                    ReadError::BadContentLength(version)
+                }
             }
         })?;
 
         // return the request
         Ok(request)
+    }
+
+    /// Answers a request that could not be read, if an answer is due.
+    fn fail(&mut self, err: ReadError) {
+        let (status, version, reason) = match err {
+            ReadError::WrongRequestLine => (
+                400,
+                HTTPVersion(1, 1),
+                "the request line is not valid".to_owned(),
+            ),
+            ReadError::WrongHeader(ver) => (400, ver, "a header line is not valid".to_owned()),
+            ReadError::BadContentLength(ver) => (
+                400,
+                ver,
+                "the Content-Length header is not a decimal number, or two of them differ"
+                    .to_owned(),
+            ),
+            ReadError::ExpectationFailed(ver) => (
+                417,
+                ver,
+                "only \"Expect: 100-continue\" is supported".to_owned(),
+            ),
+            ReadError::UnsupportedVersion => (
+                505,
+                HTTPVersion(1, 1),
+                "only HTTP versions 1.0 and 1.1 are supported".to_owned(),
+            ),
+            ReadError::UriTooLong(max) => (
+                414,
+                HTTPVersion(1, 1),
+                format!("the request line is longer than {} bytes", max),
+            ),
+            ReadError::HeadTooLarge(max) => (
+                431,
+                HTTPVersion(1, 1),
+                format!("the request head is larger than {} bytes", max),
+            ),
+            ReadError::ReadIoError(ref err) if err.kind() == ErrorKind::TimedOut => {
+                let timeout = self.limits.read_timeout.unwrap_or_default();
+                (
+                    408,
+                    HTTPVersion(1, 1),
+                    format!(
+                        "the request was not received within {} ms",
+                        timeout.as_millis()
+                    ),
+                )
+            }
+            // the client went away
+            ReadError::ReadIoError(_) => return,
+        };
+        // we don't know where the next request would start, so we have to close
+        self.send_error(status, version, &reason);
     }
 }
 
@@ -175,93 +463,47 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
+        if !self.wait_for_request() {
+            return None; // closing the connection silently: the client is idle or gone
         }
+
+        let rq = match self.read() {
+            Ok(rq) => rq,
+            Err(err) => {
+                self.fail(err);
+                return None;
+            }
+        };
+
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
+
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
+        // returning the request
+        Some(rq)
     }
 }
 

@@ -90,9 +90,14 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
-
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
+// lints of newer clippy versions on code as published in 0.12.0 (their fixes need Rust 1.74 or
+// 1.82, above the crate's MSRV, or only restyle it)
+#![allow(
+    clippy::doc_overindented_list_items,
+    clippy::io_other_error,
+    clippy::needless_borrow,
+    clippy::unnecessary_map_or
+)]
 
 use std::error::Error;
 use std::io::Error as IoError;
@@ -101,14 +106,13 @@ use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
-use util::MessagesQueue;
+use util::{AcceptBackoff, AfterAcceptError, ConnectionCount, MessagesQueue};
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
@@ -121,7 +125,6 @@ mod common;
 mod connection;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
@@ -140,17 +143,13 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // number of open connections
+    connections: ConnectionCount,
 }
 
 enum Message {
-    Error(IoError),
     NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
 }
 
 impl From<Request> for Message {
@@ -161,6 +160,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -176,8 +176,59 @@ pub struct ServerConfig {
     pub addr: ConfigListenAddr,
 
     /// If `Some`, then the server will use SSL to encode the communications.
+    ///
+    /// This copy of tiny-http has no SSL support: `Some` makes `Server::new` fail.
     pub ssl: Option<SslConfig>,
+
+    /// Timeouts and size limits; `Limits::default()` sets none.
+    pub limits: Limits,
 }
+
+/// Limits that keep slow, idle or oversized clients from holding the server's threads,
+/// descriptors and memory.
+///
+/// `Limits::default()` sets none of them, as tiny-http always did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// How long a connection may stay without a request in progress (after it was accepted, and
+    /// after a response has been written) before the first byte of the next request comes.
+    /// The connection is then closed without a response.
+    pub idle_timeout: Option<Duration>,
+
+    /// How long the whole head of a request may take, from its first byte: after that, the
+    /// server answers `408 Request Timeout` and closes the connection. A body may take as long
+    /// again, from the end of the head: after that, reads from `Request::as_reader()` fail with
+    /// `ErrorKind::TimedOut` (the application answers, then the connection is closed).
+    /// These are deadlines: a client that sends a byte now and then does not extend them.
+    pub read_timeout: Option<Duration>,
+
+    /// How long each write to a client may block (`SO_SNDTIMEO`). A write that times out fails
+    /// with `ErrorKind::TimedOut` and the connection is closed after the response.
+    pub write_timeout: Option<Duration>,
+
+    /// How many connections may be open at once. At the cap, the server stops accepting: new
+    /// connections wait in the system's listen queue until one closes.
+    pub max_connections: Option<usize>,
+
+    /// How long the request line (method, URL and version, without the line end) may be:
+    /// a longer one gets `414 URI Too Long` and the connection is closed.
+    pub max_url_bytes: Option<usize>,
+
+    /// How large the request head (request line and header lines with their line ends, and the
+    /// empty line that ends the head) may be: a larger one gets
+    /// `431 Request Header Fields Too Large` and the connection is closed. No more than this is
+    /// read.
+    pub max_head_bytes: Option<usize>,
+
+    /// The body of the responses that tiny-http sends itself (400, 408, 414, 417, 431, 505),
+    /// made from the status code and a short English explanation, e.g. "the request head is
+    /// larger than 65536 bytes". `None`: empty bodies.
+    pub error_body: Option<ErrorBody>,
+}
+
+/// Makes the body of a response that tiny-http sends itself: called with the status code and a
+/// short English explanation, returns a content type and a body.
+pub type ErrorBody = fn(status: u16, reason: &str) -> (&'static str, String);
 
 /// Configuration of the server for SSL.
 #[derive(Debug, Clone)]
@@ -195,25 +246,21 @@ impl Server {
     where
         A: ToSocketAddrs,
     {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
+        Server::http_with_limits(addr, Limits::default())
     }
 
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
+    /// Shortcut for a simple server on a specific address, with timeouts and size limits.
+    pub fn http_with_limits<A>(
         addr: A,
-        config: SslConfig,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
     where
         A: ToSocketAddrs,
     {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
+            ssl: None,
+            limits,
         })
     }
 
@@ -226,13 +273,14 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with_limits(listener, config.ssl, config.limits)
     }
 
     /// Builds a new server using the specified TCP listener.
@@ -242,6 +290,15 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Same as `from_listener()`, with timeouts and size limits.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -254,96 +311,75 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
+        if ssl_config.is_some() {
+            return Err("This copy of tiny-http has no SSL support".into());
+        }
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
+        let connections = ConnectionCount::default();
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let inside_connections = connections.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            let mut backoff = AcceptBackoff::default();
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                if let Some(max) = limits.max_connections {
+                    // at the cap, new connections wait in the listen queue
+                    if !inside_connections.wait_below(max, Duration::from_millis(100)) {
+                        continue;
                     }
                 }
+
+                let sock = match server.accept() {
+                    Ok((sock, _)) => {
+                        if backoff.on_success() {
+                            log::info!("Accepting new clients again");
+                        }
+                        sock
+                    }
+                    Err(e) => {
+                        match backoff.on_error(&e) {
+                            AfterAcceptError::Retry => {
+                                log::debug!("Error accepting new client: {}", e)
+                            }
+                            AfterAcceptError::Pause { delay, first } => {
+                                if first {
+                                    log::error!(
+                                        "Error accepting new client: {} (retrying until it works)",
+                                        e
+                                    );
+                                }
+                                thread::sleep(delay);
+                            }
+                        }
+                        continue;
+                    }
+                };
+
+                use util::RefinedTcpStream;
+                let guard = inside_connections.add();
+                let (read_closable, write_closable) = RefinedTcpStream::new(sock);
+                if limits.write_timeout.is_some() {
+                    if let Err(e) = write_closable.set_write_timeout(limits.write_timeout) {
+                        log::warn!("Cannot set the write timeout of a connection: {}", e);
+                    }
+                }
+                let client = ClientConnection::new(write_closable, read_closable, limits);
+
+                let messages = inside_messages.clone();
+                let mut client = Some((client, guard));
+                tasks_pool.spawn(Box::new(move || {
+                    if let Some((client, _guard)) = client.take() {
+                        client.serve(|rq| messages.push(rq.into()));
+                    }
+                }));
             }
             log::debug!("Terminating accept thread");
         });
@@ -353,6 +389,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -370,16 +407,15 @@ impl Server {
         self.listening_addr.clone()
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// Returns the number of clients currently connected to the server: connections accepted
+    /// and not closed yet.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections.get()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
             None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
         }
@@ -388,7 +424,6 @@ impl Server {
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
         match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }
@@ -397,7 +432,6 @@ impl Server {
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
         match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -21,20 +23,10 @@ use chunked_transfer::Decoder;
 ///
 /// # Pipelining
 ///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
-///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// If a client sends multiple requests in a row (without waiting for the response), they are
+/// handed out one at a time: the next request of a connection is read only once the response to
+/// the previous one has been written. If the body of a request was not read to its end, the
+/// connection is closed after the response.
 ///
 /// # Automatic cleanup
 ///
@@ -74,7 +66,15 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // set once the body has been read to its end
+    body_complete: Arc<AtomicBool>,
+
+    // called if the client goes away before the response is written; emptied when responding
+    client_gone: Arc<Mutex<Option<ClientGoneCallback>>>,
 }
+
+pub(crate) type ClientGoneCallback = Box<dyn FnOnce() + Send + 'static>;
 
 struct NotifyOnDrop<R> {
     sender: Sender<()>,
@@ -105,6 +105,9 @@ impl<R> Drop for NotifyOnDrop<R> {
 pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.
     ExpectationFailed,
+
+    /// A `Content-Length` header is not a decimal number, or two of them differ.
+    BadContentLength,
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
@@ -146,17 +149,27 @@ where
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
 
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
+    // finding the content-length header: it must be a decimal number, and the same in all
+    // content-length headers, or the request cannot be delimited
+    let mut content_length = None;
+    for h in headers.iter().filter(|h| h.field.equiv("Content-Length")) {
+        let value = h.value.as_str();
+        let length: Option<usize> = if value.bytes().all(|b| b.is_ascii_digit()) {
+            FromStr::from_str(value).ok()
+        } else {
+            None
+        };
+        match (length, content_length) {
+            (Some(length), None) => content_length = Some(length),
+            (Some(length), Some(previous)) if length == previous => (),
+            _ => return Err(RequestCreationError::BadContentLength),
+        }
+    }
+    if transfer_encoding.is_some() {
         // if transfer-encoding is specified, the Content-Length
         // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+        content_length = None;
+    }
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -184,9 +197,11 @@ where
     };
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
+    // content-length headers; `body_complete` is set once the body has been read from `source_data`
+    let mut body_complete = Arc::new(AtomicBool::new(true));
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
+        body_complete = Arc::new(AtomicBool::new(false));
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
@@ -212,13 +227,16 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            let (data_reader, finished) = EqualReader::new(source_data, content_length);
+            body_complete = finished;
+            Box::new(data_reader) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        let (data_reader, finished) = FusedReader::new(Decoder::new(source_data));
+        body_complete = finished;
+        Box::new(data_reader) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -238,6 +256,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        body_complete,
+        client_gone: Arc::new(Mutex::new(None)),
     })
 }
 
@@ -309,6 +329,8 @@ impl Request {
     ) -> Box<dyn ReadWrite + Send> {
         use crate::util::CustomStream;
 
+        self.forget_client_gone();
+
         response
             .raw_print(
                 self.response_writer.as_mut().unwrap().by_ref(),
@@ -338,25 +360,23 @@ impl Request {
     /// # Example
     ///
     /// ```no_run
-    /// # extern crate rustc_serialize;
-    /// # extern crate tiny_http;
-    /// # use rustc_serialize::json::Json;
     /// # use std::io::Read;
     /// # fn get_content_type(_: &tiny_http::Request) -> &'static str { "" }
-    /// # fn main() {
     /// # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
     /// let mut request = server.recv().unwrap();
     ///
     /// if get_content_type(&request) == "application/json" {
     ///     let mut content = String::new();
     ///     request.as_reader().read_to_string(&mut content).unwrap();
-    ///     let json: Json = content.parse().unwrap();
     /// }
-    /// # }
     /// ```
     ///
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    ///  function will send back a `100 Continue` response (and nothing else does: a request
+    ///  answered without calling it never gets one).
+    ///
+    /// If the server has a `read_timeout` (see [`Limits`](crate::Limits)), reads fail with
+    ///  `ErrorKind::TimedOut` once the body has taken longer than that since the end of the head.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
@@ -388,6 +408,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
+        self.forget_client_gone();
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
@@ -433,6 +454,7 @@ impl Request {
     where
         R: Read,
     {
+        self.forget_client_gone();
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
@@ -473,6 +495,42 @@ impl Request {
         self.notify_when_responded = Some(sender);
         self
     }
+
+    /// Calls `callback` if the client closes or resets the connection while the request waits
+    /// for its response, so that long work done for it can stop.
+    ///
+    /// The connection is watched only once the body has been read to its end (a request with no
+    /// body: at once) and until another request arrives on it (a pipelining client). A client
+    /// that shuts down only its sending side counts as gone.
+    ///
+    /// `callback` is called at most once, on tiny-http's thread for the connection, and never once
+    /// `respond`, `into_writer` or `upgrade` has been called (they wait for a callback that is
+    /// running to return, so it must be short and must not wait for the request to be answered).
+    /// Registering again replaces the previous callback. It is detected within a fraction of a
+    /// second; requests made with [`TestRequest`](crate::TestRequest) never call it.
+    pub fn on_client_gone<F>(&mut self, callback: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut client_gone = self.client_gone.lock().unwrap_or_else(|e| e.into_inner());
+        *client_gone = Some(Box::new(callback));
+    }
+
+    fn forget_client_gone(&mut self) {
+        // waits for a running callback to return
+        let mut client_gone = self.client_gone.lock().unwrap_or_else(|e| e.into_inner());
+        client_gone.take();
+    }
+
+    /// The flag set once the body has been read to its end.
+    pub(crate) fn body_complete(&self) -> Arc<AtomicBool> {
+        self.body_complete.clone()
+    }
+
+    /// The callback registered by `on_client_gone`, emptied when responding.
+    pub(crate) fn client_gone(&self) -> Arc<Mutex<Option<ClientGoneCallback>>> {
+        self.client_gone.clone()
+    }
 }
 
 impl fmt::Debug for Request {
@@ -488,6 +546,7 @@ impl fmt::Debug for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
+            self.forget_client_gone();
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {

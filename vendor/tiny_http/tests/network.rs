@@ -121,40 +121,45 @@ fn server_crash_results_in_response() {
     assert!(&content[9..].starts_with('5')); // 5xx status code
 }
 
+/// Pipelined requests are handed out one at a time: the second once the first is answered.
 #[test]
-fn responses_reordered() {
+fn pipelined_requests_wait_for_the_previous_response() {
     let (server, mut client) = support::new_one_server_one_client();
 
-    (write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")).unwrap();
+    (write!(client, "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")).unwrap();
     (write!(
         client,
-        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET /second HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     ))
     .unwrap();
 
-    thread::spawn(move || {
-        let rq1 = server.recv().unwrap();
-        let rq2 = server.recv().unwrap();
+    let rq1 = server.recv().unwrap();
+    assert_eq!(rq1.url(), "/first");
+    let early = server.recv_timeout(Duration::from_millis(200)).unwrap();
+    assert!(
+        early.is_none(),
+        "the second request came before the first was answered"
+    );
+    rq1.respond(tiny_http::Response::from_string("first request".to_owned()))
+        .unwrap();
 
-        thread::spawn(move || {
-            rq2.respond(tiny_http::Response::from_string(
-                "second request".to_owned(),
-            ))
-            .unwrap();
-        });
+    let rq2 = server
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rq2.url(), "/second");
+    rq2.respond(tiny_http::Response::from_string(
+        "second request".to_owned(),
+    ))
+    .unwrap();
 
-        thread::sleep(Duration::from_millis(100));
-
-        thread::spawn(move || {
-            rq1.respond(tiny_http::Response::from_string("first request".to_owned()))
-                .unwrap();
-        });
-    });
-
-    // client.set_keepalive(Some(2)).unwrap(); FIXME: reenable this
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let mut content = String::new();
     client.read_to_string(&mut content).unwrap();
-    assert!(content.ends_with("second request"));
+    let first = content.find("first request").unwrap();
+    assert!(content[first..].ends_with("second request"));
 }
 
 #[test]

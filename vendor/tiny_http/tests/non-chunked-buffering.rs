@@ -35,7 +35,7 @@ where
 type Reader = MeteredReader<Cursor<String>>;
 
 fn big_response_reader() -> Reader {
-    let big_body = "ABCDEFGHIJKLMNOPQRSTUVXYZ".repeat(1024 * 1024 * 16);
+    let big_body = "ABCDEFGHIJKLMNOPQRSTUVXYZ".repeat(1024 * 1024);
     MeteredReader {
         inner: Cursor::new(big_body),
         position: Arc::new(AtomicUsize::new(0)),
@@ -45,7 +45,7 @@ fn big_response_reader() -> Reader {
 fn identity_served(r: &mut Reader) -> tiny_http::Response<&mut Reader> {
     let body_len = r.inner.get_ref().len();
     tiny_http::Response::empty(200)
-        .with_chunked_threshold(std::usize::MAX)
+        .with_chunked_threshold(usize::MAX)
         .with_data(r, Some(body_len))
 }
 

@@ -3,7 +3,6 @@ extern crate tiny_http;
 use std::io::{copy, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::Deref;
-use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::thread::{sleep, spawn};
 use std::time::Duration;
@@ -15,7 +14,7 @@ struct SlowByteSrc {
     val: u8,
     len: usize,
 }
-impl<'b> Read for SlowByteSrc {
+impl Read for SlowByteSrc {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         sleep(Duration::from_millis(100));
         let l = self.len.min(buf.len()).min(1000);
@@ -38,99 +37,6 @@ fn encode_chunked(data: &mut dyn Read, output: &mut dyn Write) {
         if l == 0 {
             break;
         }
-    }
-}
-
-mod prompt_pipelining {
-    use super::*;
-
-    /// Check that pipelined requests on the same connection are received promptly.
-    fn assert_requests_parsed_promptly(
-        req_cnt: usize,
-        req_body: &'static [u8],
-        timeout: Duration,
-        req_writer: impl FnOnce(&mut dyn Write) + Send + 'static,
-    ) {
-        let resp_body = SlowByteSrc {
-            val: 42,
-            len: 1000_000,
-        }; // very slow response body
-
-        let server = Server::http("0.0.0.0:0").unwrap();
-        let mut client = TcpStream::connect(server.server_addr().to_ip().unwrap()).unwrap();
-        let (svr_send, svr_rcv) = channel();
-
-        spawn(move || {
-            for _ in 0..req_cnt {
-                let mut req = server.recv().unwrap();
-                // read the whole body of the request
-                let mut body = Vec::new();
-                req.as_reader().read_to_end(&mut body).unwrap();
-                assert_eq!(req_body, body.as_slice());
-                // The next pipelined request should now be available for parsing,
-                // while we send the (possibly slow) response in another thread
-                spawn(move || {
-                    req.respond(Response::empty(200).with_data(resp_body, Some(resp_body.len)))
-                });
-            }
-            svr_send.send(()).unwrap();
-        });
-
-        spawn(move || req_writer(&mut client));
-
-        // requests must be sent and received quickly (before timeout expires)
-        svr_rcv
-            .recv_timeout(timeout)
-            .expect("Server did not finish reading pipelined requests quickly enough");
-    }
-
-    #[test]
-    fn empty() {
-        assert_requests_parsed_promptly(5, &[], Duration::from_millis(200), move |wr| {
-            for _ in 0..5 {
-                write!(wr, "GET / HTTP/1.1\r\n").unwrap();
-                write!(wr, "Connection: keep-alive\r\n\r\n").unwrap();
-            }
-        });
-    }
-
-    #[test]
-    fn content_length_short() {
-        let body = &[65u8; 100]; // short but not trivial
-        assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
-            for _ in 0..5 {
-                write!(wr, "GET / HTTP/1.1\r\n").unwrap();
-                write!(wr, "Connection: keep-alive\r\n").unwrap();
-                write!(wr, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
-                wr.write_all(body).unwrap();
-            }
-        });
-    }
-
-    #[test]
-    fn content_length_long() {
-        let body = &[65u8; 10000]; // long enough that it won't be buffered
-        assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
-            for _ in 0..5 {
-                write!(wr, "GET / HTTP/1.1\r\n").unwrap();
-                write!(wr, "Connection: keep-alive\r\n").unwrap();
-                write!(wr, "Content-Length: {}\r\n\r\n", body.len()).unwrap();
-                wr.write_all(body).unwrap();
-            }
-        });
-    }
-
-    #[test]
-    fn chunked() {
-        let body = &[65u8; 10000];
-        assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
-            for _ in 0..5 {
-                write!(wr, "GET / HTTP/1.1\r\n").unwrap();
-                write!(wr, "Connection: keep-alive\r\n").unwrap();
-                write!(wr, "Transfer-Encoding: chunked\r\n\r\n").unwrap();
-                encode_chunked(&mut &body[..], wr);
-            }
-        });
     }
 }
 
@@ -165,7 +71,7 @@ mod prompt_responses {
 
     static SLOW_BODY: SlowByteSrc = SlowByteSrc {
         val: 65,
-        len: 1000_000,
+        len: 1_000_000,
     };
 
     #[test]

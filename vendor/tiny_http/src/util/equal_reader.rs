@@ -1,36 +1,46 @@
 use std::io::Read;
 use std::io::Result as IoResult;
-use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
-/// If the limit is reached, it returns EOF. If the limit is not reached
-/// when the destructor is called, the remaining bytes will be read and
-/// thrown away.
+/// If the limit is reached, it returns EOF, drops the sub-reader and sets the flag returned by
+/// `new()`. If the limit is not reached when the destructor is called, the remaining bytes are
+/// left unread (and the flag unset): reading them here could take forever (a slow client) and
+/// a lot of memory (a huge `Content-Length`); the owner of the stream decides what to do.
 pub struct EqualReader<R>
 where
     R: Read,
 {
-    reader: R,
+    reader: Option<R>,
     size: usize,
-    last_read_signal: Sender<IoResult<()>>,
+    finished: Arc<AtomicBool>,
 }
 
 impl<R> EqualReader<R>
 where
     R: Read,
 {
-    pub fn new(reader: R, size: usize) -> (EqualReader<R>, Receiver<IoResult<()>>) {
-        let (tx, rx) = channel();
+    pub fn new(reader: R, size: usize) -> (EqualReader<R>, Arc<AtomicBool>) {
+        let finished = Arc::new(AtomicBool::new(false));
 
-        let r = EqualReader {
-            reader,
+        let mut r = EqualReader {
+            reader: Some(reader),
             size,
-            last_read_signal: tx,
+            finished: finished.clone(),
         };
+        r.finish_if_done();
 
-        (r, rx)
+        (r, finished)
+    }
+
+    fn finish_if_done(&mut self) {
+        if self.size == 0 {
+            // drop the sub-reader first: for a request body, this hands the stream to the next request
+            self.reader = None;
+            self.finished.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -39,9 +49,10 @@ where
     R: Read,
 {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        if self.size == 0 {
-            return Ok(0);
-        }
+        let reader = match self.reader.as_mut() {
+            Some(reader) => reader,
+            None => return Ok(0),
+        };
 
         let buf = if buf.len() < self.size {
             buf
@@ -49,40 +60,10 @@ where
             &mut buf[..self.size]
         };
 
-        match self.reader.read(buf) {
-            Ok(len) => {
-                self.size -= len;
-                Ok(len)
-            }
-            err @ Err(_) => err,
-        }
-    }
-}
-
-impl<R> Drop for EqualReader<R>
-where
-    R: Read,
-{
-    fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
-        }
+        let len = reader.read(buf)?;
+        self.size -= len;
+        self.finish_if_done();
+        Ok(len)
     }
 }
 
@@ -90,6 +71,7 @@ where
 mod tests {
     use super::EqualReader;
     use std::io::Read;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn test_limit() {
@@ -98,16 +80,29 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let (mut equal_reader, finished) = EqualReader::new(org_reader.by_ref(), 5);
 
             let mut string = String::new();
             equal_reader.read_to_string(&mut string).unwrap();
             assert_eq!(string, "hello");
+            assert!(finished.load(Ordering::Acquire));
         }
 
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
         assert_eq!(string, " world");
+    }
+
+    #[test]
+    fn finished_as_soon_as_the_last_byte_is_read() {
+        let mut org_reader = &b"hello world"[..];
+        let (mut equal_reader, finished) = EqualReader::new(&mut org_reader, 5);
+
+        let mut buf = [0; 5];
+        equal_reader.read_exact(&mut buf).unwrap();
+        assert!(finished.load(Ordering::Acquire));
+        drop(equal_reader);
+        assert_eq!(org_reader, b" world");
     }
 
     #[test]
@@ -117,15 +112,17 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let (mut equal_reader, finished) = EqualReader::new(org_reader.by_ref(), 5);
 
             let mut vec = [0];
             equal_reader.read_exact(&mut vec).unwrap();
             assert_eq!(vec[0], b'h');
+            assert!(!finished.load(Ordering::Acquire));
         }
 
+        // the rest of the body is left where it is
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
-        assert_eq!(string, " world");
+        assert_eq!(string, "ello world");
     }
 }

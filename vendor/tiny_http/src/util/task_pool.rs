@@ -13,17 +13,23 @@ pub struct TaskPool {
 }
 
 struct Sharing {
-    // list of the tasks to be done by worker threads
-    todo: Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
+    // list of the tasks to be done by worker threads, and how many threads wait for one
+    todo: Mutex<Todo>,
 
     // condvar that will be notified whenever a task is added to `todo`
     condvar: Condvar,
 
     // number of total worker threads running
     active_tasks: AtomicUsize,
+}
 
-    // number of idle worker threads
-    waiting_tasks: AtomicUsize,
+struct Todo {
+    tasks: VecDeque<Box<dyn FnMut() + Send>>,
+
+    // number of worker threads waiting on `condvar`, counted under the same lock as `tasks`:
+    // a thread that was woken up still counts until it took the lock again, so `spawn()`
+    // queues a task only when an idle thread is left for it
+    idle: usize,
 }
 
 /// Minimum number of active threads.
@@ -50,10 +56,12 @@ impl TaskPool {
     pub fn new() -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
-                todo: Mutex::new(VecDeque::new()),
+                todo: Mutex::new(Todo {
+                    tasks: VecDeque::new(),
+                    idle: 0,
+                }),
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
-                waiting_tasks: AtomicUsize::new(0),
             }),
         };
 
@@ -67,20 +75,23 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        let mut todo = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
-            queue.push_back(code);
+        if todo.idle > todo.tasks.len() {
+            todo.tasks.push_back(code);
             self.sharing.condvar.notify_one();
+        } else {
+            drop(todo);
+            self.add_thread(Some(code));
         }
     }
 
+    /// Starts a worker thread. If the thread cannot be started, `initial_fn` is dropped
+    /// without being run.
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -94,12 +105,12 @@ impl TaskPool {
 
                     let task;
                     loop {
-                        if let Some(poped_task) = todo.pop_front() {
+                        if let Some(poped_task) = todo.tasks.pop_front() {
                             task = poped_task;
                             break;
                         }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
 
+                        todo.idle += 1;
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
                                 todo = sharing.condvar.wait(todo).unwrap();
@@ -112,8 +123,9 @@ impl TaskPool {
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
+                        todo.idle -= 1;
 
-                        if !received && todo.is_empty() {
+                        if !received && todo.tasks.is_empty() {
                             return;
                         }
                     }
@@ -124,6 +136,10 @@ impl TaskPool {
                 task();
             }
         });
+
+        if let Err(e) = spawned {
+            log::error!("Cannot start a thread, dropping its task: {}", e);
+        }
     }
 }
 
@@ -133,5 +149,42 @@ impl Drop for TaskPool {
             .active_tasks
             .store(999_999_999, Ordering::Release);
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskPool;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    /// Tasks that block (like keep-alive connections) must each get a thread of their own at once,
+    /// even when they are spawned faster than idle threads wake up.
+    #[test]
+    fn busy_tasks_never_wait_behind_each_other() {
+        const TASKS: usize = 32;
+        let pool = TaskPool::new();
+        let release = Arc::new(Barrier::new(TASKS + 1));
+        let (started, started_rx) = mpsc::channel();
+
+        for _ in 0..TASKS {
+            let release = release.clone();
+            let started = started.clone();
+            let mut once = Some(());
+            pool.spawn(Box::new(move || {
+                if once.take().is_some() {
+                    started.send(()).unwrap();
+                    release.wait();
+                }
+            }));
+        }
+
+        for i in 0..TASKS {
+            started_rx
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_else(|_| panic!("only {} of {} tasks started", i, TASKS));
+        }
+        release.wait();
     }
 }
