@@ -2,13 +2,21 @@
 CARGO ?= cargo
 DEMO_HOME := $(CURDIR)/target/demo
 
-# The real claude CLI for the end-to-end tests (offline, against a mock API): a current
-# version and an older pure-JS one. `make real-cli` installs them; `make test` uses them if there.
+# The real claude CLI for the end-to-end tests (offline, against a mock API), one per line of
+# CLIs ccs supports: the oldest 1.0.x, the last pure-JS 2.0.x, the one `npm install` picks on
+# Node 20, and the newest on npm when this list was last updated (`npm view
+# @anthropic-ai/claude-code version`; bump it here). `make real-cli` installs them (~20 s each);
+# `make test` hands each one that is installed to tests/real_cli.rs, which says SKIPPED for the rest.
 REAL_CLI_VERSION := 2.1.197
 REAL_CLI_OLD_VERSION := 2.0.77
+REAL_CLI_1_0_VERSION := 1.0.128
+REAL_CLI_NEWEST_VERSION := 2.1.332
 REAL_CLI_DIR := $(CURDIR)/target/real-cli
-REAL_CLI := $(REAL_CLI_DIR)/$(REAL_CLI_VERSION)/node_modules/.bin/claude
-REAL_CLI_OLD := $(REAL_CLI_DIR)/$(REAL_CLI_OLD_VERSION)/node_modules/.bin/claude
+real_cli_bin = $(REAL_CLI_DIR)/$(1)/node_modules/.bin/claude
+REAL_CLI := $(call real_cli_bin,$(REAL_CLI_VERSION))
+REAL_CLI_OLD := $(call real_cli_bin,$(REAL_CLI_OLD_VERSION))
+REAL_CLI_1_0 := $(call real_cli_bin,$(REAL_CLI_1_0_VERSION))
+REAL_CLI_NEWEST := $(call real_cli_bin,$(REAL_CLI_NEWEST_VERSION))
 
 .PHONY: run test lint fmt build release install deb bench demo real-cli clean
 
@@ -23,11 +31,13 @@ test:
 	  echo "NOTE: the real claude CLI is not installed: tests/real_cli.rs will be SKIPPED (run 'make real-cli' first)"; fi
 	CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
 	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
+	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
+	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}" \
 	$(CARGO) test --all-targets
 
 ## Installs the pinned claude CLI versions from npm into target/real-cli (no account needed:
 ## the tests point them at a mock API on 127.0.0.1).
-real-cli: $(REAL_CLI) $(REAL_CLI_OLD)
+real-cli: $(REAL_CLI_1_0) $(REAL_CLI_OLD) $(REAL_CLI) $(REAL_CLI_NEWEST)
 
 $(REAL_CLI_DIR)/%/node_modules/.bin/claude:
 	mkdir -p $(REAL_CLI_DIR)/$*

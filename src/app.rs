@@ -66,6 +66,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Live events of running tasks.
     pub events: Arc<crate::events::Hub>,
+    /// The claude CLI's version and options, probed once per executable (`probe_cli`).
+    pub cli: Arc<crate::runner::probe::Probes>,
     /// (mtime, size) of the config file as last applied; the file watcher compares with it.
     pub config_stamp: Mutex<Option<(std::time::SystemTime, u64)>>,
     pub started: Instant,
@@ -89,6 +91,7 @@ impl App {
             workers: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
             events: Arc::default(),
+            cli: Arc::default(),
             config_stamp: Mutex::new(None),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
@@ -112,7 +115,15 @@ impl App {
         let workers = next.task_queue.concurrency;
         *self.config.write() = Arc::new(next);
         self.set_workers(workers);
+        self.probe_cli();
         restart
+    }
+
+    /// Probes the configured claude CLI on a thread of its own, unless that one (same
+    /// `claudePath`, environment and executable) is probed already. Never blocks; a run that
+    /// needs the result waits for it.
+    pub fn probe_cli(&self) {
+        self.cli.refresh(crate::cli_support::target(&self.config()));
     }
 
     /// Runs `workers` worker threads (starting new ones; surplus ones leave after their task).

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod cli_support;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -74,6 +74,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
     let app = App::new(config.clone(), source, store);
+    app.probe_cli();
     let (interrupted, requeued, cancelled) = tasks::recover(&app);
     if interrupted + requeued + cancelled > 0 {
         log::warn!(

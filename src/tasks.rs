@@ -13,9 +13,10 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
+use crate::runner::caps::Caps;
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
 use crate::store::{Durable, StoreError};
-use crate::{money, project, sessions, webhook};
+use crate::{cli_support, money, project, sessions, webhook};
 
 /// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
 pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDone>) -> Result<Arc<Task>, Error> {
@@ -32,7 +33,16 @@ pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDon
     }
     let session = sessions::session_for(app, &config, &req)?;
     sessions::check_takes_turns(&session)?;
-    sessions::run_budget(&config, &req, &session)?;
+    let budget = sessions::run_budget(&config, &req, &session)?;
+    // With the CLI probed already, a flag it lacks is refused now; else when the task runs.
+    if let Some(Ok(caps)) = app.cli.cached(&cli_support::target(&config)).map(|p| p.caps.clone()) {
+        if let Err(err) = cli_support::check(&caps, &config, &req, &cli_args(&config, &req, &session, budget), budget) {
+            if req.session_id.is_none() {
+                let _ = sessions::delete(app, &session.id); // made for this request alone
+            }
+            return Err(err);
+        }
+    }
     req.session_id = Some(session.id.clone());
     let task = new_task(req, &session, mode, app.queue.next_seq());
     // An async task's id is answered at once, so it is on disk first. A sync task's client hears
@@ -114,7 +124,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         return; // cancelled while it waited
     }
     let config = app.config();
-    let (session, budget) = match prepare(app, &config, &task) {
+    let (session, budget, caps) = match prepare(app, &config, &task) {
         Ok(ready) => ready,
         Err(err) => return end_without_running(app, task_id, TaskStatus::Failed, err),
     };
@@ -138,7 +148,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let Some(started) = started else { return };
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let lines = task.request.stream.then(|| relay_lines(app, task_id));
-    let outcome = run_cli(&config, &task.request, &session, budget, cancel, lines);
+    let outcome = run_cli(&config, &task.request, &session, budget, caps.as_ref(), cancel, lines);
     let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
     let at = now();
     let mut ended = (*started).clone();
@@ -172,8 +182,9 @@ fn relay_lines(app: &App, task_id: &str) -> runner::LineSink {
 }
 
 /// The session as the previous turn left it, checked again (it may have changed while the task
-/// waited), and the budget of this run.
-fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64), Error> {
+/// waited), the budget of this run, and what the CLI accepts (`None` when its probe failed:
+/// the run then passes its options unchecked).
+fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64, Option<Caps>), Error> {
     let session_id = task.session_id.as_deref().unwrap_or_default();
     let session = sessions::get(app, session_id)?;
     sessions::check_takes_turns(&session)?;
@@ -186,7 +197,11 @@ fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64
         ),
         other => other,
     })?;
-    Ok((session, budget))
+    let caps = app.cli.get(&cli_support::target(config)).caps.clone().ok();
+    if let Some(caps) = &caps {
+        cli_support::check(caps, config, &task.request, &cli_args(config, &task.request, &session, budget), budget)?;
+    }
+    Ok((session, budget, caps))
 }
 
 /// Changes a task record; logs (and returns `None`) when it cannot be saved.
@@ -457,7 +472,7 @@ pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f
 }
 
 /// The environment the CLI gets on top of the server's: PATH with `nvmBin` first, and `claudeEnv`.
-fn child_env(config: &Config) -> Vec<(String, String)> {
+pub(crate) fn child_env(config: &Config) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if let Some(bin) = &config.nvm_bin {
         let path = std::env::var("PATH").unwrap_or_default();
@@ -474,9 +489,16 @@ fn run_cli(
     req: &TurnRequest,
     session: &Session,
     budget: f64,
+    caps: Option<&Caps>,
     cancel: &runner::Cancel,
     lines: Option<runner::LineSink>,
 ) -> Outcome {
+    let mut args = cli_args(config, req, session, budget);
+    // A CLI without --max-budget-usd gets no budget flag; ccs checks the cost after the run.
+    let own_budget = caps.filter(|c| !c.supports("--max-budget-usd"));
+    if own_budget.is_some() {
+        args.max_budget_usd = None;
+    }
     let flag = if session.cli_started {
         SessionFlag::Resume(session.id.clone())
     } else {
@@ -484,7 +506,7 @@ fn run_cli(
     };
     let invocation = |flag: &SessionFlag| Invocation {
         program: config.claude_path.clone(),
-        args: runner::argv::build(&cli_args(config, req, session, budget), flag, req.stream),
+        args: runner::argv::build(&args, flag, req.stream),
         prompt: req.prompt.clone(),
         cwd: session.project_path.clone().into(),
         env: child_env(config),
@@ -492,13 +514,16 @@ fn run_cli(
         kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
         lines: lines.clone(),
     };
-    let outcome = runner::run(&invocation(&flag), cancel)?;
+    let mut outcome = runner::run(&invocation(&flag), cancel)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
     // the conversation exists, so continue it instead.
     let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
         log::warn!("session {} already exists in the CLI; resuming it", session.id);
-        return runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel);
+        outcome = runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel)?;
+    }
+    if let Some(caps) = own_budget {
+        runner::budget::enforce(&mut outcome, budget, &format!("claude {}", caps.version));
     }
     Ok(outcome)
 }

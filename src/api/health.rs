@@ -1,4 +1,5 @@
-//! `GET /health`: liveness and queue depth; no auth, no rate limit.
+//! `GET /health`: liveness, queue depth and the claude CLI's version; no auth, no rate limit.
+//! Fast whatever the CLI does: it reads the last probe of the CLI and never starts one.
 
 use serde_json::json;
 
@@ -8,11 +9,19 @@ use crate::http::{ApiError, Ctx, Reply};
 pub fn get(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
     let (pending, processing) = app.queue.counts();
     let uptime = (app.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let cli = app.cli.status(&app.config().claude_path);
     Ok(Reply::ok(json!({
         "status": "ok",
         "uptime": uptime,
         "timestamp": crate::model::now_iso(),
         "version": env!("CARGO_PKG_VERSION"),
         "queue": {"pending": pending, "processing": processing},
+        "cli": {
+            "path": cli.path,
+            "version": cli.version,
+            "error": cli.error,
+            "probing": cli.probing,
+            "probe_ms": cli.probe_ms,
+        },
     })))
 }

@@ -256,12 +256,25 @@ fn status_into(config: &Config, state: State, r: &mut Report) -> i32 {
                 uptime(h["uptime"].as_f64().unwrap_or(0.0))
             ));
             r.say(format!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]));
+            r.say(cli_line(&h["cli"]));
             exit::OK
         }
         Err(err) => {
             r.say(format!("ccs (pid {pid}) is running but does not answer on {}: {err}", base_url(config)));
             exit::FAILED
         }
+    }
+}
+
+/// The claude CLI as `/health` shows it, in one line.
+fn cli_line(cli: &Value) -> String {
+    let path = cli["path"].as_str().unwrap_or("?");
+    match (cli["version"].as_str(), cli["error"].as_str()) {
+        (Some(version), _) => format!("claude CLI: {version} ({path})"),
+        (None, Some(error)) => format!("claude CLI: unusable ({path}): {error}"),
+        // An older server's /health has no `cli`.
+        (None, None) if cli.is_null() => "claude CLI: not shown by this server".to_string(),
+        (None, None) => format!("claude CLI: being probed ({path})"),
     }
 }
 
@@ -290,6 +303,7 @@ pub fn restart(options: &Options) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn uptime_reads_like_a_person_would_say_it() {
@@ -297,6 +311,21 @@ mod tests {
         assert_eq!(uptime(125.0), "2m 5s");
         assert_eq!(uptime(3.0 * 3600.0 + 61.0), "3h 1m");
         assert_eq!(uptime(2.0 * 86_400.0 + 7200.0), "2d 2h");
+    }
+
+    #[test]
+    fn the_cli_line_says_version_error_or_probing() {
+        let line = |v: Value| cli_line(&v);
+        assert_eq!(line(json!({"path": "claude", "version": "2.1.197"})), "claude CLI: 2.1.197 (claude)");
+        assert_eq!(
+            line(json!({"path": "/x/claude", "version": null, "error": "claude CLI not found"})),
+            "claude CLI: unusable (/x/claude): claude CLI not found"
+        );
+        assert_eq!(
+            line(json!({"path": "claude", "version": null, "probing": true})),
+            "claude CLI: being probed (claude)"
+        );
+        assert_eq!(line(Value::Null), "claude CLI: not shown by this server");
     }
 
     #[test]

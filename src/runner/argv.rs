@@ -27,43 +27,67 @@ pub struct CliArgs {
     pub agent: Option<String>,
 }
 
-/// The argv (without the program) for `claude -p`: one JSON result, or with `stream` the
-/// NDJSON event stream (`stream-json`, which needs `--verbose`) with token-level events.
-pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String> {
-    let mut argv: Vec<String> = if stream {
-        ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"].map(String::from).to_vec()
+/// One option of the command line: a flag and its values (`--resume=<id>` is one element).
+struct Opt {
+    flag: &'static str,
+    values: Vec<String>,
+    inline: bool,
+}
+
+/// The options of a run, in argv order.
+fn options(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<Opt> {
+    let opt = |flag, values: Vec<String>| Opt { flag, values, inline: false };
+    let mut opts = vec![opt("-p", vec![])];
+    if stream {
+        opts.push(opt("--output-format", vec!["stream-json".into()]));
+        opts.push(opt("--verbose", vec![]));
+        opts.push(opt("--include-partial-messages", vec![]));
     } else {
-        ["-p", "--output-format", "json"].map(String::from).to_vec()
-    };
-    let mut push = |flag: &str, value: &Option<String>| {
-        if let Some(value) = value {
-            argv.push(flag.into());
-            argv.push(value.clone());
-        }
-    };
-    push("--model", &args.model);
-    push("--system-prompt", &args.system_prompt);
-    push("--append-system-prompt", &args.append_system_prompt);
-    push("--max-budget-usd", &args.max_budget_usd.map(|b| b.to_string()));
-    push("--max-turns", &args.max_turns.map(|t| t.to_string()));
-    push("--mcp-config", &args.mcp_config);
-    push("--permission-mode", &args.permission_mode);
-    push("--agent", &args.agent);
+        opts.push(opt("--output-format", vec!["json".into()]));
+    }
+    let singles = [
+        ("--model", args.model.clone()),
+        ("--system-prompt", args.system_prompt.clone()),
+        ("--append-system-prompt", args.append_system_prompt.clone()),
+        ("--max-budget-usd", args.max_budget_usd.map(|b| b.to_string())),
+        ("--max-turns", args.max_turns.map(|t| t.to_string())),
+        ("--mcp-config", args.mcp_config.clone()),
+        ("--permission-mode", args.permission_mode.clone()),
+        ("--agent", args.agent.clone()),
+    ];
+    opts.extend(singles.into_iter().filter_map(|(flag, value)| Some(opt(flag, vec![value?]))));
     for (flag, tools) in [("--allowedTools", &args.allowed_tools), ("--disallowedTools", &args.disallowed_tools)] {
         if !tools.is_empty() {
-            argv.push(flag.into());
-            argv.extend(tools.iter().cloned());
+            opts.push(opt(flag, tools.clone()));
         }
     }
     match session {
         SessionFlag::None => {}
-        SessionFlag::Create(id) => {
-            argv.push("--session-id".into());
-            argv.push(id.clone());
+        SessionFlag::Create(id) => opts.push(opt("--session-id", vec![id.clone()])),
+        SessionFlag::Resume(id) => opts.push(Opt { flag: "--resume", values: vec![id.clone()], inline: true }),
+    }
+    opts
+}
+
+/// The argv (without the program) for `claude -p`: one JSON result, or with `stream` the
+/// NDJSON event stream (`stream-json`, which needs `--verbose`) with token-level events.
+pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String> {
+    let mut argv = Vec::new();
+    for opt in options(args, session, stream) {
+        if opt.inline {
+            argv.push(format!("{}={}", opt.flag, opt.values.join(" ")));
+        } else {
+            argv.push(opt.flag.to_string());
+            argv.extend(opt.values);
         }
-        SessionFlag::Resume(id) => argv.push(format!("--resume={id}")),
     }
     argv
+}
+
+/// The flags `build` puts on the command line for these arguments, in argv order, so they can
+/// be checked against what the CLI accepts (`caps`).
+pub fn flags(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<&'static str> {
+    options(args, session, stream).into_iter().map(|opt| opt.flag).collect()
 }
 
 #[cfg(test)]
@@ -133,6 +157,31 @@ mod tests {
     fn streaming_asks_for_every_event() {
         let argv = build(&CliArgs::default(), &SessionFlag::None, true);
         assert_eq!(argv, ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]);
+    }
+
+    #[test]
+    fn flags_are_those_of_the_built_argv() {
+        let args = CliArgs {
+            model: Some("--max-turns".into()),
+            max_turns: Some(2),
+            allowed_tools: vec!["Read".into()],
+            ..CliArgs::default()
+        };
+        let session = SessionFlag::Resume("s".into());
+        let flags = flags(&args, &session, true);
+        let expected = [
+            "-p",
+            "--output-format",
+            "--verbose",
+            "--include-partial-messages",
+            "--model",
+            "--max-turns",
+            "--allowedTools",
+            "--resume",
+        ];
+        assert_eq!(flags, expected);
+        // A value that looks like a flag is a value, not a flag of the run.
+        assert_eq!(build(&args, &session, true)[5..7], ["--model", "--max-turns"]);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Running the claude CLI once (SPEC 4): build the command line, run the child process, and
-//! turn what it printed into a `RunResult`. Knows nothing of HTTP, sessions or storage.
+//! turn what it printed into a `RunResult`; and knowing which CLI that is (`probe`, `caps`:
+//! its version and options, so no run passes a flag it lacks, and `budget` where it has no
+//! `--max-budget-usd`). Knows nothing of HTTP, sessions or storage.
 
 pub mod argv;
+pub mod budget;
+pub mod caps;
 pub mod output;
+pub mod probe;
 pub mod process;
 pub mod spawn;
 

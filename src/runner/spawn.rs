@@ -233,7 +233,7 @@ fn environment(env: &[(String, String)]) -> io::Result<Vec<CString>> {
 
 /// `program` as a path: as given when it has a slash, else the first executable of that name
 /// on the child's PATH (or the server's).
-fn resolve(program: &str, env: &[(String, String)]) -> io::Result<PathBuf> {
+pub(crate) fn resolve(program: &str, env: &[(String, String)]) -> io::Result<PathBuf> {
     let not_found = || io::Error::new(io::ErrorKind::NotFound, format!("{program} not found"));
     if program.contains('/') {
         let path = PathBuf::from(program);
