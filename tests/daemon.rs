@@ -69,6 +69,8 @@ fn start_status_stop_lifecycle() {
     assert_eq!(code, 0);
     assert!(out.contains(&format!("ccs running (pid {pid}) on http://127.0.0.1:{}", d.port)), "{out}");
     assert!(out.contains("uptime") && out.contains("queue: 0 pending, 0 processing"), "{out}");
+    let shows_cli = || d.ccs(&["status"]).1.contains(&format!("claude CLI: 2.1.197 ({})", support::FAKE_CLAUDE));
+    assert!(support::eventually(10, shows_cli), "{}", d.ccs(&["status"]).1);
 
     let (code, out, _) = d.ccs(&["start"]);
     assert_eq!(code, 0);

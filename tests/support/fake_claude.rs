@@ -12,8 +12,15 @@
 //!   @@old-cost        `cost_usd` instead of `total_cost_usd`
 //!   @@big=N           a result of N bytes             @@drip=N        (stream-json) N deltas, 0.3 s apart
 //!
-//! With FAKE_CLAUDE_LOG set, it appends one JSON line per event (start, grandchild, end) with its
-//! argv, cwd, stdin, PATH and every CCS_TEST_* variable, so tests can assert what they got.
+//! With FAKE_CLAUDE_LOG set, it appends one JSON line per event (start, grandchild, end; probe
+//! for `--version` / `--help`) with its argv, cwd, stdin, PATH and every CCS_TEST_* variable, so
+//! tests can assert what they got.
+//!
+//! `--version` prints `2.1.197 (Claude Code)` and `--help` lists the options it takes. With
+//! FAKE_CLAUDE_VERSION=1.0.x it is that older CLI, as the real 1.0.128 is: no `--max-budget-usd`
+//! and no `--agent` in its help, and either option fails the run with `error: unknown option
+//! '--max-budget-usd'` on stderr, exit 1, empty stdout. FAKE_CLAUDE_PROBE_SLEEP_MS makes
+//! `--version` and `--help` take that long (a slow probe).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 const COST_PER_CALL: f64 = 0.0125;
+const DEFAULT_VERSION: &str = "2.1.197";
+/// Options the 1.0.x CLI does not have (its commander rejects them before doing anything).
+const MISSING_IN_1_0: &[&str] = &["--max-budget-usd", "--agent"];
 
 #[derive(Default)]
 struct Args {
@@ -40,6 +50,9 @@ struct Args {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(first @ ("--version" | "-v" | "--help" | "-h")) = argv.first().map(String::as_str) {
+        probe_answer(first, &argv);
+    }
     let args = match parse_args(&argv) {
         Ok(args) => args,
         Err(message) => usage_error(&message),
@@ -52,6 +65,59 @@ fn main() {
     let outcome = run(&args, &stdin);
     log_event(json!({"event": "end"}));
     std::process::exit(outcome);
+}
+
+fn version() -> String {
+    std::env::var("FAKE_CLAUDE_VERSION").unwrap_or_else(|_| DEFAULT_VERSION.into())
+}
+
+fn is_1_0() -> bool {
+    version().starts_with("1.0.")
+}
+
+/// `--version` or `--help`, as the real CLI prints them.
+fn probe_answer(flag: &str, argv: &[String]) -> ! {
+    log_event(json!({"event": "probe", "argv": argv}));
+    if let Some(ms) = std::env::var("FAKE_CLAUDE_PROBE_SLEEP_MS").ok().and_then(|ms| ms.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    if flag == "--version" || flag == "-v" {
+        println!("{} (Claude Code)", version());
+        std::process::exit(0);
+    }
+    let options = [
+        ("-d, --debug [filter]", "Enable debug mode"),
+        ("--verbose", "Override verbose mode setting from config"),
+        ("-p, --print", "Print response and exit (useful for pipes)."),
+        ("--output-format <format>", "Output format (only works with --print): \"text\" (default), \"json\""),
+        ("--include-partial-messages", "Include partial message chunks as they arrive (only works with --print and"),
+        ("--max-budget-usd <amount>", "Maximum dollar amount to spend on API calls (only works with --print)"),
+        ("--allowedTools, --allowed-tools <tools...>", "Comma or space-separated list of tool names to allow"),
+        ("--disallowedTools, --disallowed-tools <tools...>", "Comma or space-separated list of tool names to deny"),
+        ("--mcp-config <configs...>", "Load MCP servers from JSON files or strings (space-separated)"),
+        ("--system-prompt <prompt>", "System prompt to use for the session"),
+        ("--append-system-prompt <prompt>", "Append a system prompt to the default system prompt"),
+        ("--permission-mode <mode>", "Permission mode to use for the session"),
+        ("-r, --resume [value]", "Resume a conversation by session ID"),
+        ("--fork-session", "When resuming, create a new session ID instead of reusing the original"),
+        ("--model <model>", "Model for the current session."),
+        ("--agent <agent>", "Agent for the current session."),
+        ("--session-id <uuid>", "Use a specific session ID for the conversation (must be a valid UUID)"),
+        ("-v, --version", "Output the version number"),
+        ("-h, --help", "Display help for command"),
+    ];
+    let mut help = String::from("Usage: claude [options] [command] [prompt]\n\nClaude Code - starts an interactive session by default, use -p/--print for\nnon-interactive output\n\nArguments:\n  prompt                    Your prompt\n\nOptions:\n");
+    for (spec, text) in options {
+        let name = spec.split([',', ' ']).find(|w| w.starts_with("--")).unwrap_or(spec);
+        // 1.0.x lists --system-prompt nowhere (it takes it, hidden) and lacks the others.
+        if is_1_0() && (MISSING_IN_1_0.contains(&name) || name == "--system-prompt") {
+            continue;
+        }
+        help.push_str(&format!("  {spec:<50}{text}\n"));
+    }
+    help.push_str("\nCommands:\n  config                    Manage configuration\n");
+    print!("{help}");
+    std::process::exit(0);
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
@@ -70,6 +136,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             i += 1;
             argv.get(i).cloned().ok_or_else(|| format!("error: option '{flag} <value>' argument missing"))
         };
+        if is_1_0() && MISSING_IN_1_0.contains(&flag) {
+            let hint = if flag == "--agent" { "\n(Did you mean --agents?)" } else { "" };
+            return Err(format!("error: unknown option '{flag}'{hint}"));
+        }
         match flag {
             "-p" | "--print" => args.print = true,
             "--verbose" => args.verbose = true,
