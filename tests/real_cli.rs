@@ -1,7 +1,10 @@
 //! ccs with the real `claude` CLI (npm `@anthropic-ai/claude-code`), offline: the CLI talks to
-//! a mock Anthropic API on 127.0.0.1 (tests/support/mock_anthropic.rs). The CLI's path comes
-//! from `CCS_REAL_CLAUDE` (`make real-cli` installs the pinned version and `make test` sets it);
-//! without it these tests say they were skipped and pass.
+//! a mock Anthropic API on 127.0.0.1 (tests/support/mock_anthropic.rs).
+//!
+//! The core tests run once per supported CLI line (`VERSIONS`: 1.0.x without --max-budget-usd,
+//! the last pure-JS 2.0.x, the 2.1.x that `npm install` picks on Node 20, and the newest), each
+//! from the variable `make test` sets when `make real-cli` installed it. A CLI that is not
+//! installed makes its test print SKIPPED and pass. The other tests use `CCS_REAL_CLAUDE`.
 
 mod support;
 
@@ -14,14 +17,18 @@ use mock_anthropic::{last_user_text, Behaviour, MockApi};
 use serde_json::{json, Value};
 use support::{alive, eventually, Server};
 
+/// The CLIs of the core tests: the variable that names each, and the line it stands for (the
+/// Makefile pins the exact versions).
+const VERSIONS: &[(&str, &str)] = &[
+    ("CCS_REAL_CLAUDE_1_0", "1.0.x"),
+    ("CCS_REAL_CLAUDE_OLD", "2.0.x"),
+    ("CCS_REAL_CLAUDE", "2.1.x (npm's pick on Node 20)"),
+    ("CCS_REAL_CLAUDE_NEWEST", "the newest"),
+];
+
 /// The real CLI, or `None` (and a note on stderr) when it is not installed.
 fn real_claude(test: &str) -> Option<String> {
     cli_from("CCS_REAL_CLAUDE", test)
-}
-
-/// The older (2.0.x, pure JS) CLI, for the compatibility tests.
-fn old_claude(test: &str) -> Option<String> {
-    cli_from("CCS_REAL_CLAUDE_OLD", test)
 }
 
 fn cli_from(variable: &str, test: &str) -> Option<String> {
@@ -59,70 +66,116 @@ fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, support::T
 }
 
 #[test]
-fn a_sync_prompt_runs_the_real_cli() {
-    let Some(claude) = real_claude("a_sync_prompt_runs_the_real_cli") else { return };
-    let mock = MockApi::start();
-    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
-    let r = server.ask("Say hello to ccs");
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["result"], "echo: Say hello to ccs");
-    assert!(r.json["session_id"].as_str().is_some_and(|s| s.len() == 36));
-    assert!(r.json["usage"]["input_tokens"].as_u64().unwrap() > 0);
-    assert!(!mock.requests().is_empty());
+fn core_on_cli_1_0() {
+    core_on(VERSIONS[0]);
 }
 
 #[test]
-fn a_three_turn_session_resumes_the_real_conversation() {
-    let Some(claude) = real_claude("a_three_turn_session_resumes_the_real_conversation") else { return };
+fn core_on_cli_2_0() {
+    core_on(VERSIONS[1]);
+}
+
+#[test]
+fn core_on_cli_2_1() {
+    core_on(VERSIONS[2]);
+}
+
+#[test]
+fn core_on_the_newest_cli() {
+    core_on(VERSIONS[3]);
+}
+
+/// What every supported CLI must do through ccs: be probed, answer, resume a session, take the
+/// model and system prompt, report an API error, stream, and stop at its budget.
+fn core_on((variable, line): (&str, &str)) {
+    let test = format!("core tests on claude {line}");
+    let Some(claude) = cli_from(variable, &test) else { return };
     let mock = MockApi::start();
     let (server, _cli_home) = server_for(&claude, &mock, json!({}));
+    let version = probed_version(&server, &claude);
+    let label = format!("claude {version} ({claude})");
+
+    // One prompt (with the budget flag only where the CLI has it: 1.0.x fails on it).
     let first = server.ask("My name is Ada.");
-    assert_eq!(first.status, 200, "{}", first.text);
-    let session = first.json["session_id"].as_str().unwrap().to_string();
+    assert_eq!(first.status, 200, "{label}: {}", first.text);
+    assert_eq!(first.json["result"], "echo: My name is Ada.", "{label}");
+    assert!(first.json["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0, "{label}: {}", first.text);
+    let session = first.json["session_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(session.len(), 36, "{label}: {}", first.text);
+
+    // Two more turns resume the conversation under the same id.
     for prompt in ["I like tea.", "What do you know about me?"] {
         let r = server.post(&format!("/api/sessions/{session}/continue"), json!({"prompt": prompt}));
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.json["session_id"], session.as_str(), "the CLI kept the session id");
+        assert_eq!(r.status, 200, "{label}: {}", r.text);
+        assert_eq!(r.json["session_id"], session.as_str(), "{label}: the CLI kept the session id");
     }
-    // The last request to the API carries the whole conversation.
-    let last = mock.requests().last().cloned().unwrap();
-    let conversation = last["messages"].to_string();
+    let last = mock.requests().into_iter().rev().find(|q| last_user_text(q) == "What do you know about me?");
+    let conversation = last.map(|q| q["messages"].to_string()).unwrap_or_default();
     for earlier in ["My name is Ada.", "echo: My name is Ada.", "I like tea.", "echo: I like tea."] {
-        assert!(conversation.contains(earlier), "{earlier:?} missing from the resumed conversation");
+        assert!(conversation.contains(earlier), "{label}: {earlier:?} missing from the resumed conversation");
     }
-    assert_eq!(last_user_text(&last), "What do you know about me?");
-    let turns = server.get(&format!("/api/sessions/{session}")).json["session"]["turns"].clone();
-    assert_eq!(turns.as_array().unwrap().len(), 3);
-}
 
-#[test]
-fn model_and_system_prompt_reach_the_api() {
-    let Some(claude) = real_claude("model_and_system_prompt_reach_the_api") else { return };
-    let mock = MockApi::start();
-    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
+    // The model and the system prompt reach the API.
     let r = server.post(
         "/api/claude",
         // A name the CLI does not know passes through as is (known old ids it maps to new ones).
         json!({"prompt": "hi", "project_path": server.project, "model": "claude-ccs-test-model",
-               "system_prompt": "You are the ccs test harness. Marker 7f3a."}),
+               "system_prompt": "You are the ccs test harness. Marker 7f3a.", "max_turns": 2}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let request = mock.requests().into_iter().find(|q| last_user_text(q) == "hi").expect("the prompt's request");
-    assert_eq!(request["model"], "claude-ccs-test-model");
-    assert!(request["system"].to_string().contains("Marker 7f3a"), "the system prompt did not reach the API");
+    assert_eq!(r.status, 200, "{label}: {}", r.text);
+    let request = mock.requests().into_iter().find(|q| last_user_text(q) == "hi");
+    let request = request.unwrap_or_else(|| panic!("{label}: the prompt's request never reached the API"));
+    assert_eq!(request["model"], "claude-ccs-test-model", "{label}");
+    assert!(request["system"].to_string().contains("Marker 7f3a"), "{label}: the system prompt did not reach the API");
+
+    // Streaming relays the CLI's events.
+    let body = json!({"prompt": "stream it", "project_path": server.project, "stream": true});
+    let (_, events) = support::sse_all(server.port, "POST", "/api/claude", Some(&body));
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert!(names.contains(&"system") && names.contains(&"assistant"), "{label}: {names:?}");
+    assert!(names.ends_with(&["result", "done"]), "{label}: {names:?}");
+    assert_eq!(events[events.len() - 2].data["result"], "echo: stream it", "{label}");
+
+    // A budget below the cost of one call: the CLI stops the run, or ccs fails it after.
+    let r = server
+        .post("/api/claude", json!({"prompt": "too dear", "project_path": server.project, "max_budget_usd": 0.000001}));
+    assert_eq!(r.status, 502, "{label}: {}", r.text);
+    assert!(r.error().contains("maximum budget"), "{label}: {}", r.error());
+    if !version.starts_with("1.0.") {
+        assert!(!r.error().contains("ccs checked"), "{label} has --max-budget-usd: {}", r.error());
+    } else {
+        assert!(r.error().contains("has no --max-budget-usd, so ccs checked"), "{label}: {}", r.error());
+    }
+
+    // An API error is reported with the CLI's message.
+    mock.set(Behaviour::Fail(401));
+    let r = server.ask("this will fail");
+    assert_eq!(r.status, 502, "{label}: {}", r.text);
+    assert!(r.error().contains("401") || r.error().to_lowercase().contains("auth"), "{label}: {}", r.error());
+    eprintln!("PASSED core tests on {label}");
 }
 
-#[test]
-fn an_api_error_is_reported_with_the_clis_message() {
-    let Some(claude) = real_claude("an_api_error_is_reported_with_the_clis_message") else { return };
-    let mock = MockApi::start();
-    mock.set(Behaviour::Fail(401));
-    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
-    let r = server.ask("this will fail");
-    assert_eq!(r.status, 502, "{}", r.text);
-    assert!(r.error().contains("401") || r.error().to_lowercase().contains("auth"), "{}", r.error());
-    let task = server.get(&format!("/api/tasks/{}", r.json["task_id"].as_str().unwrap())).json["task"].clone();
-    assert_eq!(task["status"], "failed");
+/// Waits for the probe in `/health` and checks it against what the CLI itself says.
+fn probed_version(server: &Server, claude: &str) -> String {
+    let mut cli = Value::Null;
+    assert!(
+        eventually(60, || {
+            cli = server.get("/health").json["cli"].clone();
+            cli["probing"] == false
+        }),
+        "the probe of {claude} did not end: {cli}"
+    );
+    let version = cli["version"].as_str().unwrap_or_else(|| panic!("{claude} was not probed: {cli}")).to_string();
+    let config: Value = serde_json::from_slice(&std::fs::read(server.config_path()).unwrap()).unwrap();
+    let mut own = std::process::Command::new(claude);
+    own.arg("--version");
+    for (k, v) in config["claudeEnv"].as_object().unwrap() {
+        own.env(k, v.as_str().unwrap());
+    }
+    let said = String::from_utf8_lossy(&own.output().unwrap().stdout).into_owned();
+    assert_eq!(said.split_whitespace().next(), Some(version.as_str()), "{claude} --version says {said:?}");
+    eprintln!("claude {version} ({claude}): probed in {} ms", cli["probe_ms"]);
+    version
 }
 
 #[test]
@@ -154,19 +207,6 @@ fn cancelling_a_running_real_cli_leaves_no_process_behind() {
 }
 
 #[test]
-fn streaming_relays_the_real_clis_events() {
-    let Some(claude) = real_claude("streaming_relays_the_real_clis_events") else { return };
-    let mock = MockApi::start();
-    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
-    let body = json!({"prompt": "stream it", "project_path": server.project, "stream": true});
-    let (_, events) = support::sse_all(server.port, "POST", "/api/claude", Some(&body));
-    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    assert!(names.contains(&"system") && names.contains(&"stream_event"), "{names:?}");
-    assert_eq!(&names[names.len() - 2..], ["result", "done"], "{names:?}");
-    assert_eq!(events.last().unwrap().data["result"], "echo: stream it");
-}
-
-#[test]
 fn one_real_request_through_ccs_against_the_cli_alone() {
     // Not a timed assertion: it prints the figure for the closing note and README.
     let Some(claude) = real_claude("one_real_request_through_ccs_against_the_cli_alone") else { return };
@@ -191,22 +231,6 @@ fn one_real_request_through_ccs_against_the_cli_alone() {
     assert!(child.wait().unwrap().success());
     let alone = started.elapsed();
     eprintln!("real CLI: one request through ccs {through_ccs:?}, the CLI alone {alone:?}");
-}
-
-#[test]
-fn the_older_cli_answers_and_resumes_too() {
-    let Some(claude) = old_claude("the_older_cli_answers_and_resumes_too") else { return };
-    let mock = MockApi::start();
-    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
-    let first = server.ask("Remember 42.");
-    assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(first.json["result"], "echo: Remember 42.");
-    let session = first.json["session_id"].as_str().unwrap().to_string();
-    let second = server.post(&format!("/api/sessions/{session}/continue"), json!({"prompt": "Which number?"}));
-    assert_eq!(second.status, 200, "{}", second.text);
-    assert_eq!(second.json["result"], "echo: Which number?");
-    let last = mock.requests().into_iter().rev().find(|q| last_user_text(q) == "Which number?").unwrap();
-    assert!(last["messages"].to_string().contains("Remember 42."), "the older CLI did not resume the conversation");
 }
 
 /// Every process whose parent chain leads to `root`.

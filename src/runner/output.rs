@@ -1,6 +1,8 @@
 //! Reading what the CLI printed (CLI.md): one JSON object, or an array / NDJSON of events whose
-//! `type == "result"` element counts. Success is `is_error == false`, never the exit code.
-//! Pure: no I/O, unit-tested against every documented shape.
+//! `type == "result"` element counts. Success is `is_error == false`, never the exit code, with
+//! one exception: an `error_*` subtype is a failure whatever `is_error` says (2.0.77 stops at its
+//! budget with `subtype: "error_max_budget_usd", is_error: false`, no `result`, `errors: []`,
+//! exit 0). Pure: no I/O, unit-tested against every documented shape.
 
 use serde_json::Value;
 
@@ -21,7 +23,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// The text to show for a failed run: `result`, else the `errors` list, else the subtype.
+    /// The text to show for a failed run: `result`, else the `errors` list, else what the
+    /// subtype means.
     pub fn error_text(&self) -> String {
         if let Some(result) = self.result.as_ref().filter(|r| !r.is_empty()) {
             return result.clone();
@@ -29,7 +32,12 @@ impl Report {
         if !self.errors.is_empty() {
             return self.errors.join("; ");
         }
-        format!("claude reported an error ({})", self.subtype.as_deref().unwrap_or("no details"))
+        let subtype = self.subtype.as_deref().unwrap_or("no details");
+        match subtype {
+            "error_max_budget_usd" => format!("Reached maximum budget (claude stopped the run: {subtype})"),
+            "error_max_turns" => format!("Reached maximum number of turns (claude stopped the run: {subtype})"),
+            _ => format!("claude reported an error ({subtype})"),
+        }
     }
 }
 
@@ -69,9 +77,11 @@ fn to_report(v: &Value) -> Report {
         .and_then(Value::as_f64)
         .or_else(|| v.get("cost_usd").and_then(Value::as_f64))
         .unwrap_or(0.0);
+    let subtype = text("subtype");
+    let error_subtype = subtype.as_deref().is_some_and(|s| s.starts_with("error"));
     Report {
-        is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(true),
-        subtype: text("subtype"),
+        is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(true) || error_subtype,
+        subtype,
         result: text("result"),
         errors: v
             .get("errors")
@@ -128,6 +138,16 @@ mod tests {
         assert_eq!(r.error_text(), "Reached maximum number of turns (1)");
         let bare = r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true}"#;
         assert!(parse(bare).unwrap().error_text().contains("error_max_budget_usd"));
+    }
+
+    #[test]
+    fn an_error_subtype_fails_even_when_is_error_is_false() {
+        // What claude 2.0.77 prints (exit 0) when --max-budget-usd stops it.
+        let out = r#"{"type":"result","subtype":"error_max_budget_usd","duration_ms":158,"duration_api_ms":0,"is_error":false,"num_turns":1,"session_id":"3551e81a-ac2c-4586-818f-58a0faa99990","total_cost_usd":0.055353000000000006,"usage":{"input_tokens":0,"output_tokens":0},"modelUsage":{"claude-sonnet-4-5-20250929":{"inputTokens":18426,"outputTokens":5,"costUSD":0.055353000000000006}},"permission_denials":[],"uuid":"c6c76dc2","errors":[]}"#;
+        let r = parse(out).unwrap();
+        assert!(r.is_error);
+        assert_eq!(r.error_text(), "Reached maximum budget (claude stopped the run: error_max_budget_usd)");
+        assert_eq!(r.cost_usd, 0.055353000000000006);
     }
 
     #[test]
