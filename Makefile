@@ -27,8 +27,11 @@ run:
 ## The whole test suite: unit tests and the integration tests (real binary, fake claude CLI,
 ## and the real claude CLI when `make real-cli` installed it or CCS_REAL_CLAUDE points to one).
 test:
-	@if [ -z "$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" ]; then \
-	  echo "NOTE: the real claude CLI is not installed: tests/real_cli.rs will be SKIPPED (run 'make real-cli' first)"; fi
+	@for v in CCS_REAL_CLAUDE_1_0=$(REAL_CLI_1_0) CCS_REAL_CLAUDE_OLD=$(REAL_CLI_OLD) \
+	          CCS_REAL_CLAUDE=$(REAL_CLI) CCS_REAL_CLAUDE_NEWEST=$(REAL_CLI_NEWEST); do \
+	  name=$${v%%=*}; path=$$(printenv $$name || echo $${v#*=}); \
+	  [ -e "$$path" ] || echo "NOTE: $$path is not installed: its tests in tests/real_cli.rs will be SKIPPED (run 'make real-cli' first, or set $$name)"; \
+	done
 	CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
 	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
 	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \

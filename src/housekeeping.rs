@@ -1,6 +1,7 @@
 //! The housekeeping thread: reloads the config when its file changes (mtime poll) or on SIGHUP,
-//! validating first and keeping the running config when the new one is wrong; and removes
-//! sessions and tasks past their retention.
+//! validating first and keeping the running config when the new one is wrong; notices a claude
+//! CLI that was installed, upgraded or removed (and has it probed again); and removes sessions
+//! and tasks past their retention.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ fn run(app: &App, stop: &Receiver<()>) {
                 log::error!("config not reloaded ({why}): {err}; the server keeps its running config");
             }
         }
+        // A stat of the CLI's executable; a probe (on its own thread) only when it changed.
+        app.probe_cli();
     }
 }
 

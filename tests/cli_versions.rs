@@ -172,3 +172,18 @@ fn a_config_reload_that_changes_the_cli_probes_it_again() {
     assert_eq!(server.ask("after the reload").status, 200);
     assert!(!support::argv(&server.starts()[0]).contains(&"--max-budget-usd".to_string()));
 }
+
+#[test]
+fn a_cli_installed_while_the_server_runs_is_probed_without_a_reload() {
+    let dir = support::TempDir::new("late-cli");
+    let claude = dir.path().join("claude");
+    let server = Server::start_with(json!({"claudePath": claude.display().to_string()}));
+    let not_found = || server.get("/health").json["cli"]["error"].as_str().is_some_and(|e| e.contains("not found"));
+    assert!(eventually(15, not_found), "{}", server.get("/health").text);
+    std::os::unix::fs::symlink(support::FAKE_CLAUDE, &claude).unwrap();
+    assert!(
+        eventually(15, || server.get("/health").json["cli"]["version"] == "2.1.197"),
+        "{}",
+        server.get("/health").text
+    );
+}
