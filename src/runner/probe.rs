@@ -158,7 +158,8 @@ impl Probes {
     /// as a missing executable, is what the caller sees).
     pub fn get(&self, target: &Target) -> Arc<Probed> {
         let stamp = stamp(target);
-        let deadline = Instant::now() + PROBE_TIMEOUT * 2 + Duration::from_secs(5);
+        // Both calls at their timeout, each with its kill grace and pipe drain, and some margin.
+        let deadline = Instant::now() + PROBE_TIMEOUT * 2 + Duration::from_secs(10);
         let mut slot = self.slot.lock();
         loop {
             if !slot.holds(target, &stamp) {
