@@ -274,8 +274,17 @@ impl Server {
         self.post("/api/claude", json!({"prompt": prompt, "project_path": self.project}))
     }
 
-    /// Every event the fake CLI logged, in order.
+    /// Every event of the fake CLI's runs, in order (its probes, `--version` and `--help`, left out).
     pub fn calls(&self) -> Vec<Value> {
+        self.logged().into_iter().filter(|c| c["event"] != "probe").collect()
+    }
+
+    /// The fake CLI's `--version` and `--help` calls (ccs's probes of it).
+    pub fn probes(&self) -> Vec<Value> {
+        self.logged().into_iter().filter(|c| c["event"] == "probe").collect()
+    }
+
+    fn logged(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.calls_log)
             .unwrap_or_default()
             .lines()
