@@ -29,9 +29,11 @@ fn main() {
     raise_fd_limit();
     // CCS_BENCH=sync,async runs only those parts (names below); unset runs all.
     let only = std::env::var("CCS_BENCH").unwrap_or_default();
-    let parts: [(&str, Part); 6] = [
+    let parts: [(&str, Part); 8] = [
         ("startup", startup_and_memory),
         ("health", health_load),
+        ("burst", burst_of_connections),
+        ("slow", slow_clients),
         ("sync", sync_load),
         ("async", async_throughput),
         ("stored", stored_tasks),
@@ -562,21 +564,85 @@ fn restart_with_a_full_journal(rows: &mut Vec<Row>) {
 fn idle_connections(rows: &mut Vec<Row>) {
     let server = quiet(json!({}));
     let before = (threads(server.pid()), rss_kb(server.pid()));
-    let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok()).collect();
+    let idle: Vec<TcpStream> = (0..2000).filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok()).collect();
     std::thread::sleep(Duration::from_secs(1));
-    let mut conn = Conn::open(server.port);
+    let held = (threads(server.pid()), rss_kb(server.pid()));
     let mut lat = Vec::new();
     for _ in 0..200 {
+        // A new connection each time: the worst case for a client arriving while others idle.
         let t = Instant::now();
-        conn.call("GET", "/health", "");
+        Conn::open(server.port).call("GET", "/health", "");
         lat.push(t.elapsed());
     }
     lat.sort();
-    let after = (threads(server.pid()), rss_kb(server.pid()));
     rows.push(Row(
-        format!("{} idle open connections", idle.len()),
-        format!("`/health` p50 {} p99 {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99))),
-        format!("threads {} → {}, RSS {} → {} KiB", before.0, after.0, before.1, after.1),
+        format!("{} idle open connections, then 200 new ones calling `/health`", idle.len()),
+        format!("p50 {} p99 {} max {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)), ms(percentile(&lat, 1.0))),
+        format!("threads {} → {}, RSS {} → {} KiB (http.maxConnections 1024)", before.0, held.0, before.1, held.1),
     ));
     drop(idle);
+}
+
+/// `n` keep-alive connections opened at once (or one after the other), each calling `/health`
+/// back to back for `LOAD`: (the longest wait of a connection for its first answer, requests/s).
+fn burst(port: u16, n: usize, at_once: bool) -> (Duration, f64) {
+    let gate = std::sync::Barrier::new(n);
+    let opened = std::sync::Mutex::new(());
+    let firsts = std::sync::Mutex::new(Vec::new());
+    let all_open = std::sync::Barrier::new(n);
+    let sample = drive(n, LOAD + Duration::from_secs(1), || {
+        gate.wait();
+        let turn = (!at_once).then(|| opened.lock().unwrap());
+        let t = Instant::now();
+        let mut conn = Conn::open(port);
+        conn.call("GET", "/health", "");
+        firsts.lock().unwrap().push(t.elapsed());
+        drop(turn);
+        all_open.wait();
+        move || conn.call("GET", "/health", "") == 200
+    });
+    let longest = firsts.into_inner().unwrap().into_iter().max().unwrap_or_default();
+    (longest, sample.rate())
+}
+
+fn burst_of_connections(rows: &mut Vec<Row>) {
+    let server = quiet(json!({}));
+    for n in [16, 64] {
+        let (wait, rate) = burst(server.port, n, true);
+        let (_, one_by_one) = burst(server.port, n, false);
+        rows.push(Row(
+            format!("{n} keep-alive connections opened at once"),
+            format!("longest wait for a first answer {}, {rate:.0}/s", ms(wait)),
+            format!("opened one at a time: {one_by_one:.0}/s ({:+.1}%); target: wait ≤ 100 ms, within 10%", (rate / one_by_one - 1.0) * 100.0),
+        ));
+    }
+}
+
+/// 200 clients sending a request head one byte every 0.5 s while one client measures `/health`.
+fn slow_clients(rows: &mut Vec<Row>) {
+    let server = quiet(json!({}));
+    let port = server.port;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sample = std::thread::scope(|scope| {
+        for _ in 0..200 {
+            scope.spawn(|| {
+                let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return };
+                for byte in b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".iter().cycle() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) || stream.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let sample = load(port, 1, "GET", "/health", "", LOAD);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        sample
+    });
+    rows.push(Row(
+        "`/health` from 1 connection while 200 clients send their heads a byte each 0.5 s".into(),
+        sample.describe(),
+        "the slow ones are cut off at http.readTimeoutMs".into(),
+    ));
 }

@@ -127,11 +127,18 @@ pub struct Server {
     pub calls_log: PathBuf,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// A program ccs is started through (e.g. `prlimit --nofile=64`), if any.
+    launcher: Vec<String>,
 }
 
 impl Server {
     /// A server with the test config plus `config` merged over it.
     pub fn start_with(config: Value) -> Server {
+        Server::start_through(config, &[])
+    }
+
+    /// A server started through `launcher` (a command that runs its arguments, like `prlimit`).
+    pub fn start_through(config: Value, launcher: &[&str]) -> Server {
         let home = TempDir::new("home");
         let project = home.path().join("project");
         std::fs::create_dir_all(&project).unwrap();
@@ -151,7 +158,8 @@ impl Server {
         merge(&mut base, config);
         std::fs::create_dir_all(home.path().join("state")).unwrap();
         std::fs::write(home.path().join("state/config.json"), serde_json::to_vec_pretty(&base).unwrap()).unwrap();
-        let mut server = Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new() };
+        let launcher = launcher.iter().map(|s| s.to_string()).collect();
+        let mut server = Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new(), launcher };
         server.launch();
         server
     }
@@ -174,7 +182,14 @@ impl Server {
 
     /// The `ccs` command with this server's home and environment.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(ccs_bin());
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(ccs_bin());
+                cmd
+            }
+            None => Command::new(ccs_bin()),
+        };
         cmd.arg("--home")
             .arg(self.state_dir())
             .env("HOME", self.home.path())

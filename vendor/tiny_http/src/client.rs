@@ -490,6 +490,11 @@ impl Iterator for ClientConnection {
 
         let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
 
+        if lowercase.iter().any(|val| val.contains("upgrade")) {
+            // the rest of the stream is the application's: no deadline
+            self.socket.set_read_deadline(None);
+        }
+
         match lowercase {
             Some(ref val) if val.contains("close") => self.no_more_requests = true,
             Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,

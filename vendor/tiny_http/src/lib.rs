@@ -200,6 +200,7 @@ pub struct Limits {
     /// again, from the end of the head: after that, reads from `Request::as_reader()` fail with
     /// `ErrorKind::TimedOut` (the application answers, then the connection is closed).
     /// These are deadlines: a client that sends a byte now and then does not extend them.
+    /// The stream of a `Connection: upgrade` request has none after its head.
     pub read_timeout: Option<Duration>,
 
     /// How long each write to a client may block (`SO_SNDTIMEO`). A write that times out fails

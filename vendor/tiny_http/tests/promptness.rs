@@ -48,7 +48,7 @@ mod prompt_responses {
         timeout: Duration,
         req_writer: impl FnOnce(&mut dyn Write) + Send + 'static,
     ) {
-        let server = Server::http("0.0.0.0:0").unwrap();
+        let server = Server::http("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(server.server_addr().to_ip().unwrap()).unwrap();
 
         spawn(move || loop {

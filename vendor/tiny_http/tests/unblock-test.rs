@@ -5,7 +5,7 @@ use std::thread;
 
 #[test]
 fn unblock_server() {
-    let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let s = Arc::new(server);
 
     let s1 = s.clone();
@@ -17,7 +17,7 @@ fn unblock_server() {
 
 #[test]
 fn unblock_threads() {
-    let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let s = Arc::new(server);
 
     let s1 = s.clone();

@@ -1,0 +1,219 @@
+//! Regression tests for the defects of tiny-http 0.12.0 that this copy fixes.
+
+extern crate tiny_http;
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Response, Server};
+
+#[allow(dead_code)]
+mod support;
+
+use support::{connect, read_response, read_until_closed, HelloServer};
+
+/// 0.12.0's task pool could queue a new connection behind a busy keep-alive connection: with 32
+/// connections opened at once, 28 waited about 5 s.
+#[test]
+fn many_keep_alive_connections_opened_at_once_are_all_answered_promptly() {
+    const CLIENTS: usize = 32;
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+
+    let start = Instant::now();
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| connect(&hello.server)).collect();
+    for client in clients.iter_mut() {
+        write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    }
+    for client in clients.iter_mut() {
+        let response = read_response(client, Duration::from_secs(1));
+        assert!(response.ends_with("hello"), "{}", response);
+    }
+    assert!(start.elapsed() < Duration::from_secs(1));
+
+    // the connections are still open: they are kept alive
+    for client in clients.iter_mut() {
+        write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        assert!(read_response(client, Duration::from_secs(1)).ends_with("hello"));
+    }
+}
+
+/// 0.12.0 buffered its 505 and never sent it.
+#[test]
+fn http_2_request_line_gets_505_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let mut client = connect(&hello.server);
+
+    write!(client, "GET / HTTP/2.0\r\nHost: localhost\r\n\r\n").unwrap();
+
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 505 "), "{}", content);
+}
+
+/// 0.12.0 closed the connection without an answer.
+#[test]
+fn non_ascii_header_line_gets_400_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let mut client = connect(&hello.server);
+
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Name: caf\xc3\xa9\r\n\r\n")
+        .unwrap();
+
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 400 "), "{}", content);
+}
+
+/// 0.12.0 ignored a Content-Length it could not parse and read the body as empty, so the body
+/// was then read as the next request.
+#[test]
+fn content_length_that_is_not_a_decimal_number_gets_400_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let heads = [
+        "Content-Length: -1\r\n",
+        "Content-Length: abc\r\n",
+        "Content-Length: 1,2\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: \r\n",
+        "Content-Length: 99999999999999999999999\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+    ];
+    for head in heads.iter() {
+        let mut client = connect(&hello.server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\n{}\r\nhello",
+            head
+        )
+        .unwrap();
+
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 400 "),
+            "{:?}: {}",
+            head,
+            content
+        );
+        assert!(!content.contains("hello"), "{:?}: {}", head, content);
+    }
+}
+
+#[test]
+fn repeated_equal_content_lengths_are_accepted() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let mut client = connect(&hello.server);
+
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    .unwrap();
+
+    let content = read_response(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 200 "), "{}", content);
+}
+
+/// 0.12.0 read the rest of an unread body on the responding thread when the request was
+/// dropped, into a buffer of the announced size: a `Content-Length: 10000000000` allocated 10 GB,
+/// and a client that never sends the body held the thread.
+#[test]
+fn early_answer_to_a_body_that_never_comes_returns_at_once_and_closes_the_connection() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let mut client = connect(&server);
+
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000000\r\n\r\nsome"
+    )
+    .unwrap();
+
+    let rq = server.recv().unwrap();
+    assert_eq!(rq.body_length(), Some(10_000_000_000));
+    let start = Instant::now();
+    rq.respond(Response::from_string("too large").with_status_code(413))
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_millis(500));
+
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 413 "), "{}", content);
+    assert!(content.ends_with("too large"), "{}", content);
+}
+
+/// A body read in part closes the connection after the response: the rest is not taken as the
+/// next request.
+#[test]
+fn body_read_in_part_closes_the_connection_after_the_response() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let mut client = connect(&server);
+    let body = "x".repeat(4000);
+
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        body
+    )
+    .unwrap();
+
+    let mut rq = server.recv().unwrap();
+    let mut start = [0; 10];
+    rq.as_reader().read_exact(&mut start).unwrap();
+    rq.respond(Response::from_string("partial")).unwrap();
+
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.ends_with("partial"), "{}", content);
+    assert!(server
+        .recv_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_none());
+}
+
+/// A body read to its end (without reading past it) keeps the connection alive.
+#[test]
+fn body_read_exactly_to_its_end_keeps_the_connection_alive() {
+    let hello = Server::http("127.0.0.1:0").unwrap();
+    let mut client = connect(&hello);
+    let body = "x".repeat(4000);
+
+    for _ in 0..2 {
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            body
+        )
+        .unwrap();
+        let mut rq = hello.recv_timeout(Duration::from_secs(1)).unwrap().unwrap();
+        let mut read = vec![0; body.len()];
+        rq.as_reader().read_exact(&mut read).unwrap();
+        rq.respond(Response::from_string("read")).unwrap();
+        assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("read"));
+    }
+}
+
+/// The 100 is sent only when the application reads the body.
+#[test]
+fn expect_100_continue_answered_without_reading_never_gets_100_continue() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let mut client = connect(&server);
+
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n"
+    )
+    .unwrap();
+
+    let (done, answered) = mpsc::channel();
+    thread::spawn(move || {
+        let rq = server.recv().unwrap();
+        assert_eq!(rq.body_length(), Some(100_000));
+        rq.respond(Response::empty(413)).unwrap();
+        done.send(()).unwrap();
+    });
+
+    answered.recv_timeout(Duration::from_secs(1)).unwrap();
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 413 "), "{}", content);
+    assert!(!content.contains("100 Continue"), "{}", content);
+}

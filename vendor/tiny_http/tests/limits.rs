@@ -1,0 +1,255 @@
+//! Tests of `Limits`: timeouts, connection cap and head size limits.
+
+extern crate tiny_http;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Limits, Response, Server};
+
+#[allow(dead_code)]
+mod support;
+
+use support::{connect, new_server_with_limits, read_response, read_until_closed, HelloServer};
+
+/// Writes `data` one byte every `interval` on a thread of its own, until done or an error.
+fn trickle(client: &TcpStream, data: &'static [u8], interval: Duration) {
+    let mut client = client.try_clone().unwrap();
+    thread::spawn(move || {
+        for byte in data {
+            thread::sleep(interval);
+            if client.write_all(&[*byte]).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[test]
+fn idle_connection_is_closed_silently_after_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+    let hello = HelloServer::new(server);
+
+    // after accepting
+    let start = Instant::now();
+    assert_eq!(read_until_closed(&mut client, Duration::from_secs(2)), "");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+
+    // after a response
+    let mut client = connect(&hello.server);
+    write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("hello"));
+    let start = Instant::now();
+    assert_eq!(read_until_closed(&mut client, Duration::from_secs(2)), "");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn slow_head_gets_408_at_the_read_timeout_even_if_bytes_keep_coming() {
+    let limits = Limits {
+        read_timeout: Some(Duration::from_millis(500)),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+    let _hello = HelloServer::new(server);
+
+    write!(client, "GET / HTTP/1.1\r\n").unwrap();
+    trickle(
+        &client,
+        b"Host: localhost\r\n\r\n",
+        Duration::from_millis(100),
+    );
+
+    let start = Instant::now();
+    let content = read_until_closed(&mut client, Duration::from_secs(3));
+    assert!(content.starts_with("HTTP/1.1 408 "), "{}", content);
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[test]
+fn slow_body_reads_fail_with_timed_out_at_the_read_timeout() {
+    let limits = Limits {
+        read_timeout: Some(Duration::from_millis(500)),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
+    )
+    .unwrap();
+    trickle(&client, &[b'x'; 40], Duration::from_millis(100));
+
+    let mut rq = server.recv().unwrap();
+    let start = Instant::now();
+    let mut body = Vec::new();
+    let err = rq.as_reader().read_to_end(&mut body).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() < Duration::from_millis(1000));
+    rq.respond(Response::empty(408)).unwrap();
+
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 408 "), "{}", content);
+}
+
+#[test]
+fn write_to_a_client_that_does_not_read_fails_with_timed_out_at_the_write_timeout() {
+    let limits = Limits {
+        write_timeout: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+
+    write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let rq = server.recv().unwrap();
+
+    // more than the socket buffers hold
+    let start = Instant::now();
+    let err = rq
+        .respond(Response::from_data(vec![b'x'; 64 << 20]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn at_max_connections_new_connections_wait_until_one_closes() {
+    let limits = Limits {
+        max_connections: Some(2),
+        ..Limits::default()
+    };
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", limits).unwrap());
+
+    let mut first = connect(&hello.server);
+    let mut second = connect(&hello.server);
+    for client in [&mut first, &mut second].iter_mut() {
+        write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        assert!(read_response(client, Duration::from_secs(1)).ends_with("hello"));
+    }
+    assert_eq!(hello.server.num_connections(), 2);
+
+    // the third waits in the listen queue
+    let mut third = connect(&hello.server);
+    write!(third, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(third.read(&mut [0; 16]).is_err());
+    assert_eq!(hello.server.num_connections(), 2);
+
+    first.shutdown(Shutdown::Both).unwrap();
+    assert!(read_response(&mut third, Duration::from_secs(1)).ends_with("hello"));
+    assert_eq!(hello.server.num_connections(), 2);
+}
+
+#[test]
+fn dropping_the_server_at_max_connections_stops_listening() {
+    let limits = Limits {
+        max_connections: Some(1),
+        ..Limits::default()
+    };
+    let server = Server::http_with_limits("127.0.0.1:0", limits).unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    let _held = connect(&server);
+    let start = Instant::now();
+    while server.num_connections() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(1));
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    drop(server);
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still listening after the server was dropped"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn request_line_longer_than_max_url_bytes_gets_414_without_the_url() {
+    let limits = Limits {
+        max_url_bytes: Some(100),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+    let hello = HelloServer::new(server);
+
+    // "GET " + url + " HTTP/1.1" is exactly 100 bytes
+    let url = format!("/{}", "a".repeat(100 - 14));
+    write!(client, "GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n", url).unwrap();
+    assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("hello"));
+
+    let mut client = connect(&hello.server);
+    let url = format!("/{}", "secret".repeat(20));
+    write!(client, "GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n", url).unwrap();
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 414 "), "{}", content);
+    assert!(!content.contains("secret"), "{}", content);
+}
+
+#[test]
+fn head_larger_than_max_head_bytes_gets_431() {
+    let limits = Limits {
+        max_head_bytes: Some(1024),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+    let hello = HelloServer::new(server);
+
+    let fits = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(900));
+    client.write_all(fits.as_bytes()).unwrap();
+    assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("hello"));
+
+    let mut client = connect(&hello.server);
+    let head = format!(
+        "GET / HTTP/1.1\r\n{}\r\n",
+        "X-Pad: pppppppp\r\n".repeat(300)
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 431 "), "{}", content);
+}
+
+#[test]
+fn error_body_makes_the_body_of_tiny_http_own_responses() {
+    fn error_body(status: u16, reason: &str) -> (&'static str, String) {
+        (
+            "application/json",
+            format!("{{\"status\":{},\"reason\":\"{}\"}}", status, reason),
+        )
+    }
+    let limits = Limits {
+        max_head_bytes: Some(1000),
+        error_body: Some(error_body),
+        ..Limits::default()
+    };
+    let (server, mut client) = new_server_with_limits(limits);
+    let _hello = HelloServer::new(server);
+
+    let head = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(1000));
+    client.write_all(head.as_bytes()).unwrap();
+    let content = read_until_closed(&mut client, Duration::from_secs(2));
+    assert!(content.starts_with("HTTP/1.1 431 "), "{}", content);
+    assert!(
+        content.contains("Content-Type: application/json\r\n"),
+        "{}",
+        content
+    );
+    assert!(
+        content.ends_with(
+            "\r\n\r\n{\"status\":431,\"reason\":\"the request head is larger than 1000 bytes\"}"
+        ),
+        "{}",
+        content
+    );
+}
