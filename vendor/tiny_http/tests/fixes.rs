@@ -217,3 +217,27 @@ fn expect_100_continue_answered_without_reading_never_gets_100_continue() {
     assert!(content.starts_with("HTTP/1.1 413 "), "{}", content);
     assert!(!content.contains("100 Continue"), "{}", content);
 }
+
+/// A chunked body read to its end keeps the connection alive for the next request.
+#[test]
+fn chunked_body_read_to_its_end_keeps_the_connection_alive() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let mut client = connect(&server);
+
+    for _ in 0..2 {
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        .unwrap();
+        let mut rq = server
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        let mut body = String::new();
+        rq.as_reader().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
+        rq.respond(Response::from_string("read")).unwrap();
+        assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("read"));
+    }
+}
