@@ -324,7 +324,7 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let inside_connections = connections.clone();
-        thread::spawn(move || {
+        thread::Builder::new().spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
             let mut backoff = AcceptBackoff::default();
@@ -383,7 +383,7 @@ impl Server {
                 }));
             }
             log::debug!("Terminating accept thread");
-        });
+        })?;
 
         // result
         Ok(Server {
