@@ -577,7 +577,12 @@ fn idle_connections(rows: &mut Vec<Row>) {
     lat.sort();
     rows.push(Row(
         format!("{} idle open connections, then 200 new ones calling `/health`", idle.len()),
-        format!("p50 {} p99 {} max {}", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)), ms(percentile(&lat, 1.0))),
+        format!(
+            "p50 {} p99 {} max {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(percentile(&lat, 1.0))
+        ),
         format!("threads {} → {}, RSS {} → {} KiB (http.maxConnections 1024)", before.0, held.0, before.1, held.1),
     ));
     drop(idle);
@@ -613,7 +618,10 @@ fn burst_of_connections(rows: &mut Vec<Row>) {
         rows.push(Row(
             format!("{n} keep-alive connections opened at once"),
             format!("longest wait for a first answer {}, {rate:.0}/s", ms(wait)),
-            format!("opened one at a time: {one_by_one:.0}/s ({:+.1}%); target: wait ≤ 100 ms, within 10%", (rate / one_by_one - 1.0) * 100.0),
+            format!(
+                "opened one at a time: {one_by_one:.0}/s ({:+.1}%); target: wait ≤ 100 ms, within 10%",
+                (rate / one_by_one - 1.0) * 100.0
+            ),
         ));
     }
 }

@@ -19,6 +19,8 @@ pub fn init(log_file: &Path, level: LogLevel, to_stderr: bool) -> io::Result<()>
     let file = OpenOptions::new().create(true).append(true).open(log_file)?;
     let config = ConfigBuilder::new()
         .add_filter_allow_str("ccs")
+        // The HTTP layer says when it cannot accept (out of descriptors) or start a thread.
+        .add_filter_allow_str("tiny_http")
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)

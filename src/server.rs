@@ -87,7 +87,8 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Start(format!("cannot start the webhook thread: {e}")))?;
     app.set_workers(config.task_queue.concurrency);
 
-    let mut server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads).map_err(|e| {
+    let mut server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads, &config.http)
+        .map_err(|e| {
         ServeError::Start(format!(
             "cannot listen on {addr}: {e}; is another server (ccs?) using the port? Pick another with --port or `port` in the config"
         ))

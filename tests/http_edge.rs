@@ -215,8 +215,216 @@ fn a_long_path_is_not_echoed_or_logged_whole() {
     assert!(line.len() < 400, "{}", line.len());
 }
 
+/// A connection that has sent a request head (and maybe part of a body) and then stalls.
+fn stalled_upload(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = "POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(br#"{"prompt": "#).unwrap();
+    stream
+}
+
+#[test]
+fn stalled_uploads_do_not_freeze_the_api() {
+    let server = Server::start(); // httpThreads 8
+    let stalled: Vec<TcpStream> = (0..12).map(|_| stalled_upload(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let asked = Instant::now();
+        assert_eq!(server.get("/health").status, 200);
+        assert_eq!(server.get("/api/sessions").status, 200);
+        assert!(asked.elapsed() < Duration::from_secs(3), "answered after {:?}", asked.elapsed());
+    }
+    assert_eq!(server.ask("still runs").status, 200);
+    drop(stalled);
+}
+
+#[test]
+fn a_slow_body_is_cut_off_at_the_read_timeout_with_408() {
+    let server = Server::start_with(json!({"http": {"readTimeoutMs": 1000}}));
+    let mut stream = stalled_upload(server.port);
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert!(answer.contains("http.readTimeoutMs"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+}
+
+#[test]
+fn sigterm_stops_the_server_whatever_clients_do() {
+    let mut server = Server::start_with(json!({"taskQueue": {"killGraceMs": 500}}));
+    let _stalled: Vec<TcpStream> = (0..3).map(|_| stalled_upload(server.port)).collect();
+    let mut slow_head = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow_head.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let _idle: Vec<TcpStream> = (0..5).filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    assert!(asked.elapsed() < Duration::from_secs(5), "stopped after {:?}", asked.elapsed());
+}
+
+#[test]
+fn thirty_two_connections_opened_at_once_are_all_answered_within_a_second() {
+    let server = Server::start();
+    let port = server.port;
+    let gate = std::sync::Barrier::new(32);
+    let done = std::sync::Barrier::new(32);
+    let waits: Vec<Duration> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                scope.spawn(|| {
+                    gate.wait();
+                    let started = Instant::now();
+                    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    let mut first = [0u8; 12];
+                    let _ = stream.read_exact(&mut first);
+                    let waited = started.elapsed();
+                    assert_eq!(&first, b"HTTP/1.1 200");
+                    done.wait(); // every connection stays open (keep-alive) until all were answered
+                    waited
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let longest = waits.iter().max().unwrap();
+    assert!(*longest < Duration::from_secs(1), "the longest wait was {longest:?}: {waits:?}");
+}
+
+#[test]
+fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
+    let server = Server::start_with(json!({"http": {"readTimeoutMs": 1000, "keepAliveMs": 500}}));
+    // One byte every 200 ms: each read is quick, the whole head is not.
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+        if slow.write_all(&[*byte]).is_err() || started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => std::thread::sleep(Duration::from_millis(150)),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "cut off after {:?}", started.elapsed());
+    assert_eq!(status_of(&String::from_utf8_lossy(&answer)), 408, "{}", String::from_utf8_lossy(&answer));
+    // A keep-alive connection that sends nothing more is closed after keepAliveMs.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let _ = idle.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+}
+
+#[test]
+fn heads_are_bounded_431_and_414_without_echo() {
+    let server = Server::start();
+    let big_headers: String = (0..200).map(|i| format!("X-Filler-{i}: {}\r\n", "h".repeat(500))).collect();
+    let answer = raw(server.port, format!("GET /health HTTP/1.1\r\nHost: x\r\n{big_headers}\r\n").as_bytes(), 10);
+    assert_eq!(status_of(&answer), 431, "{answer}");
+    let path = format!("/api/{}", "u".repeat(9000));
+    let answer = raw(server.port, format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(), 10);
+    assert_eq!(status_of(&answer), 414, "{answer}");
+    assert!(!answer.contains("uuuuuuuu"), "the URL is not echoed");
+    assert!(answer.len() < 1000);
+    assert!(!server.log_text().contains(&"u".repeat(200)), "nor logged whole");
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn malformed_requests_get_a_clear_4xx_or_505() {
+    let server = Server::start();
+    let cases: [(&[u8], u16); 6] = [
+        (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}", 400),
+        (b"POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}", 400),
+        (b"POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: caf\xc3\xa9\xff\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    ];
+    for (request, status) in cases {
+        let answer = raw(server.port, request, 10);
+        assert_eq!(status_of(&answer), status, "{}: {answer}", String::from_utf8_lossy(request));
+    }
+    assert!(server.calls().is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_body_too_large_is_413_before_any_100_continue() {
+    let server = Server::start();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = "POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut first = vec![0u8; 64];
+    let n = stream.read(&mut first).unwrap();
+    let text = String::from_utf8_lossy(&first[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // And a body within the limit gets its 100 Continue, then the answer.
+    let body = json!({"prompt": "hi", "project_path": server.project}).to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /api/claude HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut interim = vec![0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+}
+
+#[test]
+fn a_sync_client_that_hangs_up_cancels_its_run() {
+    let server = Server::start();
+    let body = json!({"prompt": "long @@sleep=30", "project_path": server.project}).to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let head = format!("POST /api/claude HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    stream.write_all(head.as_bytes()).unwrap();
+    let run = server.wait_for_runs(1);
+    drop(stream);
+    let pid = run["pid"].as_u64().expect("the fake logs its pid") as u32;
+    within(15, "the CLI of a gone client is stopped", || !support::alive(pid));
+    let cancelled = server.get("/api/tasks?status=cancelled").json;
+    assert_eq!(cancelled["tasks"].as_array().map(Vec::len), Some(1), "{cancelled}");
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_listener_for_good() {
+    let server = Server::start_through(json!({}), &["prlimit", "--nofile=64:64", "--"]);
+    // More connections than descriptors: accept fails with EMFILE for a while.
+    let flood: Vec<TcpStream> = (0..120).filter_map(|_| TcpStream::connect(("127.0.0.1", server.port)).ok()).collect();
+    within(10, "accept hits the limit (EMFILE) and says so", || server.log_text().contains("Too many open files"));
+    assert!(support::alive(server.pid()));
+    drop(flood);
+    within(15, "the server accepts again once connections close", || {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    });
+    assert!(server.log_text().contains("open files: soft limit 64"), "the limits are logged");
+    assert!(server.log_text().contains("Accepting new clients again"));
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `secs`.
-#[allow(dead_code)]
 fn within(secs: u64, what: &str, check: impl FnMut() -> bool) {
     let started = Instant::now();
     assert!(eventually(secs, check), "{what} (after {:?})", started.elapsed());

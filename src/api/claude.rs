@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::fields::Fields;
 use crate::app::App;
 use crate::error::Error;
-use crate::http::response::Respond;
+use crate::http::response::{OnGone, Respond};
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Mode, Task, TaskStatus, TurnRequest};
 use crate::money;
@@ -106,10 +106,30 @@ pub fn run_sync(app: &App, request: TurnRequest) -> Result<Reply, ApiError> {
                 answer(&slot, end.map_err(ApiError::from).and_then(task_reply))
             })
         };
-        if let Err(err) = tasks::submit(&app, request, Mode::Sync, Some(on_done)) {
-            answer(&slot, Err(err.into()));
+        match tasks::submit(&app, request, Mode::Sync, Some(on_done)) {
+            Ok(task) => Some(cancel_when_gone(app, vec![task.id.clone()])),
+            Err(err) => {
+                answer(&slot, Err(err.into()));
+                None
+            }
         }
     }))
+}
+
+/// What a sync request's client leaving does: its tasks are cancelled (on a thread of their own:
+/// the caller is the HTTP layer's connection thread, which must not wait).
+fn cancel_when_gone(app: Arc<App>, task_ids: Vec<String>) -> OnGone {
+    Box::new(move || {
+        let cancelling = std::thread::Builder::new().name("cancel".into()).spawn(move || {
+            for id in task_ids {
+                log::info!("task {id}: its sync client went away; cancelling it");
+                let _ = tasks::cancel(&app, &id);
+            }
+        });
+        if let Err(e) = cancelling {
+            log::error!("cannot start a thread to cancel the tasks of a gone client: {e}");
+        }
+    })
 }
 
 fn answer(slot: &Mutex<Option<Respond>>, reply: Result<Reply, ApiError>) {
@@ -187,7 +207,10 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         return Ok(Reply::with_status(202, json!({"success": true, "tasks": accepted, "count": accepted.len()})));
     }
     let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    Ok(Reply::later(move |respond| run_batch(&app, requests, respond)))
+    Ok(Reply::later(move |respond| {
+        let ids = run_batch(&app, requests, respond);
+        Some(cancel_when_gone(app, ids))
+    }))
 }
 
 struct Batch {
@@ -195,17 +218,21 @@ struct Batch {
     respond: Option<Respond>,
 }
 
-fn run_batch(app: &App, requests: Vec<TurnRequest>, respond: Respond) {
+/// Queues every prompt of a batch; returns the ids of the tasks queued.
+fn run_batch(app: &App, requests: Vec<TurnRequest>, respond: Respond) -> Vec<String> {
     let batch = Arc::new(Mutex::new(Batch { ends: requests.iter().map(|_| None).collect(), respond: Some(respond) }));
+    let mut queued = Vec::new();
     for (i, request) in requests.into_iter().enumerate() {
         let on_done = {
             let batch = batch.clone();
             Box::new(move |end: Result<Arc<Task>, Error>| batch_end(&batch, i, end))
         };
-        if let Err(err) = tasks::submit(app, request, Mode::Sync, Some(on_done)) {
-            batch_end(&batch, i, Err(err));
+        match tasks::submit(app, request, Mode::Sync, Some(on_done)) {
+            Ok(task) => queued.push(task.id.clone()),
+            Err(err) => batch_end(&batch, i, Err(err)),
         }
     }
+    queued
 }
 
 /// Records the end of prompt `i`; the last one to end sends the answer.

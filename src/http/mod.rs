@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use std::net::IpAddr;
 
 use crate::app::App;
-use crate::config::{Config, RateLimit};
+use crate::config::{self, Config, RateLimit};
 pub use auth::Caller;
 pub use error::ApiError;
 use rate_limit::RateLimiter;
 pub use request::Ctx;
+use response::OnGone;
 pub use response::Reply;
 use router::{Match, Method, Router};
 use target::Target;
@@ -51,9 +52,16 @@ struct EdgeState {
 }
 
 impl HttpServer {
-    /// Binds `addr` and starts `threads` acceptors serving `routes`.
-    pub fn start(app: Arc<App>, routes: Router<Handler>, addr: &str, threads: usize) -> Result<HttpServer, String> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
+    /// Binds `addr` and starts `threads` acceptors serving `routes`, within `limits`.
+    pub fn start(
+        app: Arc<App>,
+        routes: Router<Handler>,
+        addr: &str,
+        threads: usize,
+        limits: &config::Http,
+    ) -> Result<HttpServer, String> {
+        let server = tiny_http::Server::http_with_limits(addr, tiny_limits(limits)).map_err(|e| e.to_string())?;
+        let server = Arc::new(server);
         let edge = Arc::new(EdgeState {
             routes,
             limiter: RateLimiter::default(),
@@ -100,6 +108,32 @@ impl HttpServer {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// What tiny_http enforces for us, before a request reaches an acceptor.
+fn tiny_limits(http: &config::Http) -> tiny_http::Limits {
+    let ms = Duration::from_millis;
+    tiny_http::Limits {
+        idle_timeout: Some(ms(http.keep_alive_ms)),
+        read_timeout: Some(ms(http.read_timeout_ms)),
+        write_timeout: Some(ms(http.write_timeout_ms)),
+        max_connections: Some(http.max_connections),
+        max_url_bytes: Some(http.max_url_bytes),
+        max_head_bytes: Some(http.max_head_bytes),
+        error_body: Some(error_body),
+    }
+}
+
+/// The JSON error body of the answers tiny_http gives itself (400, 408, 414, 431, 505...).
+fn error_body(status: u16, reason: &str) -> (&'static str, String) {
+    let hint = match status {
+        408 => "; send the whole request within http.readTimeoutMs",
+        414 => "; send a shorter URL (http.maxUrlBytes)",
+        431 => "; send fewer or shorter headers (http.maxHeadBytes)",
+        505 => "; use HTTP/1.1",
+        _ => "",
+    };
+    ("application/json; charset=utf-8", ApiError::new(status, format!("{reason}{hint}")).body().to_string())
 }
 
 fn accept_loop(server: &tiny_http::Server, app: &Arc<App>, edge: &Arc<EdgeState>) {
@@ -284,9 +318,18 @@ fn deliver(
 ) {
     match answer {
         Ok(Reply { later: Some(later), .. }) => {
+            let mut rq = rq;
+            // Filled once the work is under way; tiny_http calls it if the client hangs up first.
+            let on_gone: Arc<parking_lot::Mutex<Option<OnGone>>> = Arc::default();
+            let stop = on_gone.clone();
+            rq.on_client_gone(move || {
+                if let Some(stop) = stop.lock().take() {
+                    stop();
+                }
+            });
             edge.pending.fetch_add(1, Ordering::SeqCst);
             let (edge, app) = (edge.clone(), app.clone());
-            later(Box::new(move |answer| {
+            let stop_work = later(Box::new(move |answer| {
                 // The worker that calls this must not wait on a slow client: send from a thread.
                 let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
                     send(&app, rq, answer, &info);
@@ -296,6 +339,7 @@ fn deliver(
                     log::error!("cannot start a thread to answer a request: {e}");
                 }
             }));
+            *on_gone.lock() = stop_work;
         }
         Ok(Reply { stream: Some(stream), .. }) => {
             log::info!("{} 200 (event stream)", info.line);

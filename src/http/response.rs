@@ -1,5 +1,6 @@
 //! A handler's answer: status, JSON body and headers now, or a promise to answer later (a sync
-//! request whose task runs on a worker: the acceptor thread goes back to accepting).
+//! request whose task runs on a worker: the acceptor thread goes back to accepting; if its
+//! client hangs up first, the work is stopped).
 
 use serde_json::Value;
 
@@ -8,8 +9,12 @@ use super::error::ApiError;
 /// Sends the answer of a deferred request; call it exactly once, from any thread.
 pub type Respond = Box<dyn FnOnce(Result<Reply, ApiError>) + Send>;
 
-/// Given the `Respond` of its request, arranges for it to be called.
-pub type Later = Box<dyn FnOnce(Respond) + Send>;
+/// Stops the work of a deferred request whose client went away before its answer.
+pub type OnGone = Box<dyn FnOnce() + Send>;
+
+/// Given the `Respond` of its request, arranges for it to be called; returns what stops the
+/// work if the client leaves first.
+pub type Later = Box<dyn FnOnce(Respond) -> Option<OnGone> + Send>;
 
 /// Writes a whole streamed answer (status line and headers included) to the connection.
 pub type Streamer = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
@@ -36,7 +41,7 @@ impl Reply {
     }
 
     /// An answer that `later` will give once it has it.
-    pub fn later(later: impl FnOnce(Respond) + Send + 'static) -> Reply {
+    pub fn later(later: impl FnOnce(Respond) -> Option<OnGone> + Send + 'static) -> Reply {
         Reply { status: 0, body: Value::Null, headers: Vec::new(), later: Some(Box::new(later)), stream: None }
     }
 
