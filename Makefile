@@ -25,6 +25,7 @@ run:
 	$(CARGO) run --release --bin ccs -- serve
 
 ## The whole test suite: unit tests and the integration tests (real binary, fake claude CLI,
+## the vendored tiny_http's own tests,
 ## and the real claude CLI when `make real-cli` installed it or CCS_REAL_CLAUDE points to one).
 test:
 	@for v in CCS_REAL_CLAUDE_1_0=$(REAL_CLI_1_0) CCS_REAL_CLAUDE_OLD=$(REAL_CLI_OLD) \
@@ -36,7 +37,7 @@ test:
 	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
 	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
 	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}" \
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 ## Installs the pinned claude CLI versions from npm into target/real-cli (no account needed:
 ## the tests point them at a mock API on 127.0.0.1).
@@ -51,7 +52,7 @@ $(REAL_CLI_DIR)/%/node_modules/.bin/claude:
 ## Formatting and clippy, warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
