@@ -1,8 +1,10 @@
-//! The HTTP edge: a fixed pool of `httpThreads` acceptor threads on one tiny_http server. Each
-//! request is routed, authenticated, its body read within `maxBodyBytes`, and handed to its
-//! handler; a panic in a handler becomes a 500 for that request only. A handler may answer
+//! The HTTP edge: a fixed pool of `httpThreads` acceptor threads on one tiny_http server (the
+//! vendored copy, which bounds what a client may hold: `http.*` limits). Each request's target
+//! is read once (`target`), routed, authenticated (every route but `/health`), rate limited, and
+//! handed to its handler; a panic in a handler becomes a 500 for that request only. A body is
+//! read on a thread of its own, so a slow upload never holds an acceptor. A handler may answer
 //! later (a sync run): the request then travels with the task and the acceptor moves on, so no
-//! acceptor ever waits on a CLI.
+//! acceptor ever waits on a CLI; if its client hangs up first, the work is stopped.
 
 pub mod auth;
 pub mod error;
@@ -190,17 +192,17 @@ fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
     if let Err(err) = declared_size_fits(&rq, app.config().max_body_bytes) {
         return send(app, rq, Err(err), &info);
     }
-    let (app2, edge2) = (app.clone(), edge.clone());
-    let upload = std::sync::Mutex::new(Some((rq, admitted, info)));
+    let (app, edge) = (app.clone(), edge.clone());
+    let (mut rq, mut admitted) = (rq, admitted);
     let spawned = std::thread::Builder::new().name("upload".into()).spawn(move || {
-        let Some((mut rq, mut admitted, info)) = upload.lock().ok().and_then(|mut u| u.take()) else { return };
-        let answer = read_body(&app2, &mut rq).and_then(|body| {
+        let answer = read_body(&app, &mut rq).and_then(|body| {
             admitted.ctx.body = body;
-            guard_panics(&info.line, || (admitted.handler)(&app2, &admitted.ctx))
+            guard_panics(&info.line, || (admitted.handler)(&app, &admitted.ctx))
         });
-        deliver(&app2, &edge2, rq, answer, info);
+        deliver(&app, &edge, rq, answer, info);
     });
     if let Err(e) = spawned {
+        // The request is dropped with the closure: tiny_http answers it 500.
         log::error!("cannot start a thread to read a request body: {e}");
     }
 }
