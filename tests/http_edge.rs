@@ -296,6 +296,27 @@ fn thirty_two_connections_opened_at_once_are_all_answered_within_a_second() {
 }
 
 #[test]
+fn at_the_connection_cap_idle_connections_make_room() {
+    let server = Server::start_with(json!({"http": {"maxConnections": 8}}));
+    // Eight connections that never send a byte hold every slot: newcomers close the longest idle.
+    let _idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap()).collect();
+    let mut newcomers = Vec::new();
+    for round in 0..20 {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        let read = stream.read_exact(&mut first);
+        let waited = started.elapsed();
+        assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
+        assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
+        assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
+        newcomers.push(stream); // kept open (keep-alive), idle: a later round closes it
+    }
+}
+
+#[test]
 fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
     let server = Server::start_with(json!({"http": {"readTimeoutMs": 1000, "keepAliveMs": 500}}));
     // One byte every 200 ms: each read is quick, the whole head is not.

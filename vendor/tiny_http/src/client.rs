@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
 use crate::request::ClientGoneCallback;
-use crate::util::{RefinedTcpStream, Socket};
+use crate::util::{ConnectionGuard, RefinedTcpStream, Socket};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{Header, Limits, Request, Response};
 
@@ -50,6 +50,9 @@ pub struct ClientConnection {
 
     // the socket under both halves, for its read deadline and shutting it down
     socket: Arc<Socket>,
+
+    // the connection in the server's count, which knows whether it is idle
+    guard: ConnectionGuard,
 
     limits: Limits,
 }
@@ -92,6 +95,7 @@ impl ClientConnection {
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
         limits: Limits,
+        guard: ConnectionGuard,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let socket = read_socket.socket();
@@ -106,6 +110,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             socket,
+            guard,
             limits,
         }
     }
@@ -123,6 +128,11 @@ impl ClientConnection {
             let client_gone = rq.client_gone();
             push(rq.with_notify_sender(sender.clone()));
             self.wait_for_response(&receiver, &body_complete, &client_gone);
+            // what the application wrote through `into_writer()` may still be buffered: the
+            // response is written, and the connection can be idle, once it is flushed
+            if let Some(mut writer) = self.sink.next() {
+                writer.flush().ok();
+            }
 
             if self.socket.write_failed() {
                 return;
@@ -212,13 +222,24 @@ impl ClientConnection {
     }
 
     /// Waits for the first byte of the next request, at most `idle_timeout`. Returns false if
-    /// none comes.
+    /// none comes, or if the connection was closed meanwhile to make room for a new one.
     fn wait_for_request(&mut self) -> bool {
         self.socket.set_read_deadline(self.limits.idle_timeout);
         let reader = self.next_header_source.wait_turn();
-        let started = match reader.fill_buf() {
-            Ok(buf) => !buf.is_empty(),
-            Err(_) => false,
+        let started = if !reader.buffer().is_empty() {
+            // a pipelined request: its head has started
+            true
+        } else {
+            // idle: at the connection cap, the server may close the connection (shut its socket
+            // down, which ends this read) to make room for a new one
+            self.guard.set_idle(&self.socket);
+            let received = match reader.fill_buf() {
+                Ok(buf) => !buf.is_empty(),
+                Err(_) => false,
+            };
+            // if it was closed, a byte that came at the same time is not read: the client sees
+            // the connection closed as after an idle timeout
+            self.guard.set_busy() && received
         };
 
         // the head must be complete within `read_timeout` from its first byte

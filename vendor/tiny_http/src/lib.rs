@@ -207,8 +207,11 @@ pub struct Limits {
     /// with `ErrorKind::TimedOut` and the connection is closed after the response.
     pub write_timeout: Option<Duration>,
 
-    /// How many connections may be open at once. At the cap, the server stops accepting: new
-    /// connections wait in the system's listen queue until one closes.
+    /// How many connections may be open at once. At the cap, a new connection makes room by
+    /// closing the connection that has been idle longest (one with no request in progress, as
+    /// for `idle_timeout`; it is closed without a response). If no connection is idle, the
+    /// server stops accepting: new connections wait in the system's listen queue until one
+    /// closes or becomes idle.
     pub max_connections: Option<usize>,
 
     /// How long the request line (method, URL and version, without the line end) may be:
@@ -332,8 +335,9 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 if let Some(max) = limits.max_connections {
-                    // at the cap, new connections wait in the listen queue
-                    if !inside_connections.wait_below(max, Duration::from_millis(100)) {
+                    // at the cap with no idle connection, new connections wait in the listen
+                    // queue
+                    if !inside_connections.wait_for_room(max, Duration::from_millis(100)) {
                         continue;
                     }
                 }
@@ -364,6 +368,20 @@ impl Server {
                     }
                 };
 
+                if let Some(max) = limits.max_connections {
+                    // at the cap, the longest-idle connection is closed to make room; if none
+                    // is idle any more, the new one waits for room here
+                    while !inside_connections.make_room(max, Duration::from_millis(100)) {
+                        if inside_close_trigger.load(Relaxed) {
+                            break;
+                        }
+                    }
+                }
+                if inside_close_trigger.load(Relaxed) {
+                    // the server's own connection that unblocks `accept()`: no room is made for it
+                    break;
+                }
+
                 use util::RefinedTcpStream;
                 let guard = inside_connections.add();
                 let (read_closable, write_closable) = RefinedTcpStream::new(sock);
@@ -372,12 +390,12 @@ impl Server {
                         log::warn!("Cannot set the write timeout of a connection: {}", e);
                     }
                 }
-                let client = ClientConnection::new(write_closable, read_closable, limits);
+                let client = ClientConnection::new(write_closable, read_closable, limits, guard);
 
                 let messages = inside_messages.clone();
-                let mut client = Some((client, guard));
+                let mut client = Some(client);
                 tasks_pool.spawn(Box::new(move || {
-                    if let Some((client, _guard)) = client.take() {
+                    if let Some(client) = client.take() {
                         client.serve(|rq| messages.push(rq.into()));
                     }
                 }));

@@ -3,7 +3,7 @@
 extern crate tiny_http;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -119,34 +119,154 @@ fn write_to_a_client_that_does_not_read_fails_with_timed_out_at_the_write_timeou
     assert!(start.elapsed() < Duration::from_secs(3));
 }
 
-#[test]
-fn at_max_connections_new_connections_wait_until_one_closes() {
-    let limits = Limits {
-        max_connections: Some(2),
+/// Limits with a connection cap and idle and read timeouts that no test reaches.
+fn capped(max_connections: usize) -> Limits {
+    Limits {
+        max_connections: Some(max_connections),
+        idle_timeout: Some(Duration::from_secs(60)),
+        read_timeout: Some(Duration::from_secs(60)),
         ..Limits::default()
-    };
-    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", limits).unwrap());
+    }
+}
 
-    let mut first = connect(&hello.server);
-    let mut second = connect(&hello.server);
-    for client in [&mut first, &mut second].iter_mut() {
+/// Sends a request and reads its response, which must come within a second.
+fn get_hello(client: &mut TcpStream) {
+    write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    assert!(read_response(client, Duration::from_secs(1)).ends_with("hello"));
+}
+
+/// Panics if `client` gets anything or is closed within `within`.
+fn assert_open_and_silent(client: &mut TcpStream, within: Duration) {
+    client.set_read_timeout(Some(within)).unwrap();
+    match client.read(&mut [0; 16]) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => (),
+        other => panic!("expected nothing within {:?}, got {:?}", within, other),
+    }
+}
+
+#[test]
+fn at_max_connections_a_new_connection_closes_the_longest_idle_one() {
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(4)).unwrap());
+
+    // idle since it was accepted
+    let mut longest_idle = connect(&hello.server);
+    thread::sleep(Duration::from_millis(100));
+    // idle since their response
+    let mut others: Vec<TcpStream> = (0..3).map(|_| connect(&hello.server)).collect();
+    for client in &mut others {
+        get_hello(client);
+    }
+    assert_eq!(hello.server.num_connections(), 4);
+
+    let start = Instant::now();
+    let mut newcomer = connect(&hello.server);
+    get_hello(&mut newcomer);
+    assert!(start.elapsed() < Duration::from_secs(1));
+
+    // closed without a response, as after an idle timeout
+    assert_eq!(
+        read_until_closed(&mut longest_idle, Duration::from_secs(1)),
+        ""
+    );
+    for client in &mut others {
+        get_hello(client);
+    }
+    assert_eq!(hello.server.num_connections(), 4);
+}
+
+#[test]
+fn at_max_connections_with_every_request_in_progress_new_connections_wait_until_one_is_answered() {
+    let server = Server::http_with_limits("127.0.0.1:0", capped(4)).unwrap();
+    let mut clients: Vec<TcpStream> = (0..4).map(|_| connect(&server)).collect();
+    let mut held = Vec::new();
+    for client in &mut clients {
         write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        held.push(
+            server
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap()
+                .unwrap(),
+        );
+    }
+
+    // the fifth waits in the listen queue: no connection is idle
+    let mut fifth = connect(&server);
+    write!(fifth, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    assert!(server
+        .recv_timeout(Duration::from_millis(300))
+        .unwrap()
+        .is_none());
+    assert_open_and_silent(&mut fifth, Duration::from_millis(100));
+    assert_eq!(server.num_connections(), 4);
+
+    // the first answered is idle: it makes room
+    held.remove(0)
+        .respond(Response::from_string("hello"))
+        .unwrap();
+    let rq = server
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    rq.respond(Response::from_string("hello")).unwrap();
+    assert!(read_response(&mut fifth, Duration::from_secs(1)).ends_with("hello"));
+    let first = read_until_closed(&mut clients[0], Duration::from_secs(1));
+    assert!(first.ends_with("hello"), "{}", first);
+    assert_eq!(server.num_connections(), 4);
+
+    // the others still get their responses
+    for (rq, client) in held.into_iter().zip(&mut clients[1..]) {
+        rq.respond(Response::from_string("hello")).unwrap();
         assert!(read_response(client, Duration::from_secs(1)).ends_with("hello"));
     }
+}
+
+#[test]
+fn at_max_connections_a_connection_that_has_sent_part_of_a_head_is_never_closed() {
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(2)).unwrap());
+
+    // the oldest connection, but with a request in progress
+    let mut partial = connect(&hello.server);
+    write!(partial, "GET / HTTP/1.1\r\nHost: lo").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let mut idle = connect(&hello.server);
+
+    // each newcomer closes the idle one, never the partial one
+    let mut first = connect(&hello.server);
+    get_hello(&mut first);
+    assert_eq!(read_until_closed(&mut idle, Duration::from_secs(1)), "");
+    let mut second = connect(&hello.server);
+    get_hello(&mut second);
+    assert_eq!(read_until_closed(&mut first, Duration::from_secs(1)), "");
     assert_eq!(hello.server.num_connections(), 2);
 
-    // the third waits in the listen queue
-    let mut third = connect(&hello.server);
-    write!(third, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_millis(300)))
+    write!(partial, "calhost\r\n\r\n").unwrap();
+    assert!(read_response(&mut partial, Duration::from_secs(1)).ends_with("hello"));
+}
+
+#[test]
+fn at_max_connections_what_into_writer_left_unflushed_is_sent_before_its_connection_is_closed() {
+    let server = Server::http_with_limits("127.0.0.1:0", capped(1)).unwrap();
+    let mut first = connect(&server);
+    write!(first, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let rq = server
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap()
         .unwrap();
-    assert!(third.read(&mut [0; 16]).is_err());
-    assert_eq!(hello.server.num_connections(), 2);
+    let mut writer = rq.into_writer();
+    write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").unwrap();
+    drop(writer);
 
-    first.shutdown(Shutdown::Both).unwrap();
-    assert!(read_response(&mut third, Duration::from_secs(1)).ends_with("hello"));
-    assert_eq!(hello.server.num_connections(), 2);
+    // the first is closed to make room once idle, after its response
+    let mut second = connect(&server);
+    write!(second, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let rq = server
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    rq.respond(Response::from_string("hello")).unwrap();
+    assert!(read_response(&mut second, Duration::from_secs(1)).ends_with("hello"));
+    let content = read_until_closed(&mut first, Duration::from_secs(1));
+    assert!(content.ends_with("\r\n\r\nhello"), "{}", content);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 pub use self::accept_backoff::{AcceptBackoff, AfterAcceptError};
-pub use self::connection_count::ConnectionCount;
+pub use self::connection_count::{ConnectionCount, ConnectionGuard};
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
