@@ -157,10 +157,11 @@ fn claim_pid_file(config: &Config) -> Result<(), ServeError> {
 fn stop(app: &App, server: &mut http::HttpServer) {
     let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
     log::info!("stopping: no new requests; running tasks get {} ms to finish", grace.as_millis());
-    app.begin_shutdown();
-    server.stop_accepting(Duration::from_secs(2));
-    tasks::refuse_waiting(app, app.queue.close());
     let deadline = Instant::now() + grace;
+    app.begin_shutdown();
+    // Acceptors only ever write answers; one stuck on a slow reader is left behind.
+    server.stop_accepting(grace.clamp(Duration::from_millis(200), Duration::from_secs(1)));
+    tasks::refuse_waiting(app, app.queue.close());
     while app.queue.counts().1 > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -172,5 +173,7 @@ fn stop(app: &App, server: &mut http::HttpServer) {
         );
     }
     app.join_workers();
-    server.flush(Duration::from_secs(5));
+    // The last answers (503s, killed runs) get a moment; a client that does not read them does
+    // not hold the stop.
+    server.flush(Duration::from_secs(1));
 }

@@ -60,7 +60,8 @@ pub struct Http {
     pub keep_alive_ms: u64,
     /// Each write of an answer must go through within this.
     pub write_timeout_ms: u64,
-    /// Open connections at most; at the cap new ones wait in the kernel's queue.
+    /// Open connections at most; at the cap a newcomer closes the longest-idle one, or waits in
+    /// the kernel's queue when none is idle.
     pub max_connections: usize,
     /// Request line and headers at most (431 above).
     pub max_head_bytes: usize,
