@@ -133,7 +133,7 @@ impl Conn {
     /// connection failed.
     fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if self.reader.get_mut().write_all(request.as_bytes()).is_err() {
@@ -338,7 +338,7 @@ impl Conn {
 
     fn try_health(port: u16) -> Option<()> {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").ok()?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
         let mut text = String::new();
         stream.read_to_string(&mut text).ok()?;
         text.starts_with("HTTP/1.1 200").then_some(())
@@ -635,7 +635,7 @@ fn slow_clients(rows: &mut Vec<Row>) {
         for _ in 0..200 {
             scope.spawn(|| {
                 let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return };
-                for byte in b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".iter().cycle() {
+                for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter().cycle() {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) || stream.write_all(&[*byte]).is_err() {
                         return;
                     }

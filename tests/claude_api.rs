@@ -269,7 +269,8 @@ fn chunked_bodies_are_capped_too() {
     let server = Server::start_with(json!({"maxBodyBytes": 2048}));
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let head = "POST /api/claude HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head =
+        "POST /api/claude HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).unwrap();
     let chunk = "y".repeat(1000);
     for _ in 0..4 {

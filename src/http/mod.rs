@@ -7,6 +7,7 @@
 //! acceptor ever waits on a CLI; if its client hangs up first, the work is stopped.
 
 pub mod auth;
+mod browser;
 pub mod error;
 pub mod rate_limit;
 pub mod request;
@@ -211,6 +212,16 @@ fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
 fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut RequestInfo) -> Result<Admitted, ApiError> {
     let target = Target::parse(rq.url())?;
     info.line = format!("{} {}", info.method.name(), target.shown());
+    let config = app.config();
+    let headers = browser::Headers {
+        host: header(rq, "Host"),
+        origin: header(rq, "Origin"),
+        sec_fetch_site: header(rq, "Sec-Fetch-Site"),
+    };
+    browser::check(headers, config.auth.has_keys())?;
+    if header(rq, "Upgrade").is_some() {
+        return Err(ApiError::bad_request("Upgrade", "ccs does not upgrade connections; send plain HTTP/1.1"));
+    }
     let found = edge.routes.find(info.method, &target.path);
     let public = match &found {
         Match::Found(route, _) => {
@@ -219,7 +230,6 @@ fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut Reques
         }
         _ => false,
     };
-    let config = app.config();
     let address = rq.remote_addr().map(|a| a.ip());
     let mut caller = Caller::default();
     if !public {
