@@ -5,6 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,11 +16,34 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// Writes `bytes` to `path` atomically and durably, creating the parent folder if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with_mode(path, bytes, None)
+}
+
+/// Like `write_atomic`, for a file that holds secrets (the config: API keys, `claudeEnv`): it
+/// keeps the permissions of the file it replaces, and a new one is readable by its owner only
+/// (0600), in a folder created 0700.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mode = fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    write_with_mode(path, bytes, Some(mode))
+}
+
+/// Creates `dir` and its missing parents readable by their owner only (0700); an existing
+/// folder keeps its permissions.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// `mode`: the permissions of the new file; `None`: what the umask gives.
+fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let temp = temp_path(dir, path);
     let result = (|| {
-        let mut file = File::create(&temp)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode.unwrap_or(0o666)).open(&temp)?;
+        if let Some(mode) = mode {
+            // The mode given at creation is filtered by the umask; the one asked for is meant.
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
@@ -89,4 +113,24 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64, u64)> {
         limit = raised;
     }
     Ok((before, limit.rlim_cur, limit.rlim_max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_created_for_its_owner_only_and_keeps_a_mode_it_was_given() {
+        let dir = std::env::temp_dir().join(format!("ccs-fsutil-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("home").join("config.json");
+        write_private(&path, b"{}").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.join("home")), 0o700);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        write_private(&path, b"{\"a\":1}").unwrap();
+        assert_eq!(mode(&path), 0o640, "a rewrite keeps the mode the owner chose");
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+        fs::remove_dir_all(dir).ok();
+    }
 }

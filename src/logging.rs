@@ -14,7 +14,7 @@ use crate::config::LogLevel;
 /// Starts logging to `log_file` (appended), and to stderr when `to_stderr`, at `level`.
 pub fn init(log_file: &Path, level: LogLevel, to_stderr: bool) -> io::Result<()> {
     if let Some(dir) = log_file.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::fsutil::create_private_dir(dir)?;
     }
     let file = OpenOptions::new().create(true).append(true).open(log_file)?;
     let config = ConfigBuilder::new()

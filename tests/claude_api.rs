@@ -209,6 +209,7 @@ fn validation_errors_name_the_field() {
         (json!({"prompt": "x", "disallowed_tools": "Bash"}), "disallowed_tools", "array"),
         (json!({"prompt": "x", "disallowed_tools": ["--evil"]}), "disallowed_tools", "not starting with '-'"),
         (json!({"prompt": "x", "metadata": "tag"}), "metadata", "object"),
+        (json!({"prompt": "x", "metadata": {"k": "v".repeat(20_000)}}), "metadata", "at most 16384"),
         (json!({"prompt": "x", "async": "yes"}), "async", "true or false"),
         (json!({"prompt": "x", "webhook_url": "ftp://x.example"}), "webhook_url", "http"),
         (json!({"prompt": "x", "project_path": 7}), "project_path", "non-empty string"),

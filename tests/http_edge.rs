@@ -71,6 +71,9 @@ fn no_spelling_of_a_protected_path_gets_in_without_a_key() {
         assert!(r.error().contains("bad request path"), "{}", r.error());
     }
     assert_eq!(server.get("/health").status, 200, "/health needs no key");
+    assert_eq!(http(server.port, "HEAD", "/health", None, &[]).status, 200, "HEAD is GET without the body");
+    let bearer = format!("bearer {KEY}");
+    assert_eq!(http(server.port, "GET", "/api/sessions", None, &[("Authorization", &bearer)]).status, 200);
     assert_eq!(server.get("//health/").status, 200);
 }
 
@@ -125,10 +128,16 @@ fn only_an_admin_key_changes_the_config_and_never_the_file_only_keys() {
         (json!({"logFile": "/tmp/x.log"}), "logFile"),
         (json!({"pidFile": "/tmp/x.pid"}), "pidFile"),
         (json!({"host": "0.0.0.0"}), "host"),
+        (json!({"webhook": {"enabled": true, "defaultUrl": "http://127.0.0.1:9/collect"}}), "webhook.enabled"),
+        (json!({"webhook": {"defaultUrl": "http://127.0.0.1:9/collect"}}), "webhook.defaultUrl"),
     ] {
         let r = put(body.clone(), ADMIN);
         assert_eq!((r.status, r.json["field"].as_str()), (403, Some(key)), "{body}: {}", r.text);
     }
+    // A typo is refused, not saved to the file.
+    let r = put(json!({"ClaudePath": "/bin/sh"}), ADMIN);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("unknown config key \"ClaudePath\""), "{}", r.error());
     // The GET -> edit -> PUT round trip works: unchanged file-only keys are no change.
     let mut shown = http(server.port, "GET", "/api/config", None, &with_key(ADMIN)).json["config"].clone();
     shown["defaultModel"] = json!("claude-haiku-4-5");

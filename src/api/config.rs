@@ -33,6 +33,12 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         return Err(ApiError::bad_request("body", "send a JSON object of the config keys to change"));
     };
     let mut change = ctx.body.clone().unwrap_or_default();
+    // A typo is a 400 here, not a key saved to the file and warned about at every reload.
+    if let Ok((_, unknown)) = config::from_value(&change, app.source.defaults()) {
+        if let Some(first) = unknown.first() {
+            return Err(ApiError::bad_request("body", format!("{first}; nothing was changed")));
+        }
+    }
     // The file as it is (keys it leaves out keep their defaults), else the running config.
     let before = config::read_json(&app.source.path).unwrap_or_else(|_| app.config().to_json());
     let mut file = before.clone();
@@ -49,7 +55,7 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     }
     let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
     text.push('\n');
-    fsutil::write_atomic(&app.source.path, text.as_bytes())
+    fsutil::write_private(&app.source.path, text.as_bytes())
         .map_err(|e| ApiError::new(500, format!("cannot save {}: {e}", app.source.path.display())))?;
     *app.config_stamp.lock() = housekeeping::file_stamp(&app.source.path);
     for warning in &warnings {
@@ -90,9 +96,9 @@ fn refuse_file_only_changes(old: &Value, new: &Value) -> Result<(), ApiError> {
     let Some(pointer) = FILE_ONLY_KEYS.iter().find(|p| old.pointer(p) != new.pointer(p)) else {
         return Ok(());
     };
-    let key = pointer.trim_start_matches('/');
+    let key = pointer.trim_start_matches('/').replace('/', ".");
     Err(ApiError {
-        field: Some(key.to_string()),
+        field: Some(key.clone()),
         ..ApiError::new(
             403,
             format!(
@@ -128,20 +134,21 @@ mod tests {
     fn file_only_keys_are_refused_only_when_they_would_change() {
         let config = Config::defaults(Path::new("/h"), Path::new("/h")).to_json();
         assert!(refuse_file_only_changes(&config, &config).is_ok());
-        for (pointer, value) in [
-            ("/claudePath", json!("/bin/echo")),
-            ("/allowCallerOverrides", json!(true)),
-            ("/auth/apiKeys", json!(["x"])),
-            ("/mcp/enabled", json!(true)),
-            ("/claudeEnv", json!({"PATH": "/tmp"})),
-            ("/host", json!("0.0.0.0")),
+        for (pointer, value, field) in [
+            ("/claudePath", json!("/bin/echo"), "claudePath"),
+            ("/allowCallerOverrides", json!(true), "allowCallerOverrides"),
+            ("/auth/apiKeys", json!(["x"]), "auth"),
+            ("/mcp/enabled", json!(true), "mcp"),
+            ("/claudeEnv", json!({"PATH": "/tmp"}), "claudeEnv"),
+            ("/host", json!("0.0.0.0"), "host"),
+            ("/webhook/defaultUrl", json!("http://evil.example/collect"), "webhook.defaultUrl"),
+            ("/webhook/enabled", json!(true), "webhook.enabled"),
         ] {
             let mut changed = config.clone();
             *changed.pointer_mut(pointer).unwrap() = value;
             let err = refuse_file_only_changes(&config, &changed).unwrap_err();
             assert_eq!(err.status, 403, "{pointer}");
-            let key = pointer[1..].split('/').next().unwrap();
-            assert_eq!(err.field.as_deref(), Some(key), "{pointer}");
+            assert_eq!(err.field.as_deref(), Some(field), "{pointer}");
         }
         let mut live = config.clone();
         live["defaultModel"] = json!("claude-opus-4-1");

@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::http::ApiError;
 
+/// The largest `metadata` object taken, as JSON.
+pub const MAX_OBJECT_BYTES: usize = 16 * 1024;
+
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
 }
@@ -115,10 +118,21 @@ impl<'a> Fields<'a> {
             .map(Some)
     }
 
+    /// An optional object of at most `MAX_OBJECT_BYTES` as JSON (it is kept with every record
+    /// that carries it, in memory and on disk).
     pub fn object(&self, name: &str) -> Result<Option<Value>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(v @ Value::Object(_)) => {
+                let size = v.to_string().len();
+                if size > MAX_OBJECT_BYTES {
+                    return Err(bad(
+                        name,
+                        format!("\"{name}\" is {size} bytes of JSON; at most {MAX_OBJECT_BYTES} are kept"),
+                    ));
+                }
+                Ok(Some(v.clone()))
+            }
             Some(_) => Err(bad(name, format!("\"{name}\" must be an object"))),
         }
     }
@@ -218,6 +232,8 @@ mod tests {
         assert!(err(json!({"budget": -0.5}), |f| f.number("budget", 0.0).map(|_| ())).message.contains(">= 0"));
         assert!(err(json!({"flag": "yes"}), |f| f.boolean("flag").map(|_| ())).message.contains("true or false"));
         assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ())).message.contains("object"));
+        let big = json!({"meta": {"k": "x".repeat(MAX_OBJECT_BYTES)}});
+        assert!(err(big, |f| f.object("meta").map(|_| ())).message.contains("at most 16384"));
         let nulls = json!({"prompt": null});
         assert_eq!(Fields::new(Some(&nulls), &["prompt"]).unwrap().text("prompt").unwrap(), None);
     }

@@ -67,7 +67,7 @@ pub fn load_or_create(path: &Path, defaults: Config) -> Result<(Config, Vec<Stri
     if !path.exists() {
         let mut text = serde_json::to_string_pretty(&defaults.to_json()).unwrap_or_default();
         text.push('\n');
-        fsutil::write_atomic(path, text.as_bytes()).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        fsutil::write_private(path, text.as_bytes()).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
         return Ok((defaults, Vec::new()));
     }
     read_file(path, defaults)

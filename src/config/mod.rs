@@ -161,8 +161,9 @@ pub enum StorageType {
 pub const RESTART_KEYS: &[&str] =
     &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "http", "logFile", "pidFile"];
 
-/// Keys that decide what runs on the host, where data goes, or who gets in: changed only by
-/// editing the config file, never over HTTP (`PUT /api/config` answers 403 naming them).
+/// Keys that decide what runs on the host, where data goes (results sent to a webhook
+/// included), or who gets in: changed only by editing the config file, never over HTTP
+/// (`PUT /api/config` answers 403 naming them).
 pub const FILE_ONLY_KEYS: &[&str] = &[
     "/claudePath",
     "/nvmBin",
@@ -180,6 +181,9 @@ pub const FILE_ONLY_KEYS: &[&str] = &[
     "/logFile",
     "/pidFile",
     "/host",
+    "/webhook/enabled",
+    "/webhook/defaultUrl",
+    "/webhook/secret",
 ];
 
 impl Config {

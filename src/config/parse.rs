@@ -164,7 +164,7 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
 }
 
 fn unknown(key: &str) -> String {
-    format!("unknown config key \"{key}\" is ignored (check its spelling)")
+    format!("unknown config key \"{key}\" (check its spelling)")
 }
 
 fn section<'a>(key: &str, v: &'a Value) -> Result<&'a Map<String, Value>, ConfigError> {

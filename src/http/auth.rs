@@ -28,7 +28,7 @@ pub fn check(config: &Config, bearer: Option<&str>, api_key: Option<&str>) -> Re
     if !auth.has_keys() {
         return Ok(Caller::default());
     }
-    let presented = bearer.and_then(|h| h.strip_prefix("Bearer ")).or(api_key).map(str::trim);
+    let presented = bearer.and_then(bearer_token).or(api_key).map(str::trim);
     if let Some(key) = presented {
         let admin = any_equal(&auth.admin_keys, key);
         if admin || any_equal(&auth.api_keys, key) {
@@ -45,6 +45,12 @@ pub fn check(config: &Config, bearer: Option<&str>, api_key: Option<&str>) -> Re
     );
     err.headers.push(("WWW-Authenticate", "Bearer".into()));
     Err(err)
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme name in any case).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// The 429 for a client address that failed the key check too often.
@@ -93,6 +99,8 @@ mod tests {
         assert!(check(&config, None, Some("other")).is_ok());
         assert!(check(&config, Some("Bearer s3cre"), None).is_err());
         assert!(check(&config, Some("s3cret"), None).is_err());
+        assert!(check(&config, Some("bearer s3cret"), None).is_ok(), "the scheme is case-insensitive");
+        assert!(check(&config, Some("Basic s3cret"), None).is_err());
         assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 

@@ -93,7 +93,9 @@ impl<H> Router<H> {
         self
     }
 
+    /// The route for `method` on `path`; HEAD is served by the GET route (without its body).
     pub fn find(&self, method: Method, path: &str) -> Match<'_, H> {
+        let method = if method == Method::Head { Method::Get } else { method };
         let parts: Vec<&str> = segments(path).collect();
         let mut allowed = BTreeSet::new();
         for route in &self.routes {
@@ -183,5 +185,6 @@ mod tests {
             _ => panic!("no match"),
         }
         assert!(matches!(r.find(Method::Get, "/health"), Match::Found(Route { public: true, .. }, _)));
+        assert!(matches!(r.find(Method::Head, "/health"), Match::Found(Route { handler: "health", .. }, _)));
     }
 }

@@ -58,6 +58,12 @@ pub fn execute(inv: &Invocation, cancel: &Cancel) -> io::Result<RawRun> {
         if let Some(status) = exited(pgid) {
             break Some(status);
         }
+        if cancel.is_interrupt() {
+            // The server is stopping and gave the run its grace already: no second one.
+            run.cancelled = true;
+            signal_group(pgid, libc::SIGKILL);
+            break spawn::wait(pgid);
+        }
         if kill_at.is_none() && (cancel.is_cancelled() || Instant::now() >= deadline) {
             run.cancelled = cancel.is_cancelled();
             run.timed_out = !run.cancelled;

@@ -30,7 +30,7 @@ impl FileBackend {
     /// Opens `root`, taking an exclusive lock on it: two servers on one data folder would each
     /// believe the other's running tasks were interrupted. The OS drops the lock if we die.
     pub fn new(root: &Path) -> io::Result<FileBackend> {
-        fs::create_dir_all(root)?;
+        crate::fsutil::create_private_dir(root)?;
         let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(".lock"))?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {

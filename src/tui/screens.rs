@@ -452,7 +452,7 @@ fn saved_to_file(options: &crate::cli::Options, change: Value) -> Result<String,
     config::from_value(&file, source.defaults()).map_err(|e| e.to_string())?;
     let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
     text.push('\n');
-    fsutil::write_atomic(&source.path, text.as_bytes()).map_err(|e| e.to_string())?;
+    fsutil::write_private(&source.path, text.as_bytes()).map_err(|e| e.to_string())?;
     Ok(format!("Saved to {}; the server uses it when it starts.", source.path.display()))
 }
 
