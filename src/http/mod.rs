@@ -256,7 +256,7 @@ fn authenticate(
     if !config.auth.has_keys() {
         return Ok(Caller::default());
     }
-    let client = address.map_or_else(|| "ip:unknown".to_string(), |ip| format!("ip:{ip}"));
+    let client = client_address(address);
     let rule = RateLimit { enabled: true, window_ms: auth::FAILURE_WINDOW_MS, max_requests: auth::MAX_FAILURES };
     let now = now_ms();
     let so_far = edge.failures.peek(&client, &rule, now);
@@ -283,10 +283,9 @@ fn rate_limit(
     if !config.rate_limit.enabled {
         return Ok(());
     }
-    let client = match (&caller.key, address) {
-        (Some(key), _) => format!("key:{key}"),
-        (None, Some(ip)) => format!("ip:{ip}"),
-        (None, None) => "ip:unknown".to_string(),
+    let client = match &caller.key {
+        Some(key) => format!("key:{key}"),
+        None => client_address(address),
     };
     let decision = edge.limiter.check(&client, &config.rate_limit, now_ms());
     info.headers = decision.headers();
@@ -298,6 +297,19 @@ fn rate_limit(
         decision.limit, decision.window_secs, decision.reset_secs
     );
     Err(ApiError::new(429, message).with("retryAfter", decision.reset_secs))
+}
+
+/// Who a limit counts without a key: the IPv4 address, or the IPv6 /64 (one host gets a whole
+/// /64, so counting single IPv6 addresses would count nothing).
+fn client_address(address: Option<IpAddr>) -> String {
+    match address.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(ip)) => format!("ip:{ip}"),
+        Some(IpAddr::V6(ip)) => {
+            let s = ip.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "ip:unknown".to_string(),
+    }
 }
 
 /// Whether the request carries a body to read.
@@ -416,6 +428,16 @@ pub fn guard_panics(what: &str, handler: impl FnOnce() -> Result<Reply, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_count_ipv4_addresses_and_ipv6_networks() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(ip("10.1.2.3")), "ip:10.1.2.3");
+        assert_eq!(client_address(ip("::ffff:10.1.2.3")), "ip:10.1.2.3");
+        assert_eq!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:3::1")));
+        assert_eq!(client_address(None), "ip:unknown");
+    }
 
     #[test]
     fn a_panicking_handler_is_a_500_and_the_caller_goes_on() {
