@@ -216,7 +216,7 @@ fn update(app: &App, id: &str, durable: Durable, change: impl FnOnce(&mut Task) 
 }
 
 fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
-    log::info!("task {task_id} ended {} without running: {err}", status.name());
+    log::info!("task {task_id} ended {} without running: {}", status.name(), err.to_string().escape_debug());
     let message = err.to_string();
     let task = update(app, task_id, Durable::Now, |t| {
         t.status = status;
@@ -574,7 +574,8 @@ fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel, at: chron
 fn describe(task: &Task) -> String {
     match (&task.status, &task.error) {
         (TaskStatus::Completed, _) => format!("completed in {} ms", task.duration_ms.unwrap_or(0)),
-        (status, Some(error)) => format!("ended {}: {error}", status.name()),
+        // The CLI's own text: escaped, so it cannot start a forged log line.
+        (status, Some(error)) => format!("ended {}: {}", status.name(), error.escape_debug()),
         (status, None) => format!("ended {}", status.name()),
     }
 }
