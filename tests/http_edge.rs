@@ -326,6 +326,56 @@ fn at_the_connection_cap_idle_connections_make_room() {
 }
 
 #[test]
+fn at_the_connection_cap_slow_heads_make_room() {
+    let server = Server::start_with(json!({"http": {"maxConnections": 8}}));
+    // Eight connections that each start a head and never end it hold every slot, and none is idle
+    // (slowloris): newcomers close the one whose head began first.
+    let _slow: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            stream.write_all(b"GET /api/tasks HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // Until the server has read their first bytes they would be idle, and closed as such.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut newcomers = Vec::new();
+    for round in 0..10 {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        let read = stream.read_exact(&mut first);
+        let waited = started.elapsed();
+        assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
+        assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
+        assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
+        newcomers.push(stream);
+    }
+}
+
+#[test]
+fn ambiguous_framing_is_refused() {
+    let server = Server::start();
+    // A proxy that goes by Content-Length would pass the GET hidden in the body as a request of its own.
+    let body = "0\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let both = format!(
+        "POST /api/claude HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(server.port, both.as_bytes(), 10);
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "one answer, then closed: {answer}");
+    let gzip =
+        b"POST /api/claude HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let answer = raw(server.port, gzip, 10);
+    assert_eq!(status_of(&answer), 501, "{answer}");
+    assert!(answer.contains("Transfer-Encoding: chunked"), "says what is supported: {answer}");
+    assert!(server.calls().is_empty(), "nothing ran");
+}
+
+#[test]
 fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
     let server = Server::start_with(json!({"http": {"readTimeoutMs": 1000, "keepAliveMs": 500}}));
     // One byte every 200 ms: each read is quick, the whole head is not.

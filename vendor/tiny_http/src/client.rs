@@ -64,6 +64,12 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// a `Content-Length` that is not a decimal number, or two that differ
     BadContentLength(HTTPVersion),
+    /// both `Content-Length` and `Transfer-Encoding`
+    ContentLengthAndTransferEncoding(HTTPVersion),
+    /// two `Transfer-Encoding` headers
+    RepeatedTransferEncoding(HTTPVersion),
+    /// a `Transfer-Encoding` other than `chunked`
+    UnsupportedTransferEncoding(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     /// HTTP/2.0 or above
@@ -226,25 +232,30 @@ impl ClientConnection {
     fn wait_for_request(&mut self) -> bool {
         self.socket.set_read_deadline(self.limits.idle_timeout);
         let reader = self.next_header_source.wait_turn();
-        let started = if !reader.buffer().is_empty() {
-            // a pipelined request: its head has started
-            true
-        } else {
+        // a pipelined request already in the buffer: its head has begun, it is never idle
+        if reader.buffer().is_empty() {
             // idle: at the connection cap, the server may close the connection (shut its socket
             // down, which ends this read) to make room for a new one
-            self.guard.set_idle(&self.socket);
+            self.guard.set_idle();
             let received = match reader.fill_buf() {
                 Ok(buf) => !buf.is_empty(),
                 Err(_) => false,
             };
-            // if it was closed, a byte that came at the same time is not read: the client sees
-            // the connection closed as after an idle timeout
-            self.guard.set_busy() && received
-        };
+            if !received {
+                return false;
+            }
+        }
+        // from the first byte until the request is handed out, the connection may still be
+        // closed to make room, after the idle ones; if it was closed already, a byte that came
+        // at the same time is not read: the client sees the connection closed as after an idle
+        // timeout
+        if !self.guard.start_head() {
+            return false;
+        }
 
         // the head must be complete within `read_timeout` from its first byte
         self.socket.set_read_deadline(self.limits.read_timeout);
-        started
+        true
     }
 
     /// Closes the connection after a response: flushes it, shuts the writing side, and reads
@@ -417,6 +428,15 @@ impl ClientConnection {
                 request::RequestCreationError::BadContentLength => {
                     ReadError::BadContentLength(version)
                 }
+                request::RequestCreationError::ContentLengthAndTransferEncoding => {
+                    ReadError::ContentLengthAndTransferEncoding(version)
+                }
+                request::RequestCreationError::RepeatedTransferEncoding => {
+                    ReadError::RepeatedTransferEncoding(version)
+                }
+                request::RequestCreationError::UnsupportedTransferEncoding => {
+                    ReadError::UnsupportedTransferEncoding(version)
+                }
             }
         })?;
 
@@ -438,6 +458,21 @@ impl ClientConnection {
                 ver,
                 "the Content-Length header is not a decimal number, or two of them differ"
                     .to_owned(),
+            ),
+            ReadError::ContentLengthAndTransferEncoding(ver) => (
+                400,
+                ver,
+                "the request has both a Content-Length and a Transfer-Encoding header".to_owned(),
+            ),
+            ReadError::RepeatedTransferEncoding(ver) => (
+                400,
+                ver,
+                "the request has more than one Transfer-Encoding header".to_owned(),
+            ),
+            ReadError::UnsupportedTransferEncoding(ver) => (
+                501,
+                ver,
+                "only \"Transfer-Encoding: chunked\" is supported".to_owned(),
             ),
             ReadError::ExpectationFailed(ver) => (
                 417,
@@ -501,6 +536,13 @@ impl Iterator for ClientConnection {
                 return None;
             }
         };
+
+        // from now on the application holds the request, and the connection is never closed to
+        // make room; if it was closed while the head was read, the request is dropped unanswered
+        if !self.guard.hand_out() {
+            rq.discard();
+            return None;
+        }
 
         // updating the status of the connection
         let connection_header = rq

@@ -209,9 +209,12 @@ pub struct Limits {
 
     /// How many connections may be open at once. At the cap, a new connection makes room by
     /// closing the connection that has been idle longest (one with no request in progress, as
-    /// for `idle_timeout`; it is closed without a response). If no connection is idle, the
-    /// server stops accepting: new connections wait in the system's listen queue until one
-    /// closes or becomes idle.
+    /// for `idle_timeout`) or, if none is idle, the one whose request head began first and has
+    /// not been handed out yet (a client that sends its head slowly, or never ends it). Either
+    /// is closed without a response. A connection whose request has been handed out is never
+    /// closed for this: if every connection has one, the server stops accepting, and new
+    /// connections wait in the system's listen queue until one closes, becomes idle or starts a
+    /// head.
     pub max_connections: Option<usize>,
 
     /// How long the request line (method, URL and version, without the line end) may be:
@@ -224,7 +227,7 @@ pub struct Limits {
     /// read.
     pub max_head_bytes: Option<usize>,
 
-    /// The body of the responses that tiny-http sends itself (400, 408, 414, 417, 431, 505),
+    /// The body of the responses that tiny-http sends itself (400, 408, 414, 417, 431, 501, 505),
     /// made from the status code and a short English explanation, e.g. "the request head is
     /// larger than 65536 bytes". `None`: empty bodies.
     pub error_body: Option<ErrorBody>,
@@ -335,8 +338,8 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 if let Some(max) = limits.max_connections {
-                    // at the cap with no idle connection, new connections wait in the listen
-                    // queue
+                    // at the cap with no connection idle or reading a head, new connections
+                    // wait in the listen queue
                     if !inside_connections.wait_for_room(max, Duration::from_millis(100)) {
                         continue;
                     }
@@ -369,8 +372,9 @@ impl Server {
                 };
 
                 if let Some(max) = limits.max_connections {
-                    // at the cap, the longest-idle connection is closed to make room; if none
-                    // is idle any more, the new one waits for room here
+                    // at the cap, the longest-idle connection, or else the one whose head
+                    // began first, is closed to make room; if there is none any more, the new
+                    // one waits for room here
                     while !inside_connections.make_room(max, Duration::from_millis(100)) {
                         if inside_close_trigger.load(Relaxed) {
                             break;
@@ -383,8 +387,8 @@ impl Server {
                 }
 
                 use util::RefinedTcpStream;
-                let guard = inside_connections.add();
                 let (read_closable, write_closable) = RefinedTcpStream::new(sock);
+                let guard = inside_connections.add(read_closable.socket());
                 if limits.write_timeout.is_some() {
                     if let Err(e) = write_closable.set_write_timeout(limits.write_timeout) {
                         log::warn!("Cannot set the write timeout of a connection: {}", e);

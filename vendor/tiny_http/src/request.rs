@@ -109,6 +109,15 @@ pub enum RequestCreationError {
     /// A `Content-Length` header is not a decimal number, or two of them differ.
     BadContentLength,
 
+    /// The request has both a `Content-Length` and a `Transfer-Encoding` header.
+    ContentLengthAndTransferEncoding,
+
+    /// The request has more than one `Transfer-Encoding` header.
+    RepeatedTransferEncoding,
+
+    /// The `Transfer-Encoding` is not `chunked` alone.
+    UnsupportedTransferEncoding,
+
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
 }
@@ -143,11 +152,14 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
+    // finding the transfer-encoding header: there must be one at most
+    let mut transfer_encodings = headers
         .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
+        .filter(|h: &&Header| h.field.equiv("Transfer-Encoding"));
+    let transfer_encoding = transfer_encodings.next().map(|h| h.value.clone());
+    if transfer_encodings.next().is_some() {
+        return Err(RequestCreationError::RepeatedTransferEncoding);
+    }
 
     // finding the content-length header: it must be a decimal number, and the same in all
     // content-length headers, or the request cannot be delimited
@@ -165,10 +177,17 @@ where
             _ => return Err(RequestCreationError::BadContentLength),
         }
     }
-    if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        content_length = None;
+    if let Some(transfer_encoding) = &transfer_encoding {
+        // a proxy in front may delimit the body by the one, and we by the other (request
+        // smuggling): RFC 9112 6.3 allows to reject the request, and 6.1 to close after it
+        if content_length.is_some() {
+            return Err(RequestCreationError::ContentLengthAndTransferEncoding);
+        }
+        // only chunked is decoded: anything else (`gzip, chunked`, `identity`...) cannot be
+        // delimited or would be handed out still encoded (RFC 9112 6.1: 501)
+        if !transfer_encoding.as_str().eq_ignore_ascii_case("chunked") {
+            return Err(RequestCreationError::UnsupportedTransferEncoding);
+        }
     }
 
     // true if the client sent a `Expect: 100-continue` header
@@ -232,8 +251,7 @@ where
             Box::new(data_reader) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
+        // `Transfer-Encoding: chunked`, checked above
         let (data_reader, finished) = FusedReader::new(Decoder::new(source_data));
         body_complete = finished;
         Box::new(data_reader) as Box<dyn Read + Send + 'static>
@@ -520,6 +538,11 @@ impl Request {
         // waits for a running callback to return
         let mut client_gone = self.client_gone.lock().unwrap_or_else(|e| e.into_inner());
         client_gone.take();
+    }
+
+    /// Drops the request without answering it: for a connection that is being closed.
+    pub(crate) fn discard(mut self) {
+        self.response_writer = None;
     }
 
     /// The flag set once the body has been read to its end.

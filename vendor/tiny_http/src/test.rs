@@ -53,11 +53,12 @@ pub struct TestRequest {
 impl From<TestRequest> for Request {
     fn from(mut mock: TestRequest) -> Request {
         // if the user didn't set the Content-Length header, then set it for them
-        // otherwise, leave it alone (it may be under test)
+        // otherwise, leave it alone (it may be under test); not with a Transfer-Encoding, which
+        // may not come with one
         if !mock
             .headers
             .iter_mut()
-            .any(|h| h.field.equiv("Content-Length"))
+            .any(|h| h.field.equiv("Content-Length") || h.field.equiv("Transfer-Encoding"))
         {
             mock.headers.push(Header {
                 field: HeaderField::from_str("Content-Length").unwrap(),

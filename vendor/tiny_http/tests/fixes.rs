@@ -241,3 +241,125 @@ fn chunked_body_read_to_its_end_keeps_the_connection_alive() {
         assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("read"));
     }
 }
+
+/// 0.12.0 ignored `Content-Length` when a `Transfer-Encoding` came with it: a proxy in front that
+/// delimits the body by the `Content-Length` passes a second request inside it (request
+/// smuggling). RFC 9112 6.1 and 6.3.
+#[test]
+fn content_length_with_transfer_encoding_gets_400_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let heads = [
+        format!(
+            "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+            smuggled.len()
+        ),
+        format!(
+            "Transfer-Encoding: chunked\r\nContent-Length: {}\r\n",
+            smuggled.len()
+        ),
+    ];
+    for head in heads.iter() {
+        let mut client = connect(&hello.server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\n{}\r\n{}",
+            head, smuggled
+        )
+        .unwrap();
+
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 400 "),
+            "{:?}: {}",
+            head,
+            content
+        );
+        assert_eq!(content.matches("HTTP/1.1 ").count(), 1, "{}", content);
+        assert!(!content.contains("hello"), "{:?}: {}", head, content);
+    }
+}
+
+/// 0.12.0 read the first of two `Transfer-Encoding` headers and ignored the second, which a
+/// proxy in front may read otherwise.
+#[test]
+fn two_transfer_encoding_headers_get_400_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let heads = [
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+    ];
+    for head in heads.iter() {
+        let mut client = connect(&hello.server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\n{}\r\n5\r\nhello\r\n0\r\n\r\n",
+            head
+        )
+        .unwrap();
+
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 400 "),
+            "{:?}: {}",
+            head,
+            content
+        );
+        assert!(!content.contains("hello"), "{:?}: {}", head, content);
+    }
+}
+
+/// 0.12.0 decoded any `Transfer-Encoding` as chunked: `gzip, chunked` was handed out still
+/// compressed, `identity` or `xchunked` read as chunks what a proxy in front sent otherwise.
+/// Only `chunked` alone (in any case) is accepted; the rest gets 501 (RFC 9112 6.1), with the
+/// body that `error_body` makes.
+#[test]
+fn transfer_encoding_other_than_chunked_gets_501_and_the_connection_closed() {
+    fn error_body(status: u16, reason: &str) -> (&'static str, String) {
+        ("text/plain", format!("{} {}", status, reason))
+    }
+    let limits = tiny_http::Limits {
+        error_body: Some(error_body),
+        ..tiny_http::Limits::default()
+    };
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", limits).unwrap());
+    let encodings = [
+        "gzip, chunked",
+        "xchunked",
+        "identity",
+        "chunked, chunked",
+        "",
+    ];
+    for encoding in encodings.iter() {
+        let mut client = connect(&hello.server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {}\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            encoding
+        )
+        .unwrap();
+
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 501 "),
+            "{:?}: {}",
+            encoding,
+            content
+        );
+        assert!(
+            content.ends_with("\r\n\r\n501 only \"Transfer-Encoding: chunked\" is supported"),
+            "{:?}: {}",
+            encoding,
+            content
+        );
+    }
+
+    let mut client = connect(&hello.server);
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: ChUnKeD\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    .unwrap();
+    assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("hello"));
+}

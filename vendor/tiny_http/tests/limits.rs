@@ -221,10 +221,10 @@ fn at_max_connections_with_every_request_in_progress_new_connections_wait_until_
 }
 
 #[test]
-fn at_max_connections_a_connection_that_has_sent_part_of_a_head_is_never_closed() {
+fn at_max_connections_idle_connections_are_closed_before_one_that_has_sent_part_of_a_head() {
     let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(2)).unwrap());
 
-    // the oldest connection, but with a request in progress
+    // the oldest connection, but with a head in progress
     let mut partial = connect(&hello.server);
     write!(partial, "GET / HTTP/1.1\r\nHost: lo").unwrap();
     thread::sleep(Duration::from_millis(200));
@@ -241,6 +241,82 @@ fn at_max_connections_a_connection_that_has_sent_part_of_a_head_is_never_closed(
 
     write!(partial, "calhost\r\n\r\n").unwrap();
     assert!(read_response(&mut partial, Duration::from_secs(1)).ends_with("hello"));
+}
+
+#[test]
+fn at_max_connections_with_none_idle_a_new_connection_closes_the_one_whose_head_began_first() {
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(4)).unwrap());
+
+    // a slowloris: every slot holds a head that never ends
+    let mut first = connect(&hello.server);
+    write!(first, "GET /x HTTP/1.1\r\n").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let mut others: Vec<TcpStream> = (0..3).map(|_| connect(&hello.server)).collect();
+    for client in &mut others {
+        write!(client, "GET /x HTTP/1.1\r\n").unwrap();
+    }
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(hello.server.num_connections(), 4);
+
+    let start = Instant::now();
+    let mut newcomer = connect(&hello.server);
+    get_hello(&mut newcomer);
+    assert!(start.elapsed() < Duration::from_secs(1));
+
+    // closed without a response
+    assert_eq!(read_until_closed(&mut first, Duration::from_secs(1)), "");
+    assert_eq!(hello.server.num_connections(), 4);
+    // the others are still served
+    for client in &mut others {
+        assert_open_and_silent(client, Duration::from_millis(50));
+        write!(client, "Host: localhost\r\n\r\n").unwrap();
+        assert!(read_response(client, Duration::from_secs(1)).ends_with("hello"));
+    }
+}
+
+#[test]
+fn at_max_connections_a_connection_whose_request_the_application_holds_is_never_closed() {
+    let server = Server::http_with_limits("127.0.0.1:0", capped(2)).unwrap();
+    // the oldest connection; its body never comes, and the application holds the request
+    let mut held = connect(&server);
+    write!(
+        held,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
+    )
+    .unwrap();
+    let rq = server
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    let mut partial = connect(&server);
+    write!(partial, "GET /x HTTP/1.1\r\n").unwrap();
+    thread::sleep(Duration::from_millis(100));
+
+    // the first newcomer closes the partial head, the second the first newcomer, now idle
+    let mut newcomers = Vec::new();
+    for _ in 0..2 {
+        let mut newcomer = connect(&server);
+        write!(newcomer, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        server
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap()
+            .unwrap()
+            .respond(Response::from_string("hello"))
+            .unwrap();
+        assert!(read_response(&mut newcomer, Duration::from_secs(1)).ends_with("hello"));
+        newcomers.push(newcomer);
+    }
+    assert_eq!(read_until_closed(&mut partial, Duration::from_secs(1)), "");
+    assert_eq!(
+        read_until_closed(&mut newcomers[0], Duration::from_secs(1)),
+        ""
+    );
+
+    // the one whose request the application holds was never chosen
+    assert_open_and_silent(&mut held, Duration::from_millis(50));
+    rq.respond(Response::from_string("hello")).unwrap();
+    let content = read_until_closed(&mut held, Duration::from_secs(2));
+    assert!(content.ends_with("hello"), "{}", content);
 }
 
 #[test]

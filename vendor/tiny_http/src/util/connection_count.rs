@@ -1,11 +1,15 @@
 //! The open connections of a server: how many there are, so that the accept thread can stop
-//! accepting at a cap, and which of them are idle (no request in progress) and since when, so
-//! that at the cap the longest-idle one can be closed to make room for a new one.
+//! accepting at a cap, and which of them may be closed to make room for a new one at the cap,
+//! since when: the idle ones (no request in progress) and those reading a head (a request that
+//! has begun and has not been handed to the application yet).
 //!
 //! Invariant: a connection is in the idle set only while its thread waits for the first byte of
-//! a request. Choosing a connection to close and the connection's thread leaving the idle state
+//! a request, and in the set of heads only from that byte until its request is handed out.
+//! Choosing a connection to close and the connection's thread moving from one state to the next
 //! happen under the same lock, so a connection is closed to make room either before its thread
-//! takes the first byte of a request (the thread then ends without reading it) or not at all.
+//! takes the first byte of a request, or before its request is handed out (the thread then ends
+//! without reading further or handing it out, and sends nothing), or not at all: a request that
+//! the application holds, or whose response is being written, is never cut.
 
 use std::collections::BTreeMap;
 use std::net::Shutdown;
@@ -14,11 +18,14 @@ use std::time::{Duration, Instant};
 
 use crate::util::Socket;
 
-/// Counts the open connections of a server and knows which of them are idle.
+/// Counts the open connections of a server and knows which of them are idle or reading a head.
 #[derive(Clone, Default)]
 pub struct ConnectionCount {
     inner: Arc<(Mutex<State>, Condvar)>,
 }
+
+/// Connections by the instant they entered their state, the longest in it first.
+type Since = BTreeMap<(Instant, u64), Arc<Socket>>;
 
 #[derive(Default)]
 struct State {
@@ -29,15 +36,51 @@ struct State {
     evicted: usize,
     next_id: u64,
     // the idle connections, the longest-idle first
-    idle: BTreeMap<(Instant, u64), Arc<Socket>>,
+    idle: Since,
+    // the connections reading a head, the one whose head began first first
+    heads: Since,
+}
+
+impl State {
+    /// True if a new connection can be served below `max`, now or once a connection closed to
+    /// make room has ended.
+    fn has_room(&self, max: usize) -> bool {
+        self.open < max || self.evicted > 0 || !self.idle.is_empty() || !self.heads.is_empty()
+    }
+
+    /// Takes out of its set the connection to close to make room: the one idle longest or, if
+    /// none is idle, the one whose head began first.
+    fn choose(&mut self) -> Option<(Arc<Socket>, &'static str)> {
+        if let Some(key) = self.idle.keys().next().copied() {
+            return self
+                .idle
+                .remove(&key)
+                .map(|socket| (socket, "idle longest"));
+        }
+        let key = self.heads.keys().next().copied()?;
+        let socket = self.heads.remove(&key)?;
+        Some((socket, "whose head began first"))
+    }
+}
+
+/// Where a connection is, as far as making room goes.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// never closed to make room: just accepted, or a request handed out and not answered yet
+    Busy,
+    /// waiting for the first byte of a request, since then
+    Idle(Instant),
+    /// reading a head, begun then
+    Head(Instant),
 }
 
 /// One open connection: dropping it (when the connection is closed) decrements the count.
 pub struct ConnectionGuard {
     count: ConnectionCount,
     id: u64,
-    // `Some` while idle: when it became idle (its key in the idle set is `(since, id)`)
-    idle_since: Option<Instant>,
+    socket: Arc<Socket>,
+    // its key in the idle set or the set of heads is `(since, id)`
+    phase: Phase,
     evicted: bool,
 }
 
@@ -50,35 +93,36 @@ impl ConnectionCount {
         self.lock().open
     }
 
-    /// Counts a new connection; it is not idle until its thread says so.
-    pub fn add(&self) -> ConnectionGuard {
+    /// Counts a new connection, which closing `socket` closes; it cannot be closed to make room
+    /// until its thread says that it is idle.
+    pub fn add(&self, socket: Arc<Socket>) -> ConnectionGuard {
         let mut state = self.lock();
         state.open += 1;
         state.next_id += 1;
         ConnectionGuard {
             count: self.clone(),
             id: state.next_id,
-            idle_since: None,
+            socket,
+            phase: Phase::Busy,
             evicted: false,
         }
     }
 
-    /// Waits until fewer than `max` connections are open or one of them is idle (room can be
-    /// made), at most `timeout`. Returns true if so.
+    /// Waits until fewer than `max` connections are open or one of them is idle or reading a
+    /// head (room can be made), at most `timeout`. Returns true if so.
     pub fn wait_for_room(&self, max: usize, timeout: Duration) -> bool {
         let (_, condvar) = &*self.inner;
         let (state, _) = condvar
-            .wait_timeout_while(self.lock(), timeout, |state| {
-                state.open >= max && state.evicted == 0 && state.idle.is_empty()
-            })
+            .wait_timeout_while(self.lock(), timeout, |state| !state.has_room(max))
             .unwrap_or_else(|e| e.into_inner());
-        state.open < max || state.evicted > 0 || !state.idle.is_empty()
+        state.has_room(max)
     }
 
     /// Makes room for one more connection below `max`: while `max` or more are open, closes the
-    /// longest-idle one (shuts its socket down both ways: its thread's read returns and the
-    /// thread ends) and waits for its thread to end. Waits at most `timeout`; returns true if
-    /// fewer than `max` connections are open.
+    /// connection that has been idle longest or, if none is idle, the one whose head began first
+    /// (shuts its socket down both ways: its thread's read returns and the thread ends), and
+    /// waits for its thread to end. Waits at most `timeout`; returns true if fewer than `max`
+    /// connections are open.
     pub fn make_room(&self, max: usize, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let (_, condvar) = &*self.inner;
@@ -89,14 +133,12 @@ impl ConnectionCount {
             }
             // one at a time: the one being closed makes room for this connection
             if state.evicted == 0 {
-                let longest_idle = state.idle.keys().next().copied();
-                if let Some(key) = longest_idle {
-                    if let Some(socket) = state.idle.remove(&key) {
-                        socket.shutdown(Shutdown::Both).ok();
-                        state.evicted += 1;
-                        log::debug!("Closed the longest-idle connection to make room");
-                        continue;
-                    }
+                let chosen = state.choose();
+                if let Some((socket, which)) = chosen {
+                    socket.shutdown(Shutdown::Both).ok();
+                    state.evicted += 1;
+                    log::debug!("Closed the connection {} to make room", which);
+                    continue;
                 }
             }
             let left = match deadline {
@@ -116,38 +158,66 @@ impl ConnectionCount {
 
 impl ConnectionGuard {
     /// The connection's thread waits for the first byte of a request: from now on the connection
-    /// may be closed, by shutting down `socket`, to make room for a new one.
-    pub fn set_idle(&mut self, socket: &Arc<Socket>) {
-        if self.evicted || self.idle_since.is_some() {
-            return;
+    /// may be closed to make room for a new one.
+    pub fn set_idle(&mut self) {
+        self.enter(Phase::Idle(Instant::now()));
+    }
+
+    /// The connection's thread got the first byte of a request (or starts on a pipelined one):
+    /// the connection may still be closed to make room, after the idle ones, until its request
+    /// is handed out. Returns false if it has been closed to make room already: the thread must
+    /// then end without reading from it.
+    pub fn start_head(&mut self) -> bool {
+        self.enter(Phase::Head(Instant::now()))
+    }
+
+    /// The request that the connection's thread has read is handed to the application: from now
+    /// on the connection is not closed to make room. Returns false if it has been closed to make
+    /// room already: the thread must then end without handing the request out or answering it.
+    pub fn hand_out(&mut self) -> bool {
+        self.enter(Phase::Busy)
+    }
+
+    /// Moves the connection to `next` under the lock that choosing one to close takes. Returns
+    /// false, and leaves it out of both sets for good, if it has been closed to make room.
+    fn enter(&mut self, next: Phase) -> bool {
+        if self.evicted {
+            return false;
         }
         let (_, condvar) = &*self.count.inner;
         let mut state = self.count.lock();
-        let since = Instant::now();
-        state.idle.insert((since, self.id), socket.clone());
-        self.idle_since = Some(since);
-        // the accept thread may be waiting for a connection to close
-        condvar.notify_all();
-    }
-
-    /// The connection's thread got the first byte of a request (or its read failed): from now on
-    /// the connection is not closed to make room. Returns false if it has been closed to make
-    /// room already: the thread must then end without reading from it.
-    pub fn set_busy(&mut self) -> bool {
-        if let Some(since) = self.idle_since.take() {
-            let mut state = self.count.lock();
-            if state.idle.remove(&(since, self.id)).is_none() {
-                self.evicted = true;
+        let still_there = match self.phase {
+            Phase::Busy => true,
+            Phase::Idle(since) => state.idle.remove(&(since, self.id)).is_some(),
+            Phase::Head(since) => state.heads.remove(&(since, self.id)).is_some(),
+        };
+        if !still_there {
+            self.evicted = true;
+            self.phase = Phase::Busy;
+            return false;
+        }
+        match next {
+            Phase::Busy => (),
+            Phase::Idle(since) => {
+                state.idle.insert((since, self.id), self.socket.clone());
+            }
+            Phase::Head(since) => {
+                state.heads.insert((since, self.id), self.socket.clone());
             }
         }
-        !self.evicted
+        if matches!(self.phase, Phase::Busy) && !matches!(next, Phase::Busy) {
+            // the accept thread may be waiting for a connection that it can close
+            condvar.notify_all();
+        }
+        self.phase = next;
+        true
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        // out of the idle set, with its reference to the socket
-        self.set_busy();
+        // out of the idle set or the set of heads, with its reference to the socket
+        self.enter(Phase::Busy);
         let (_, condvar) = &*self.count.inner;
         let mut state = self.count.lock();
         state.open -= 1;
@@ -160,19 +230,26 @@ impl Drop for ConnectionGuard {
 
 #[cfg(test)]
 mod tests {
-    use super::ConnectionCount;
+    use super::{ConnectionCount, ConnectionGuard};
     use crate::util::RefinedTcpStream;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
-    /// A connection on 127.0.0.1: the server's halves as tiny-http holds them (dropping them
-    /// closes it), and the client.
-    fn connection() -> ((RefinedTcpStream, RefinedTcpStream), TcpStream) {
+    /// A connection on 127.0.0.1 counted in `count`: its guard, the server's halves as tiny-http
+    /// holds them (dropping them closes it), and the client.
+    fn connection(
+        count: &ConnectionCount,
+    ) -> (
+        ConnectionGuard,
+        (RefinedTcpStream, RefinedTcpStream),
+        TcpStream,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (RefinedTcpStream::new(server), client)
+        let halves = RefinedTcpStream::new(server);
+        (count.add(halves.0.socket()), halves, client)
     }
 
     /// True if the server's side closes the connection within `within`.
@@ -181,11 +258,13 @@ mod tests {
         matches!(client.read(&mut [0; 1]), Ok(0))
     }
 
+    const SHORT: Duration = Duration::from_millis(50);
+
     #[test]
     fn counts_open_connections_and_wakes_up_below_the_cap() {
         let count = ConnectionCount::default();
-        let first = count.add();
-        let _second = count.add();
+        let (first, _first_halves, _first_client) = connection(&count);
+        let (_second, _second_halves, _second_client) = connection(&count);
         assert_eq!(count.get(), 2);
         assert!(!count.wait_for_room(2, Duration::from_millis(10)));
         let waiter = {
@@ -200,15 +279,12 @@ mod tests {
     #[test]
     fn making_room_closes_the_longest_idle_connection_only() {
         let count = ConnectionCount::default();
-        let (_busy_halves, mut busy_client) = connection();
-        let _busy = count.add();
-        let (oldest_halves, mut oldest_client) = connection();
-        let mut oldest = count.add();
-        let (newest_halves, mut newest_client) = connection();
-        let mut newest = count.add();
+        let (_busy, _busy_halves, mut busy_client) = connection(&count);
+        let (mut oldest, _oldest_halves, mut oldest_client) = connection(&count);
+        let (mut newest, _newest_halves, mut newest_client) = connection(&count);
         assert!(!count.wait_for_room(3, Duration::from_millis(10)));
-        oldest.set_idle(&oldest_halves.0.socket());
-        newest.set_idle(&newest_halves.0.socket());
+        oldest.set_idle();
+        newest.set_idle();
         assert!(count.wait_for_room(3, Duration::from_millis(10)));
 
         let maker = {
@@ -216,21 +292,66 @@ mod tests {
             std::thread::spawn(move || count.make_room(3, Duration::from_secs(2)))
         };
         // closed at once; the room is made when its thread has ended
-        let short = Duration::from_millis(50);
         assert!(closed_within(&mut oldest_client, Duration::from_secs(1)));
-        assert!(!closed_within(&mut newest_client, short));
-        assert!(!closed_within(&mut busy_client, short));
+        assert!(!closed_within(&mut newest_client, SHORT));
+        assert!(!closed_within(&mut busy_client, SHORT));
         assert_eq!(count.get(), 3);
-        assert!(!oldest.set_busy(), "its thread learns that it was closed");
+        assert!(!oldest.start_head(), "its thread learns that it was closed");
         drop(oldest);
         assert!(maker.join().unwrap());
         assert_eq!(count.get(), 2);
 
-        // a connection that left the idle state is never chosen
-        assert!(newest.set_busy());
-        let _third = count.add();
-        assert!(!count.make_room(3, Duration::from_millis(50)));
-        assert!(!closed_within(&mut newest_client, short));
+        // a connection whose request was handed out is never chosen
+        assert!(newest.start_head());
+        assert!(newest.hand_out());
+        let (_third, _third_halves, _third_client) = connection(&count);
+        assert!(!count.wait_for_room(3, Duration::from_millis(10)));
+        assert!(!count.make_room(3, SHORT));
+        assert!(!closed_within(&mut newest_client, SHORT));
         assert_eq!(count.get(), 3);
+    }
+
+    #[test]
+    fn making_room_closes_the_oldest_head_when_none_is_idle() {
+        let count = ConnectionCount::default();
+        let (mut handed_out, _handed_out_halves, mut handed_out_client) = connection(&count);
+        handed_out.set_idle();
+        assert!(handed_out.start_head());
+        assert!(handed_out.hand_out());
+        let (mut oldest_head, _oldest_halves, mut oldest_client) = connection(&count);
+        oldest_head.set_idle();
+        assert!(oldest_head.start_head());
+        let (mut newest_head, _newest_halves, mut newest_client) = connection(&count);
+        // a pipelined head: never idle
+        assert!(newest_head.start_head());
+        let (mut idle, _idle_halves, mut idle_client) = connection(&count);
+        idle.set_idle();
+
+        // the idle one first, although it became idle last; the room is made when its thread
+        // has ended
+        assert!(!count.make_room(4, SHORT));
+        assert!(closed_within(&mut idle_client, Duration::from_secs(1)));
+        assert!(!closed_within(&mut oldest_client, SHORT));
+        assert!(!idle.start_head(), "its thread learns that it was closed");
+        drop(idle);
+        assert_eq!(count.get(), 3);
+
+        // then the head that began first; its thread learns it when it would hand its request out
+        assert!(!count.make_room(3, SHORT));
+        assert!(closed_within(&mut oldest_client, Duration::from_secs(1)));
+        assert!(!closed_within(&mut newest_client, SHORT));
+        assert!(!closed_within(&mut handed_out_client, SHORT));
+        assert!(!oldest_head.hand_out());
+        drop(oldest_head);
+        assert_eq!(count.get(), 2);
+        assert!(count.make_room(3, SHORT));
+
+        // then the other head; the handed-out one never
+        assert!(newest_head.hand_out());
+        assert!(!count.wait_for_room(2, Duration::from_millis(10)));
+        assert!(!count.make_room(2, SHORT));
+        assert!(!closed_within(&mut newest_client, SHORT));
+        assert!(!closed_within(&mut handed_out_client, SHORT));
+        assert_eq!(count.get(), 2);
     }
 }
