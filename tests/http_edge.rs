@@ -311,17 +311,8 @@ fn at_the_connection_cap_idle_connections_make_room() {
     let _idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap()).collect();
     let mut newcomers = Vec::new();
     for round in 0..20 {
-        let started = Instant::now();
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut first = [0u8; 12];
-        let read = stream.read_exact(&mut first);
-        let waited = started.elapsed();
-        assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
-        assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
-        assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
-        newcomers.push(stream); // kept open (keep-alive), idle: a later round closes it
+        // Kept open (keep-alive), idle: a later round closes it.
+        newcomers.push(answered_within_a_second(server.port, round));
     }
 }
 
@@ -341,17 +332,7 @@ fn at_the_connection_cap_slow_heads_make_room() {
     std::thread::sleep(Duration::from_millis(300));
     let mut newcomers = Vec::new();
     for round in 0..10 {
-        let started = Instant::now();
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut first = [0u8; 12];
-        let read = stream.read_exact(&mut first);
-        let waited = started.elapsed();
-        assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
-        assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
-        assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
-        newcomers.push(stream);
+        newcomers.push(answered_within_a_second(server.port, round));
     }
 }
 
@@ -569,6 +550,21 @@ fn an_upgrade_request_is_refused() {
         http(server.port, "POST", "/api/claude", Some(b"{}"), &[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.error().contains("does not upgrade"), "{}", r.error());
+}
+
+/// A new keep-alive connection whose `GET /health` is answered 200 within a second.
+fn answered_within_a_second(port: u16, round: usize) -> TcpStream {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    let read = stream.read_exact(&mut first);
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
+    assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
+    assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
+    stream
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `secs`.
