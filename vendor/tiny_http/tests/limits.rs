@@ -150,7 +150,7 @@ fn at_max_connections_a_new_connection_closes_the_longest_idle_one() {
 
     // idle since it was accepted
     let mut longest_idle = connect(&hello.server);
-    thread::sleep(Duration::from_millis(100));
+    thread::sleep(Duration::from_millis(300));
     // idle since their response
     let mut others: Vec<TcpStream> = (0..3).map(|_| connect(&hello.server)).collect();
     for client in &mut others {
@@ -229,11 +229,17 @@ fn at_max_connections_idle_connections_are_closed_before_one_that_has_sent_part_
     write!(partial, "GET / HTTP/1.1\r\nHost: lo").unwrap();
     thread::sleep(Duration::from_millis(200));
     let mut idle = connect(&hello.server);
+    // Until its thread has started and waits for a request, it is not idle yet (on a loaded
+    // machine that takes a while), and `partial` would be the only connection that may be closed.
+    thread::sleep(Duration::from_millis(300));
 
     // each newcomer closes the idle one, never the partial one
     let mut first = connect(&hello.server);
     get_hello(&mut first);
     assert_eq!(read_until_closed(&mut idle, Duration::from_secs(1)), "");
+    // Likewise, the client can read its answer before the server's thread has marked the
+    // connection idle again.
+    thread::sleep(Duration::from_millis(300));
     let mut second = connect(&hello.server);
     get_hello(&mut second);
     assert_eq!(read_until_closed(&mut first, Duration::from_secs(1)), "");
@@ -250,12 +256,12 @@ fn at_max_connections_with_none_idle_a_new_connection_closes_the_one_whose_head_
     // a slowloris: every slot holds a head that never ends
     let mut first = connect(&hello.server);
     write!(first, "GET /x HTTP/1.1\r\n").unwrap();
-    thread::sleep(Duration::from_millis(100));
+    thread::sleep(Duration::from_millis(300));
     let mut others: Vec<TcpStream> = (0..3).map(|_| connect(&hello.server)).collect();
     for client in &mut others {
         write!(client, "GET /x HTTP/1.1\r\n").unwrap();
     }
-    thread::sleep(Duration::from_millis(100));
+    thread::sleep(Duration::from_millis(300));
     assert_eq!(hello.server.num_connections(), 4);
 
     let start = Instant::now();
