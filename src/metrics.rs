@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -56,6 +57,7 @@ impl Metrics {
                 escape(route)
             );
         }
+        render_refused(out);
         let h = self.durations.lock();
         let _ = writeln!(out, "# HELP ccs_cli_duration_seconds Run time of claude CLI processes.");
         let _ = writeln!(out, "# TYPE ccs_cli_duration_seconds histogram");
@@ -75,6 +77,32 @@ impl Metrics {
                 webhooks.get(outcome).copied().unwrap_or(0)
             );
         }
+    }
+}
+
+/// The statuses the HTTP layer answers itself, before a request reaches ccs (a bad, slow or
+/// oversized head): a fixed set of labels.
+pub const REFUSED_STATUSES: [u16; 8] = [400, 408, 414, 417, 431, 501, 505, 0];
+
+/// Answers the HTTP layer gave itself, by the index of their status in `REFUSED_STATUSES` (the
+/// last slot counts any other). Process-wide: tiny_http calls its hook without any context.
+static REFUSED: [AtomicU64; REFUSED_STATUSES.len()] = [const { AtomicU64::new(0) }; REFUSED_STATUSES.len()];
+
+/// Counts an answer the HTTP layer gave itself.
+pub fn count_refused(status: u16) {
+    let slot = REFUSED_STATUSES.iter().position(|s| *s == status).unwrap_or(REFUSED_STATUSES.len() - 1);
+    REFUSED[slot].fetch_add(1, Ordering::Relaxed);
+}
+
+fn render_refused(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP ccs_http_refused_total Requests refused before routing (bad, slow or oversized heads) by status."
+    );
+    let _ = writeln!(out, "# TYPE ccs_http_refused_total counter");
+    for (status, n) in REFUSED_STATUSES.iter().zip(&REFUSED) {
+        let label = if *status == 0 { "other".to_string() } else { status.to_string() };
+        let _ = writeln!(out, "ccs_http_refused_total{{status=\"{label}\"}} {}", n.load(Ordering::Relaxed));
     }
 }
 

@@ -402,6 +402,9 @@ fn heads_are_bounded_431_and_414_without_echo() {
     assert!(answer.len() < 1000);
     assert!(!server.log_text().contains(&"u".repeat(200)), "nor logged whole");
     assert_eq!(server.get("/health").status, 200);
+    let metrics = server.get("/metrics").text;
+    assert!(metrics.contains("ccs_http_refused_total{status=\"431\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("ccs_http_refused_total{status=\"414\"} 1\n"), "{metrics}");
 }
 
 #[test]

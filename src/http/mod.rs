@@ -127,8 +127,11 @@ fn tiny_limits(http: &config::Http) -> tiny_http::Limits {
     }
 }
 
-/// The JSON error body of the answers tiny_http gives itself (400, 408, 414, 431, 505...).
+/// The JSON error body of the answers tiny_http gives itself (400, 408, 414, 431, 505...),
+/// which are also counted (`/metrics`) and logged at debug level: they never reach `serve`.
 fn error_body(status: u16, reason: &str) -> (&'static str, String) {
+    crate::metrics::count_refused(status);
+    log::debug!("refused before routing: {status} {}", target::shown(reason));
     let hint = match status {
         408 => "; send the whole request within http.readTimeoutMs",
         414 => "; send a shorter URL (http.maxUrlBytes)",
