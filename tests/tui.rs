@@ -14,6 +14,8 @@ const SESSIONS: usize = 3;
 const TASKS: usize = 4;
 const LOGS: usize = 6;
 const CONFIGURATION: usize = 8;
+/// The fields of the configuration form (`tui::view_model::CONFIG_FIELDS`).
+const CONFIG_FIELD_COUNT: usize = 14;
 const TEST_API: usize = 9;
 
 struct Tui {
@@ -229,6 +231,29 @@ fn a_config_change_is_saved_and_visible_in_the_api() {
     tui.keys(&["C-s"]);
     tui.expect("taskQueue.concurrency");
     assert_eq!(tui.api("GET", "/api/config", None).json["config"]["taskQueue"]["concurrency"], 3);
+}
+
+#[test]
+fn a_file_only_key_changed_in_the_tui_goes_to_the_file_and_the_server_reloads_it() {
+    let tui = Tui::open();
+    tui.start_service();
+    tui.open_menu_item(CONFIGURATION);
+    tui.expect("Configuration (Ctrl-S saves)");
+    tui.expect("Default webhook URL");
+    // The last field: the default webhook URL, which never changes over HTTP.
+    tui.keys(&["End"]);
+    for _ in 0..CONFIG_FIELD_COUNT - 1 {
+        tui.keys(&["Down"]);
+    }
+    tui.type_text("http://127.0.0.1:9/hook");
+    tui.keys(&["C-s"]);
+    tui.expect("the running server reloads it");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(tui.home.path().join("state/config.json")).unwrap()).unwrap();
+    assert_eq!(saved["webhook"]["defaultUrl"], "http://127.0.0.1:9/hook");
+    assert!(support::eventually(10, || {
+        tui.api("GET", "/api/config", None).json["config"]["webhook"]["defaultUrl"] == "http://127.0.0.1:9/hook"
+    }));
 }
 
 #[test]

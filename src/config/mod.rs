@@ -186,6 +186,11 @@ pub const FILE_ONLY_KEYS: &[&str] = &[
     "/webhook/secret",
 ];
 
+/// Whether a change (a JSON object of config keys) touches one of `FILE_ONLY_KEYS`.
+pub fn touches_file_only_keys(change: &serde_json::Value) -> bool {
+    FILE_ONLY_KEYS.iter().any(|pointer| change.pointer(pointer).is_some())
+}
+
 impl Config {
     /// The full default config for a state folder `home`; `user_home` is the user's `$HOME`.
     pub fn defaults(home: &Path, user_home: &Path) -> Config {
@@ -295,6 +300,13 @@ mod tests {
         assert!(c.open_bind_problem("127.0.0.1").unwrap().contains("0.0.0.0"));
         c.auth.admin_keys = vec!["k".into()];
         assert_eq!(c.open_bind_problem("0.0.0.0"), None);
+    }
+
+    #[test]
+    fn a_change_touches_file_only_keys_at_any_depth() {
+        assert!(touches_file_only_keys(&serde_json::json!({"claudePath": "/x"})));
+        assert!(touches_file_only_keys(&serde_json::json!({"webhook": {"defaultUrl": "http://x"}})));
+        assert!(!touches_file_only_keys(&serde_json::json!({"webhook": {"timeout": 100}, "defaultModel": "m"})));
     }
 
     #[test]

@@ -422,7 +422,15 @@ fn save_configuration(s: &mut Cursive, current: &Value, live: bool) {
     let options = ui(s).options.clone();
     in_background(
         s,
-        move || if live { saved_live(&client, &change) } else { saved_to_file(&options, change) },
+        // Keys that never change over HTTP are the operator's to change in the file, which this
+        // terminal can write (the running server reloads it).
+        move || {
+            if live && !config::touches_file_only_keys(&change) {
+                saved_live(&client, &change)
+            } else {
+                saved_to_file(&options, change, live)
+            }
+        },
         |s, result| match result {
             Ok(text) => {
                 s.pop_layer();
@@ -444,8 +452,9 @@ fn saved_live(client: &super::Client, change: &Value) -> Result<String, String> 
     })
 }
 
-/// The server is down: check the change like the server would, then write the file.
-fn saved_to_file(options: &crate::cli::Options, change: Value) -> Result<String, String> {
+/// Checks the change like the server would, then writes the file (the server is down, or the
+/// change has file-only keys: a running server reloads the file).
+fn saved_to_file(options: &crate::cli::Options, change: Value, running: bool) -> Result<String, String> {
     let (_, _, source) = crate::server::load_config(options).map_err(|e| e.to_string())?;
     let mut file = config::read_json(&source.path).map_err(|e| e.to_string())?;
     config::merge(&mut file, change);
@@ -453,7 +462,14 @@ fn saved_to_file(options: &crate::cli::Options, change: Value) -> Result<String,
     let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
     text.push('\n');
     fsutil::write_private(&source.path, text.as_bytes()).map_err(|e| e.to_string())?;
-    Ok(format!("Saved to {}; the server uses it when it starts.", source.path.display()))
+    Ok(if running {
+        format!(
+            "Saved to {}; the running server reloads it in a moment (host and port need a restart).",
+            source.path.display()
+        )
+    } else {
+        format!("Saved to {}; the server uses it when it starts.", source.path.display())
+    })
 }
 
 pub fn test_api(s: &mut Cursive) {
