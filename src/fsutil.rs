@@ -1,7 +1,9 @@
-//! Atomic file writes: a temp file in the same folder renamed over the old one, so a reader
-//! sees the old file or the new one, never a half-written one. `write_atomic` also fsyncs the
-//! file and the folder, so the new file survives a crash; `replace` leaves that to the caller
-//! (the store's journal keeps what it writes durable).
+//! Files and folders of the server's state. Atomic file writes: a temp file in the same folder
+//! renamed over the old one, so a reader sees the old file or the new one, never a half-written
+//! one. `write_atomic` also fsyncs the file and the folder, so the new file survives a crash;
+//! `replace` leaves that to the caller (the store's journal keeps what it writes durable);
+//! `write_private` is for files that hold secrets (0600). Folders ccs creates are 0700. And the
+//! process's limit of open files, raised at start.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -124,7 +124,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         return; // cancelled while it waited
     }
     let config = app.config();
-    let (session, budget, caps) = match prepare(app, &config, &task) {
+    let (session, budget, caps) = match prepare(app, &config, &task, cancel) {
         Ok(ready) => ready,
         Err(err) => return end_without_running(app, task_id, TaskStatus::Failed, err),
     };
@@ -136,7 +136,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     // `interrupted`), so that is on disk before its CLI runs. A sync one's client is told only
     // its end, and a restart cancels it whether it had started or not.
     let durable = if task.mode == Mode::Async { Durable::Now } else { Durable::Soon };
-    let started = update(app, task_id, durable, |t| {
+    let started = app.store.tasks.update(task_id, durable, |t| {
         if t.status != TaskStatus::Pending {
             return false;
         }
@@ -145,7 +145,11 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         t.updated_at = now();
         true
     });
-    let Some(started) = started else { return };
+    let started = match started {
+        Ok(Some(started)) => started,
+        Ok(None) => return,
+        Err(e) => return end_unsaved(app, task_id, e),
+    };
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let lines = task.request.stream.then(|| relay_lines(app, task_id));
     let outcome = run_cli(&config, &task.request, &session, budget, caps.as_ref(), cancel, lines);
@@ -184,7 +188,12 @@ fn relay_lines(app: &App, task_id: &str) -> runner::LineSink {
 /// The session as the previous turn left it, checked again (it may have changed while the task
 /// waited), the budget of this run, and what the CLI accepts (`None` when its probe failed:
 /// the run then passes its options unchecked).
-fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64, Option<Caps>), Error> {
+fn prepare(
+    app: &App,
+    config: &Config,
+    task: &Task,
+    cancel: &Cancel,
+) -> Result<(Arc<Session>, f64, Option<Caps>), Error> {
     let session_id = task.session_id.as_deref().unwrap_or_default();
     let session = sessions::get(app, session_id)?;
     sessions::check_takes_turns(&session)?;
@@ -197,7 +206,7 @@ fn prepare(app: &App, config: &Config, task: &Task) -> Result<(Arc<Session>, f64
         ),
         other => other,
     })?;
-    let caps = app.cli.get(&cli_support::target(config)).caps.clone().ok();
+    let caps = app.cli.get(&cli_support::target(config), cancel).caps.clone().ok();
     if let Some(caps) = &caps {
         cli_support::check(caps, config, &task.request, &cli_args(config, &task.request, &session, budget), budget)?;
     }
@@ -218,27 +227,29 @@ fn update(app: &App, id: &str, durable: Durable, change: impl FnOnce(&mut Task) 
 fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
     log::info!("task {task_id} ended {} without running: {}", status.name(), err.to_string().escape_debug());
     let message = err.to_string();
-    let task = update(app, task_id, Durable::Now, |t| {
+    let task = app.store.tasks.update(task_id, Durable::Now, |t| {
         t.status = status;
         t.error = Some(message);
         t.updated_at = now();
         t.completed_at = Some(t.updated_at);
         true
     });
-    if let Some(task) = task {
-        finished(app, task, Some(err));
+    match task {
+        Ok(Some(task)) => finished(app, task, Some(err)),
+        Ok(None) => {}
+        Err(e) => end_unsaved(app, task_id, e),
     }
 }
 
-/// The end of a task could not be saved (a full disk, a read-only dataDir): the task shows
-/// `failed` saying so, in memory only (a restart finds its last saved state and marks it
-/// `interrupted`), and whoever waits hears it at once. No webhook: nothing unsaved is told.
+/// A change of a task's state could not be saved (a full disk, a read-only dataDir): the task
+/// shows `failed` saying so, in memory only (a restart finds its last saved state), and whoever
+/// waits hears it at once. No webhook: nothing unsaved is told.
 fn end_unsaved(app: &App, task_id: &str, err: StoreError) {
-    log::error!("task {task_id}: its end could not be saved: {err}");
+    log::error!("task {task_id}: its state could not be saved: {err}");
     let Some(current) = app.store.tasks.get(task_id) else { return };
     let mut task = (*current).clone();
     task.status = TaskStatus::Failed;
-    task.error = Some(format!("the run ended but could not be saved: {err}"));
+    task.error = Some(format!("the task could not be saved: {err}"));
     task.updated_at = now();
     task.completed_at = Some(task.updated_at);
     let task = app.store.tasks.show_unsaved(task_id, task);

@@ -167,6 +167,11 @@ fn without_keys_the_config_changes_only_from_loopback_and_a_reload_cannot_open_t
 #[test]
 fn wrong_keys_are_rate_limited_per_address() {
     let server = secured();
+    // The limit counts in windows of a clock minute: start with at least 15 s of one left.
+    let into_minute = chrono::Utc::now().timestamp() % 60;
+    if into_minute > 45 {
+        std::thread::sleep(Duration::from_secs((61 - into_minute) as u64));
+    }
     for i in 0..10 {
         let r = http(server.port, "GET", "/api/sessions", None, &with_key(&format!("guess-{i}")));
         assert_eq!(r.status, 401);
@@ -312,7 +317,7 @@ fn at_the_connection_cap_idle_connections_make_room() {
     let mut newcomers = Vec::new();
     for round in 0..20 {
         // Kept open (keep-alive), idle: a later round closes it.
-        newcomers.push(answered_within_a_second(server.port, round));
+        newcomers.push(answered_promptly(server.port, round));
     }
 }
 
@@ -329,10 +334,10 @@ fn at_the_connection_cap_slow_heads_make_room() {
         })
         .collect();
     // Until the server has read their first bytes they would be idle, and closed as such.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     let mut newcomers = Vec::new();
     for round in 0..10 {
-        newcomers.push(answered_within_a_second(server.port, round));
+        newcomers.push(answered_promptly(server.port, round));
     }
 }
 
@@ -555,18 +560,19 @@ fn an_upgrade_request_is_refused() {
     assert!(r.error().contains("does not upgrade"), "{}", r.error());
 }
 
-/// A new keep-alive connection whose `GET /health` is answered 200 within a second.
-fn answered_within_a_second(port: u16, round: usize) -> TcpStream {
+/// A new keep-alive connection whose `GET /health` is answered 200 promptly: within 3 s on a
+/// loaded machine (without room made at the cap it would wait 10 s, `http.keepAliveMs`, or 30 s).
+fn answered_promptly(port: u16, round: usize) -> TcpStream {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut first = [0u8; 12];
     let read = stream.read_exact(&mut first);
     let waited = started.elapsed();
     assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
     assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
-    assert!(waited < Duration::from_secs(1), "round {round}: answered after {waited:?}");
+    assert!(waited < Duration::from_secs(3), "round {round}: answered after {waited:?}");
     stream
 }
 

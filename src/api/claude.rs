@@ -121,9 +121,11 @@ pub fn run_sync(app: &App, request: TurnRequest) -> Result<Reply, ApiError> {
 fn cancel_when_gone(app: Arc<App>, task_ids: Vec<String>) -> OnGone {
     Box::new(move || {
         let cancelling = std::thread::Builder::new().name("cancel".into()).spawn(move || {
-            for id in task_ids {
+            // The last first: a batch's later prompts wait while its first ones run, and
+            // cancelling a running one frees a worker that would start a waiting one.
+            for id in task_ids.iter().rev() {
                 log::info!("task {id}: its sync client went away; cancelling it");
-                let _ = tasks::cancel(&app, &id);
+                let _ = tasks::cancel(&app, id);
             }
         });
         if let Err(e) = cancelling {

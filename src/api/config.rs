@@ -33,10 +33,14 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         return Err(ApiError::bad_request("body", "send a JSON object of the config keys to change"));
     };
     let mut change = ctx.body.clone().unwrap_or_default();
-    // A typo is a 400 here, not a key saved to the file and warned about at every reload.
-    if let Ok((_, unknown)) = config::from_value(&change, app.source.defaults()) {
-        if let Some(first) = unknown.first() {
-            return Err(ApiError::bad_request("body", format!("{first}; nothing was changed")));
+    // GET shows `--host`/`--port` from the command line; sent back unchanged they are no change.
+    if let Some(keys) = change.as_object_mut() {
+        let cli = &app.source;
+        if cli.host.as_deref().is_some_and(|h| keys.get("host").and_then(Value::as_str) == Some(h)) {
+            keys.remove("host");
+        }
+        if cli.port.is_some_and(|p| keys.get("port").and_then(Value::as_u64) == Some(u64::from(p))) {
+            keys.remove("port");
         }
     }
     // The file as it is (keys it leaves out keep their defaults), else the running config.
@@ -46,8 +50,12 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     config::merge(&mut file, change);
     let (next, warnings) = config::from_value(&file, app.source.defaults())
         .map_err(|e| ApiError::bad_request(&e.key, format!("{e}; nothing was changed")))?;
-    let old =
-        config::from_value(&before, app.source.defaults()).map_or_else(|_| app.config().to_json(), |c| c.0.to_json());
+    let (old, old_warnings) = config::from_value(&before, app.source.defaults())
+        .map_or_else(|_| (app.config().to_json(), Vec::new()), |(c, w)| (c.to_json(), w));
+    // A typo is a 400 here, not a key saved to the file and warned about at every reload.
+    if let Some(typo) = warnings.iter().find(|w| !old_warnings.contains(w)) {
+        return Err(ApiError::bad_request("body", format!("{typo}; nothing was changed")));
+    }
     refuse_file_only_changes(&old, &next.to_json())?;
     let next = app.source.override_cli(next);
     if let Some(problem) = next.open_bind_problem(&app.bound_host) {

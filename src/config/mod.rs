@@ -265,14 +265,11 @@ impl Config {
              or set host to 127.0.0.1"
         ))
     }
-
-    /// Whether `host` is a loopback address, where running without an API key is safe.
-    pub fn host_is_loopback(&self) -> bool {
-        is_loopback(&self.host)
-    }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a name or an address, without a port) is this machine's loopback, where
+/// running without an API key is safe.
+pub fn is_loopback(host: &str) -> bool {
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => ip.is_loopback(),
         Err(_) => host == "localhost",

@@ -58,8 +58,8 @@ fn refused(why: String) -> ApiError {
 /// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with or without a port.
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim();
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return crate::config::is_loopback(host);
     }
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
@@ -68,10 +68,7 @@ fn is_loopback_host(host: &str) -> bool {
         }
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
-        return true;
-    }
-    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.ends_with(".localhost") || crate::config::is_loopback(&name)
 }
 
 #[cfg(test)]

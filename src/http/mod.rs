@@ -113,6 +113,46 @@ impl HttpServer {
     }
 }
 
+/// A deferred request's client hanging up, and the work to stop then: whichever of the two
+/// comes second stops the work, so a hang-up just before the work is known is not lost.
+#[derive(Default)]
+struct HangUp(parking_lot::Mutex<HangUpState>);
+
+#[derive(Default)]
+enum HangUpState {
+    #[default]
+    Waiting,
+    Gone,
+    Work(OnGone),
+    Done,
+}
+
+impl HangUp {
+    fn client_gone(&self) {
+        let mut state = self.0.lock();
+        match std::mem::replace(&mut *state, HangUpState::Done) {
+            HangUpState::Work(stop) => {
+                drop(state);
+                stop();
+            }
+            HangUpState::Waiting => *state = HangUpState::Gone,
+            HangUpState::Gone | HangUpState::Done => {}
+        }
+    }
+
+    fn work_started(&self, stop: OnGone) {
+        let mut state = self.0.lock();
+        match std::mem::replace(&mut *state, HangUpState::Done) {
+            HangUpState::Gone => {
+                drop(state);
+                stop();
+            }
+            HangUpState::Waiting => *state = HangUpState::Work(stop),
+            HangUpState::Work(_) | HangUpState::Done => {}
+        }
+    }
+}
+
 /// What tiny_http enforces for us, before a request reaches an acceptor.
 fn tiny_limits(http: &config::Http) -> tiny_http::Limits {
     let ms = Duration::from_millis;
@@ -346,14 +386,10 @@ fn deliver(
     match answer {
         Ok(Reply { later: Some(later), .. }) => {
             let mut rq = rq;
-            // Filled once the work is under way; tiny_http calls it if the client hangs up first.
-            let on_gone: Arc<parking_lot::Mutex<Option<OnGone>>> = Arc::default();
-            let stop = on_gone.clone();
-            rq.on_client_gone(move || {
-                if let Some(stop) = stop.lock().take() {
-                    stop();
-                }
-            });
+            // tiny_http calls this if the client hangs up first; the work may not be known yet.
+            let hang_up = Arc::new(HangUp::default());
+            let gone = hang_up.clone();
+            rq.on_client_gone(move || gone.client_gone());
             edge.pending.fetch_add(1, Ordering::SeqCst);
             let (edge, app) = (edge.clone(), app.clone());
             let stop_work = later(Box::new(move |answer| {
@@ -366,7 +402,9 @@ fn deliver(
                     log::error!("cannot start a thread to answer a request: {e}");
                 }
             }));
-            *on_gone.lock() = stop_work;
+            if let Some(stop) = stop_work {
+                hang_up.work_started(stop);
+            }
         }
         Ok(Reply { stream: Some(stream), .. }) => {
             log::info!("{} 200 (event stream)", info.line);
@@ -431,6 +469,28 @@ pub fn guard_panics(what: &str, handler: impl FnOnce() -> Result<Reply, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hang_up_stops_the_work_whether_it_comes_before_or_after_the_work_is_known() {
+        use std::sync::atomic::AtomicUsize;
+        for gone_first in [true, false] {
+            let stopped = Arc::new(AtomicUsize::new(0));
+            let hang_up = HangUp::default();
+            let counter = stopped.clone();
+            let stop: OnGone = Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            if gone_first {
+                hang_up.client_gone();
+                hang_up.work_started(stop);
+            } else {
+                hang_up.work_started(stop);
+                hang_up.client_gone();
+            }
+            hang_up.client_gone();
+            assert_eq!(stopped.load(Ordering::SeqCst), 1, "gone first: {gone_first}");
+        }
+    }
 
     #[test]
     fn limits_count_ipv4_addresses_and_ipv6_networks() {

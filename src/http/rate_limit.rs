@@ -56,9 +56,14 @@ impl RateLimiter {
         self.count(client, rule, now_ms, 1)
     }
 
-    /// What `check` would say of one more request, without counting one.
+    /// What `check` would say of one more request, without counting one. A client not in a
+    /// full table is allowed: the shared overflow bucket must not lock out everyone new (this
+    /// is what the wrong-key limit asks before checking a key).
     pub fn peek(&self, client: &str, rule: &RateLimit, now_ms: u64) -> Decision {
-        self.count(client, rule, now_ms, 0)
+        let decision = self.count(client, rule, now_ms, 0);
+        let w = self.state.lock();
+        let overflowing = w.counts.len() >= MAX_CLIENTS && !w.counts.contains_key(client);
+        Decision { allowed: decision.allowed || overflowing, ..decision }
     }
 
     fn count(&self, client: &str, rule: &RateLimit, now_ms: u64, add: u64) -> Decision {
@@ -124,6 +129,20 @@ mod tests {
         limiter.check("ip:1", &rule(2), 8);
         assert!(!limiter.peek("ip:1", &rule(2), 9).allowed);
         assert_eq!(limiter.clients(), 1);
+    }
+
+    #[test]
+    fn peek_lets_newcomers_of_a_full_table_through() {
+        let limiter = RateLimiter::default();
+        for i in 0..MAX_CLIENTS {
+            limiter.check(&format!("ip:{i}"), &rule(1), 5);
+        }
+        for _ in 0..5 {
+            limiter.check("ip:new-1", &rule(1), 5); // all counted in the overflow bucket
+        }
+        assert!(!limiter.check("ip:new-2", &rule(1), 5).allowed, "check counts the shared bucket");
+        assert!(limiter.peek("ip:new-3", &rule(1), 5).allowed, "peek does not lock newcomers out");
+        assert!(!limiter.peek("ip:7", &rule(1), 5).allowed, "a known client over its limit stays out");
     }
 
     #[test]

@@ -58,9 +58,10 @@ impl Cancel {
         let _ = self.0.compare_exchange(0, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
-    /// The server is stopping: the task ends `interrupted`.
+    /// The server is stopping: the task ends `interrupted`, even one already being cancelled
+    /// (whose CLI then gets no second grace period).
     pub fn interrupt(&self) {
-        let _ = self.0.compare_exchange(0, INTERRUPTED, Ordering::SeqCst, Ordering::SeqCst);
+        self.0.fetch_max(INTERRUPTED, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -53,17 +53,22 @@ pub struct Probed {
     pub took: Duration,
 }
 
-/// Runs `--version`, then `--help`, each within `timeout`.
-pub fn probe(target: &Target, timeout: Duration) -> Probed {
+/// Runs `--version`, then `--help`, each within `timeout`; `cancel` kills them (a stop).
+pub fn probe(target: &Target, timeout: Duration, cancel: &Cancel) -> Probed {
     let started = Instant::now();
-    let caps = call(target, "--version", timeout)
-        .and_then(|version| Ok((version, call(target, "--help", timeout)?)))
-        .and_then(|(version, help)| Caps::from_output(&version, &help));
+    let run = || {
+        call(target, "--version", timeout, cancel)
+            .and_then(|version| Ok((version, call(target, "--help", timeout, cancel)?)))
+            .and_then(|(version, help)| Caps::from_output(&version, &help))
+    };
+    // A panic must not leave the cache `Running` for good (every run would wait on it).
+    let caps = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Err("the probe of the claude CLI failed with an internal error".to_string()));
     Probed { caps, took: started.elapsed() }
 }
 
 /// One call of the CLI with a single option; its stdout, or what went wrong.
-fn call(target: &Target, flag: &str, timeout: Duration) -> Result<String, String> {
+fn call(target: &Target, flag: &str, timeout: Duration, cancel: &Cancel) -> Result<String, String> {
     let invocation = Invocation {
         program: target.program.clone(),
         args: vec![flag.to_string()],
@@ -74,9 +79,12 @@ fn call(target: &Target, flag: &str, timeout: Duration) -> Result<String, String
         kill_grace: Duration::from_millis(500),
         lines: None,
     };
-    let raw = process::execute(&invocation, &Cancel::default())
+    let raw = process::execute(&invocation, cancel)
         .map_err(|source| SpawnError { program: target.program.clone(), source }.to_string())?;
     let program = &target.program;
+    if raw.cancelled {
+        return Err(format!("`{program} {flag}` was stopped: the run that waited for it was cancelled"));
+    }
     if raw.timed_out {
         return Err(format!("`{program} {flag}` did not finish within {} s and was killed", timeout.as_secs_f64()));
     }
@@ -145,7 +153,7 @@ impl Probes {
         let (t, s) = (target.clone(), stamp.clone());
         let spawned = std::thread::Builder::new()
             .name("cli-probe".into())
-            .spawn(move || me.finish(&t, &s, probe(&t, PROBE_TIMEOUT)));
+            .spawn(move || me.finish(&t, &s, probe(&t, PROBE_TIMEOUT, &Cancel::default())));
         if let Err(e) = spawned {
             let failed = Probed { caps: Err(format!("cannot start the probe thread: {e}")), took: Duration::ZERO };
             self.finish(&target, &stamp, failed);
@@ -155,8 +163,9 @@ impl Probes {
     /// What a run of `target` may use: the cached probe, or the end of the one under way
     /// (waited for, bounded), or a probe made now on this thread. A failed probe is returned
     /// too; the run then goes ahead as before probing existed (and the CLI's own error, such
-    /// as a missing executable, is what the caller sees).
-    pub fn get(&self, target: &Target) -> Arc<Probed> {
+    /// as a missing executable, is what the caller sees). `cancel` (the run's: a stop or a
+    /// DELETE) ends the wait, and the probe made here, at once.
+    pub fn get(&self, target: &Target, cancel: &Cancel) -> Arc<Probed> {
         let stamp = stamp(target);
         // Both calls at their timeout, each with its kill grace and pipe drain, and some margin.
         let deadline = Instant::now() + PROBE_TIMEOUT * 2 + Duration::from_secs(10);
@@ -167,8 +176,14 @@ impl Probes {
             }
             match &slot.state {
                 State::Done(probed) => return probed.clone(),
+                State::Running if cancel.is_cancelled() => {
+                    let stopped = "the run was cancelled while the claude CLI was being probed".to_string();
+                    return Arc::new(Probed { caps: Err(stopped), took: Duration::ZERO });
+                }
                 State::Running if Instant::now() < deadline => {
-                    self.changed.wait_until(&mut slot, deadline);
+                    // In slices, so a cancel is seen within one.
+                    let slice = (Instant::now() + Duration::from_millis(100)).min(deadline);
+                    self.changed.wait_until(&mut slot, slice);
                 }
                 _ => {
                     let waited = "the probe of the claude CLI did not finish in time".to_string();
@@ -178,7 +193,23 @@ impl Probes {
         }
         *slot = Slot { target: Some(target.clone()), stamp: stamp.clone(), state: State::Running };
         drop(slot);
-        self.finish(target, &stamp, probe(target, PROBE_TIMEOUT))
+        let probed = probe(target, PROBE_TIMEOUT, cancel);
+        if cancel.is_cancelled() {
+            // Cut short: not what the CLI accepts; the next run probes again.
+            self.forget(target, &stamp);
+            return Arc::new(probed);
+        }
+        self.finish(target, &stamp, probed)
+    }
+
+    /// Empties the slot of a probe that was cut short, and wakes those who wait for it.
+    fn forget(&self, target: &Target, stamp: &Option<Stamp>) {
+        let mut slot = self.slot.lock();
+        if slot.target.as_ref() == Some(target) && &slot.stamp == stamp {
+            slot.state = State::Empty;
+        }
+        drop(slot);
+        self.changed.notify_all();
     }
 
     /// The cached probe of `target`, if it is done and still current; never waits or probes.
@@ -282,7 +313,7 @@ mod tests {
         let dir = temp_dir("hang");
         let program = script(&dir, "claude", "sleep 30");
         let started = Instant::now();
-        let probed = probe(&target(program), Duration::from_millis(300));
+        let probed = probe(&target(program), Duration::from_millis(300), &Cancel::default());
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         let err = probed.caps.unwrap_err();
         assert!(err.contains("--version` did not finish within 0.3 s and was killed"), "{err}");
@@ -291,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_missing_cli_is_an_error_that_names_claude_path() {
-        let probed = probe(&target("/nonexistent/claude".into()), PROBE_TIMEOUT);
+        let probed = probe(&target("/nonexistent/claude".into()), PROBE_TIMEOUT, &Cancel::default());
         let err = probed.caps.unwrap_err();
         assert!(err.contains("claudePath is \"/nonexistent/claude\""), "{err}");
     }
@@ -303,10 +334,33 @@ mod tests {
                     case \"$1\" in --version) echo '1.0.128 (Claude Code)';; \
                     *) echo 'error: unknown option' >&2; exit 1;; esac";
         let program = script(&dir, "claude", body);
-        let err = probe(&target(program.clone()), PROBE_TIMEOUT).caps.unwrap_err();
+        let err = probe(&target(program.clone()), PROBE_TIMEOUT, &Cancel::default()).caps.unwrap_err();
         assert!(err.contains("--help` exited with code 1: error: unknown option"), "{err}");
         let bare = Target { program, env: Vec::new() };
-        assert!(probe(&bare, PROBE_TIMEOUT).caps.unwrap_err().contains("exited with code 3: no env"));
+        assert!(probe(&bare, PROBE_TIMEOUT, &Cancel::default())
+            .caps
+            .unwrap_err()
+            .contains("exited with code 3: no env"));
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_its_probe_at_once_and_leaves_nothing_cached() {
+        let dir = temp_dir("cancel");
+        let program = script(&dir, "claude", "sleep 5; echo '1.0.128 (Claude Code)'");
+        let probes = Arc::new(Probes::default());
+        let t = target(program.clone());
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stopper.interrupt();
+        });
+        let started = Instant::now();
+        let probed = probes.get(&t, &cancel);
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(probed.caps.as_ref().unwrap_err().contains("was stopped"), "{:?}", probed.caps);
+        assert!(probes.cached(&t).is_none(), "a probe cut short is not what the CLI accepts");
         let _ = fs::remove_dir_all(dir);
     }
 
@@ -321,14 +375,14 @@ mod tests {
         assert!(probes.status(&program).probing);
         assert!(probes.cached(&t).is_none());
         probes.refresh(t.clone());
-        let first = probes.get(&t);
+        let first = probes.get(&t, &Cancel::default());
         assert_eq!(first.caps.as_ref().unwrap().version.to_string(), "1.0.128");
-        assert!(Arc::ptr_eq(&first, &probes.get(&t)), "a second run uses the cache");
+        assert!(Arc::ptr_eq(&first, &probes.get(&t, &Cancel::default())), "a second run uses the cache");
         assert_eq!(probes.status(&program).version.as_deref(), Some("1.0.128"));
         // An upgrade in place: another size (and mtime).
         script(&dir, "claude", &format!("{}\n# upgraded", body("2.1.332")));
         assert!(probes.cached(&t).is_none(), "the stamp changed");
-        assert_eq!(probes.get(&t).caps.as_ref().unwrap().version.to_string(), "2.1.332");
+        assert_eq!(probes.get(&t, &Cancel::default()).caps.as_ref().unwrap().version.to_string(), "2.1.332");
         // Another environment is another target.
         let other = Target { program: program.clone(), env: Vec::new() };
         assert!(probes.cached(&other).is_none());
