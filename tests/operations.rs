@@ -196,6 +196,7 @@ fn get_config_masks_secrets_and_put_changes_behaviour_live() {
     assert_eq!(saved["auth"]["adminKeys"], json!(["the-admin-key-7777"]));
     assert_eq!(saved["webhook"]["secret"], "whsec_topsecret");
     assert_eq!(saved["defaultModel"], "claude-opus-4-1");
+    assert!(saved.get("port").is_none(), "the server's --port is not written to the file: {saved}");
     let body = json!({"prompt": "x".repeat(3000), "project_path": server.project}).to_string();
     assert_eq!(http(server.port, "POST", "/api/claude", Some(body.as_bytes()), &key).status, 413);
     let body = json!({"prompt": "which model", "project_path": server.project}).to_string();
