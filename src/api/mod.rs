@@ -11,6 +11,8 @@ mod statistics;
 mod stream;
 mod tasks;
 
+use serde_json::Value;
+
 use crate::http::router::{Method, Router};
 use crate::http::Handler;
 
@@ -45,4 +47,39 @@ pub fn routes() -> Router<Handler> {
         .add(Delete, "/api/tasks/:id", tasks::cancel)
         .add(Patch, "/api/tasks/:id/priority", tasks::set_priority)
         .add(Post, "/api/tasks/:id/retry", tasks::retry)
+}
+
+/// The most JSON a list answer holds: tasks and sessions carry prompts, system prompts and
+/// results of up to megabytes each, and `limit` goes to 1,000, so without a bound one request could make the server build (and
+/// hold) gigabytes. At least one item is always given.
+pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
+
+/// The items that fit in `MAX_LIST_BYTES`, and whether some were left out.
+pub(crate) fn within_budget(items: impl Iterator<Item = Value>) -> (Vec<Value>, bool) {
+    let (mut kept, mut size) = (Vec::new(), 0);
+    for item in items {
+        size += item.to_string().len();
+        if size > MAX_LIST_BYTES && !kept.is_empty() {
+            return (kept, true);
+        }
+        kept.push(item);
+    }
+    (kept, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_list_stops_at_its_byte_budget_but_always_gives_one_item() {
+        let big = || json!({"result": "x".repeat(MAX_LIST_BYTES / 3)});
+        let (kept, truncated) = within_budget((0..5).map(|_| big()));
+        assert_eq!((kept.len(), truncated), (2, true));
+        let (kept, truncated) = within_budget(std::iter::once(json!({"result": "y".repeat(MAX_LIST_BYTES + 1)})));
+        assert_eq!((kept.len(), truncated), (1, false));
+        let (kept, truncated) = within_budget((0..3).map(|i| json!({"n": i})));
+        assert_eq!((kept.len(), truncated), (3, false));
+    }
 }

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::claude::{answer_turn, turn_request, TURN_FIELDS};
 use super::fields::Fields;
+use super::within_budget;
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Session, SessionStatus};
@@ -38,9 +39,15 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         limit: ctx.query_number("limit", 50, 1000)?,
         offset: ctx.query_number("offset", 0, usize::MAX)?,
     };
+    let offset = filter.offset;
     let (found, total) = sessions::list(app, &filter);
-    let sessions: Vec<Value> = found.iter().map(|s| s.to_api()).collect();
-    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total})))
+    let (sessions, truncated) = within_budget(found.iter().map(|s| s.to_api()));
+    let mut body = json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total});
+    if truncated {
+        body["truncated"] = json!(true);
+        body["next_offset"] = json!(offset + sessions.len());
+    }
+    Ok(Reply::ok(body))
 }
 
 pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
@@ -48,8 +55,12 @@ pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         ApiError::bad_request("q", "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>")
     })?;
     let limit = ctx.query_number("limit", 20, 1000)?;
-    let sessions: Vec<Value> = sessions::search(app, q, limit).iter().map(|s| s.to_api()).collect();
-    Ok(Reply::ok(json!({"success": true, "sessions": sessions, "count": sessions.len()})))
+    let (sessions, truncated) = within_budget(sessions::search(app, q, limit).iter().map(|s| s.to_api()));
+    let mut body = json!({"success": true, "sessions": sessions, "count": sessions.len()});
+    if truncated {
+        body["truncated"] = json!(true); // ask again with a narrower q or a smaller limit
+    }
+    Ok(Reply::ok(body))
 }
 
 pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

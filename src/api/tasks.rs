@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::claude::{turn_request, TURN_FIELDS};
 use super::fields::Fields;
+use super::within_budget;
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Mode, TaskStatus};
@@ -37,24 +38,6 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(body))
 }
 
-/// The most JSON a list answer holds: tasks carry prompts and results of up to megabytes each,
-/// and `limit` goes to 1,000, so without a bound one request could make the server build (and
-/// hold) gigabytes. At least one item is always given.
-pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
-
-/// The items that fit in `MAX_LIST_BYTES`, and whether some were left out.
-fn within_budget(items: impl Iterator<Item = Value>) -> (Vec<Value>, bool) {
-    let (mut kept, mut size) = (Vec::new(), 0);
-    for item in items {
-        size += item.to_string().len();
-        if size > MAX_LIST_BYTES && !kept.is_empty() {
-            return (kept, true);
-        }
-        kept.push(item);
-    }
-    (kept, false)
-}
-
 fn parse_status(name: &str) -> Option<TaskStatus> {
     serde_json::from_value(Value::String(name.to_string())).ok()
 }
@@ -86,20 +69,4 @@ pub fn retry(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 
 pub fn queue_status(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(json!({"success": true, "queue": tasks::queue_status(app)})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_list_stops_at_its_byte_budget_but_always_gives_one_item() {
-        let big = || json!({"result": "x".repeat(MAX_LIST_BYTES / 3)});
-        let (kept, truncated) = within_budget((0..5).map(|_| big()));
-        assert_eq!((kept.len(), truncated), (2, true));
-        let (kept, truncated) = within_budget(std::iter::once(json!({"result": "y".repeat(MAX_LIST_BYTES + 1)})));
-        assert_eq!((kept.len(), truncated), (1, false));
-        let (kept, truncated) = within_budget((0..3).map(|i| json!({"n": i})));
-        assert_eq!((kept.len(), truncated), (3, false));
-    }
 }
