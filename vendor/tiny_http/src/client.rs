@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
-use crate::request::ClientGoneCallback;
+use crate::request::{ClientGoneCallback, Responded};
 use crate::util::{ConnectionGuard, RefinedTcpStream, Socket};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{Header, Limits, Request, Response};
@@ -151,12 +151,13 @@ impl ClientConnection {
         }
     }
 
-    /// Waits until the response to the request handed out has been written. Meanwhile, once its
-    /// body has been read, calls the callback registered with `Request::on_client_gone` if the
-    /// client closes the connection.
+    /// Waits until the response to the request handed out has been written, or writes it if the
+    /// application handed it back (`Request::respond_in_background`). Meanwhile, once its body
+    /// has been read, calls the callback registered with `Request::on_client_gone` if the client
+    /// closes the connection.
     fn wait_for_response(
         &mut self,
-        responded: &Receiver<()>,
+        responded: &Receiver<Responded>,
         body_complete: &AtomicBool,
         client_gone: &Mutex<Option<ClientGoneCallback>>,
     ) {
@@ -173,13 +174,15 @@ impl ClientConnection {
                 match responded.recv_timeout(WATCH_INTERVAL) {
                     // the body may be read, or a callback registered, later
                     Err(RecvTimeoutError::Timeout) => continue,
-                    _ => return,
+                    Ok(message) => return write_in_background(message),
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
 
             match responded.try_recv() {
                 Err(TryRecvError::Empty) => (),
-                _ => return,
+                Ok(message) => return write_in_background(message),
+                Err(TryRecvError::Disconnected) => return,
             }
             match self.client_state() {
                 ClientState::Waiting => (),
@@ -572,6 +575,16 @@ impl Iterator for ClientConnection {
 
         // returning the request
         Some(rq)
+    }
+}
+
+/// Writes the response that the application handed back to the connection's thread, if any.
+/// The request has no sender any more, and its callback for a client gone was removed before it
+/// was handed back; its body is dropped once the response is written.
+fn write_in_background(message: Responded) {
+    if let Responded::InBackground(request, response) = message {
+        // a failed write marks the socket, and the connection is closed after it
+        request.respond(response).ok();
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
+use crate::{HTTPVersion, Header, Method, Response, ResponseBox, StatusCode};
 use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
@@ -65,7 +65,7 @@ pub struct Request {
     must_send_continue: bool,
 
     // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    notify_when_responded: Option<Sender<Responded>>,
 
     // set once the body has been read to its end
     body_complete: Arc<AtomicBool>,
@@ -76,8 +76,17 @@ pub struct Request {
 
 pub(crate) type ClientGoneCallback = Box<dyn FnOnce() + Send + 'static>;
 
+/// What the connection's thread is told once the application is done with a request.
+pub(crate) enum Responded {
+    /// the response has been written
+    Done,
+    /// the connection's thread must write this response to this request (which has no sender
+    /// any more), then count it as done: `Request::respond_in_background`
+    InBackground(Box<Request>, ResponseBox),
+}
+
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
+    sender: Sender<Responded>,
     inner: R,
 }
 
@@ -96,7 +105,7 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).ok();
+        self.sender.send(Responded::Done).ok();
     }
 }
 
@@ -475,9 +484,40 @@ impl Request {
         self.forget_client_gone();
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).ok();
+            sender.send(Responded::Done).ok();
         }
         res
+    }
+
+    /// Hands the response to the connection's own thread, which writes it, and returns at once.
+    ///
+    /// `respond()` writes on the calling thread and blocks while the client does not read (up to
+    /// the `write_timeout` of [`Limits`](crate::Limits) per write): a few clients that send
+    /// requests and never read their responses can hold every thread of an application that
+    /// answers on a fixed number of threads. With this method, only the connection's thread
+    /// (which waits for the response anyway before it reads the next request) waits for such a
+    /// client. The response is written as by `respond()` (the same headers, a `HEAD` request
+    /// gets no body, the body is dropped after the response is written); an error writing it
+    /// (a timeout, a client gone) closes the connection and is otherwise not reported.
+    ///
+    /// The callback of `on_client_gone` is removed at once, as by `respond()`. A request made
+    /// with [`TestRequest`](crate::TestRequest) has no connection thread: the response is
+    /// written before this returns.
+    pub fn respond_in_background(mut self, response: ResponseBox) {
+        self.forget_client_gone();
+        let sender = match self.notify_when_responded.take() {
+            Some(sender) => sender,
+            None => {
+                self.respond_impl(response).ok();
+                return;
+            }
+        };
+        if let Err(unsent) = sender.send(Responded::InBackground(Box::new(self), response)) {
+            // the connection's thread is gone (it cannot be while it waits): write it here
+            if let Responded::InBackground(request, response) = unsent.0 {
+                request.respond(response).ok();
+            }
+        }
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -509,7 +549,7 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
+    pub(crate) fn with_notify_sender(mut self, sender: Sender<Responded>) -> Self {
         self.notify_when_responded = Some(sender);
         self
     }
@@ -522,8 +562,9 @@ impl Request {
     /// that shuts down only its sending side counts as gone.
     ///
     /// `callback` is called at most once, on tiny-http's thread for the connection, and never once
-    /// `respond`, `into_writer` or `upgrade` has been called (they wait for a callback that is
-    /// running to return, so it must be short and must not wait for the request to be answered).
+    /// `respond`, `respond_in_background`, `into_writer` or `upgrade` has been called (they wait
+    /// for a callback that is running to return, so it must be short and must not wait for the
+    /// request to be answered).
     /// Registering again replaces the previous callback. It is detected within a fraction of a
     /// second; requests made with [`TestRequest`](crate::TestRequest) never call it.
     pub fn on_client_gone<F>(&mut self, callback: F)
@@ -573,7 +614,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).ok();
+                sender.send(Responded::Done).ok();
             }
         }
     }
