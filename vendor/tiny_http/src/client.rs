@@ -556,7 +556,7 @@ impl Iterator for ClientConnection {
 
         let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
 
-        if lowercase.iter().any(|val| val.contains("upgrade")) {
+        if rq.raw_stream() {
             // the rest of the stream is the application's: no deadline
             self.socket.set_read_deadline(None);
         }

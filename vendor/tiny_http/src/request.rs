@@ -72,6 +72,9 @@ pub struct Request {
 
     // called if the client goes away before the response is written; emptied when responding
     client_gone: Arc<Mutex<Option<ClientGoneCallback>>>,
+
+    // true if the body reader is the rest of the stream (`Connection: upgrade` without framing)
+    raw_stream: bool,
 }
 
 pub(crate) type ClientGoneCallback = Box<dyn FnOnce() + Send + 'static>;
@@ -212,8 +215,10 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
+    // true if the client sent a `Connection: upgrade` header and no framing: the rest of the
+    // stream is the body, for `upgrade()`; with a `Content-Length` or a `Transfer-Encoding`, the
+    // body is framed by them as in any other request (RFC 9112 6.3)
+    let raw_stream = content_length.is_none() && transfer_encoding.is_none() && {
         match headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Connection"))
@@ -227,8 +232,8 @@ where
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers; `body_complete` is set once the body has been read from `source_data`
     let mut body_complete = Arc::new(AtomicBool::new(true));
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
+    let reader = if raw_stream {
+        // `Connection: upgrade` without framing: keeping the whole reader
         body_complete = Arc::new(AtomicBool::new(false));
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
@@ -285,6 +290,7 @@ where
         notify_when_responded: None,
         body_complete,
         client_gone: Arc::new(Mutex::new(None)),
+        raw_stream,
     })
 }
 
@@ -589,6 +595,12 @@ impl Request {
     /// The flag set once the body has been read to its end.
     pub(crate) fn body_complete(&self) -> Arc<AtomicBool> {
         self.body_complete.clone()
+    }
+
+    /// True if the body reader is the rest of the stream: `Connection: upgrade` without a
+    /// `Content-Length` or a `Transfer-Encoding`.
+    pub(crate) fn raw_stream(&self) -> bool {
+        self.raw_stream
     }
 
     /// The callback registered by `on_client_gone`, emptied when responding.

@@ -2,7 +2,7 @@
 
 extern crate tiny_http;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -362,4 +362,111 @@ fn transfer_encoding_other_than_chunked_gets_501_and_the_connection_closed() {
     )
     .unwrap();
     assert!(read_response(&mut client, Duration::from_secs(1)).ends_with("hello"));
+}
+
+/// 0.12.0 gave a request with `Connection: upgrade` the rest of the stream as its body even when
+/// a `Content-Length` or `Transfer-Encoding` framed it: reading the body to its end waited
+/// until the client closed, with no deadline. Framed, it is read as in any other request.
+#[test]
+fn connection_upgrade_with_a_content_length_or_chunked_body_is_framed_as_usual() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let heads = [
+        "Content-Length: 5\r\n\r\nhello",
+        "Content-Length: 2000\r\n\r\n",
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ];
+    for head in heads.iter() {
+        let mut client = connect(&server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: echo\r\n{}",
+            head
+        )
+        .unwrap();
+        if head.contains("2000") {
+            client.write_all(&[b'x'; 2000]).unwrap();
+        }
+
+        let mut rq = server.recv().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let mut body = Vec::new();
+            let read = rq.as_reader().read_to_end(&mut body);
+            sender.send((read.map(|_| body), rq)).ok();
+        });
+        let (body, rq) = receiver
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{:?}: the body is still being read", head));
+        let body = body.unwrap();
+        assert!(body == b"hello" || body == [b'x'; 2000], "{:?}", head);
+        rq.respond(Response::from_string("done")).unwrap();
+        assert!(read_response(&mut client, Duration::from_secs(2)).ends_with("done"));
+    }
+}
+
+/// A framed body with `Connection: upgrade` has the body deadline of `read_timeout`.
+#[test]
+fn connection_upgrade_with_a_body_that_never_comes_times_out() {
+    let limits = tiny_http::Limits {
+        read_timeout: Some(Duration::from_millis(500)),
+        ..tiny_http::Limits::default()
+    };
+    let server = Server::http_with_limits("127.0.0.1:0", limits).unwrap();
+    let mut client = connect(&server);
+    write!(
+        client,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: echo\r\nContent-Length: 2000\r\n\r\nsome"
+    )
+    .unwrap();
+
+    let mut rq = server.recv().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    let start = Instant::now();
+    thread::spawn(move || {
+        let read = rq.as_reader().read_to_end(&mut Vec::new());
+        sender.send(read.map_err(|e| e.kind())).ok();
+    });
+    let read = receiver
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the body read has no deadline");
+    assert_eq!(read, Err(std::io::ErrorKind::TimedOut));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// Without `Content-Length` and `Transfer-Encoding`, `Connection: upgrade` still hands the rest
+/// of the stream to `upgrade()`, without a read deadline.
+#[test]
+fn connection_upgrade_without_framing_gives_the_stream_to_upgrade_without_deadline() {
+    let limits = tiny_http::Limits {
+        read_timeout: Some(Duration::from_millis(500)),
+        ..tiny_http::Limits::default()
+    };
+    let server = Server::http_with_limits("127.0.0.1:0", limits).unwrap();
+    let mut client = connect(&server);
+    write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n"
+    )
+    .unwrap();
+
+    let rq = server.recv().unwrap();
+    let echo = thread::spawn(move || {
+        let mut stream = rq.upgrade("echo", Response::empty(101));
+        let mut buf = [0; 5];
+        stream.read_exact(&mut buf).unwrap();
+        stream.write_all(&buf).unwrap();
+        stream.flush().unwrap();
+    });
+    let head = read_response(&mut client, Duration::from_secs(2));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{}", head);
+    // longer than the read timeout: the upgraded stream has no deadline
+    thread::sleep(Duration::from_secs(1));
+    client.write_all(b"hello").unwrap();
+    let mut buf = [0; 5];
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    echo.join().unwrap();
 }
