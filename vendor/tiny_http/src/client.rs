@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{is_ows, HTTPVersion, Method};
 use crate::request::{ClientGoneCallback, Responded};
 use crate::util::{ConnectionGuard, RefinedTcpStream, Socket};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
@@ -387,8 +387,14 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
+                    // RFC 9112 5.2 and 2.2: a line folded onto the previous one (obs-fold),
+                    // whitespace before the first header, a bare CR or LF, or a NUL may be read
+                    // otherwise by a proxy in front (request smuggling)
+                    let line = line.as_str();
+                    if line.starts_with(is_ows) || line.contains(['\r', '\n', '\0']) {
+                        return Err(ReadError::WrongHeader(version));
+                    }
+                    headers.push(match FromStr::from_str(line.trim_end_matches(is_ows)) {
                         Ok(h) => h,
                         _ => return Err(ReadError::WrongHeader(version)),
                     });

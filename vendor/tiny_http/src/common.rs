@@ -187,11 +187,17 @@ impl FromStr for Header {
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
         let value = elems
             .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
+            // only SP and HTAB are whitespace around a value (RFC 9110 5.5)
+            .and_then(|v| AsciiString::from_ascii(v.trim_matches(is_ows)).ok())
             .ok_or(())?;
 
         Ok(Header { field, value })
     }
+}
+
+/// True for SP and HTAB, the only whitespace of HTTP (RFC 9110 5.6.3, "OWS").
+pub(crate) fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 impl Display for Header {
@@ -436,5 +442,10 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+        let header: Header = "Transfer-Encoding: \t chunked\t ".parse().unwrap();
+        assert_eq!(header.value.as_str(), "chunked");
+        // other whitespace is part of the value
+        let header: Header = "Transfer-Encoding: \x0bchunked\x0c".parse().unwrap();
+        assert_eq!(header.value.as_str(), "\x0bchunked\x0c");
     }
 }

@@ -470,3 +470,70 @@ fn connection_upgrade_without_framing_gives_the_stream_to_upgrade_without_deadli
     assert_eq!(&buf, b"hello");
     echo.join().unwrap();
 }
+
+/// 0.12.0 trimmed a header line of any whitespace and split lines at CRLF only: a folded line
+/// (obs-fold), whitespace before the first header, or a bare CR, LF or NUL in a line made a
+/// header that a proxy in front may read otherwise (RFC 9112 5.2, 2.2). They get 400.
+#[test]
+fn folded_or_indented_header_lines_and_bare_cr_lf_or_nul_get_400_and_the_connection_closed() {
+    let hello = HelloServer::new(Server::http("127.0.0.1:0").unwrap());
+    let heads: [&[u8]; 7] = [
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n\tb\r\n\r\n",
+        b"GET / HTTP/1.1\r\n Host: localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\tHost: localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\nb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\rb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\0b\r\n\r\n",
+    ];
+    for head in heads.iter() {
+        let mut client = connect(&hello.server);
+        client.write_all(head).unwrap();
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 400 "),
+            "{:?}: {}",
+            String::from_utf8_lossy(head),
+            content
+        );
+        assert!(!content.contains("hello"), "{}", content);
+    }
+}
+
+/// Only SP and HTAB are trimmed around a header value: `Transfer-Encoding: \x0bchunked` is not
+/// chunked (then 501), and a value keeps other whitespace.
+#[test]
+fn only_spaces_and_tabs_are_trimmed_around_header_values() {
+    let server = Server::http("127.0.0.1:0").unwrap();
+
+    let mut client = connect(&server);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: \t a \x0bb\x0c \t\r\n\r\n")
+        .unwrap();
+    let rq = server.recv().unwrap();
+    let value = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("X-A"))
+        .map(|h| h.value.as_str().to_owned());
+    assert_eq!(value.as_deref(), Some("a \x0bb\x0c"));
+    rq.respond(Response::from_string("hello")).unwrap();
+    assert!(read_response(&mut client, Duration::from_secs(2)).ends_with("hello"));
+
+    for encoding in ["\x0bchunked", "chunked\x0b", "\x0cchunked"].iter() {
+        let mut client = connect(&server);
+        write!(
+            client,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {}\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            encoding
+        )
+        .unwrap();
+        let content = read_until_closed(&mut client, Duration::from_secs(2));
+        assert!(
+            content.starts_with("HTTP/1.1 501 "),
+            "{:?}: {}",
+            encoding,
+            content
+        );
+    }
+}
