@@ -208,10 +208,11 @@ pub struct Limits {
     pub write_timeout: Option<Duration>,
 
     /// How many connections may be open at once. At the cap, a new connection makes room by
-    /// closing the connection that has been idle longest (one with no request in progress, as
-    /// for `idle_timeout`) or, if none is idle, the one whose request head began first and has
-    /// not been handed out yet (a client that sends its head slowly, or never ends it). Either
-    /// is closed without a response. A connection whose request has been handed out is never
+    /// closing, among the idle connections (no request in progress, as for `idle_timeout`: since
+    /// their accept or their last response) and those whose request head has begun and has not
+    /// been handed out yet (a client that sends its head slowly, or never ends it: since its
+    /// first byte), the one that entered its state first. It is closed without a response;
+    /// `Server::connections_closed_to_make_room` counts them. A connection whose request has been handed out is never
     /// closed for this: if every connection has one, the server stops accepting, and new
     /// connections wait in the system's listen queue until one closes, becomes idle or starts a
     /// head.
@@ -372,9 +373,8 @@ impl Server {
                 };
 
                 if let Some(max) = limits.max_connections {
-                    // at the cap, the longest-idle connection, or else the one whose head
-                    // began first, is closed to make room; if there is none any more, the new
-                    // one waits for room here
+                    // at the cap, the connection idle or reading a head the longest is closed
+                    // to make room; if there is none any more, the new one waits for room here
                     while !inside_connections.make_room(max, Duration::from_millis(100)) {
                         if inside_close_trigger.load(Relaxed) {
                             break;
@@ -434,6 +434,12 @@ impl Server {
     /// and not closed yet.
     pub fn num_connections(&self) -> usize {
         self.connections.get()
+    }
+
+    /// Returns how many connections were closed, since the server started, to make room for a
+    /// new one at `Limits::max_connections` (idle ones and ones reading a head).
+    pub fn connections_closed_to_make_room(&self) -> u64 {
+        self.connections.closed_to_make_room()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.

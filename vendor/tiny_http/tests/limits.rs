@@ -221,32 +221,71 @@ fn at_max_connections_with_every_request_in_progress_new_connections_wait_until_
 }
 
 #[test]
-fn at_max_connections_idle_connections_are_closed_before_one_that_has_sent_part_of_a_head() {
+fn at_max_connections_the_connection_idle_or_reading_a_head_the_longest_is_closed_first() {
     let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(2)).unwrap());
 
-    // the oldest connection, but with a head in progress
+    // idle since it was accepted. Until its thread has started and waits for a request, it is
+    // not idle yet (on a loaded machine that takes a while).
+    let mut idle = connect(&hello.server);
+    thread::sleep(Duration::from_millis(300));
+    // then a head begins on another connection
     let mut partial = connect(&hello.server);
     write!(partial, "GET / HTTP/1.1\r\nHost: lo").unwrap();
-    thread::sleep(Duration::from_millis(200));
-    let mut idle = connect(&hello.server);
-    // Until its thread has started and waits for a request, it is not idle yet (on a loaded
-    // machine that takes a while), and `partial` would be the only connection that may be closed.
     thread::sleep(Duration::from_millis(300));
 
-    // each newcomer closes the idle one, never the partial one
+    // the first newcomer closes the idle one, idle since before the head began
     let mut first = connect(&hello.server);
     get_hello(&mut first);
     assert_eq!(read_until_closed(&mut idle, Duration::from_secs(1)), "");
-    // Likewise, the client can read its answer before the server's thread has marked the
-    // connection idle again.
+    // The client can read its answer before the server's thread has marked the connection idle
+    // again.
     thread::sleep(Duration::from_millis(300));
+    // the second one closes the head, begun before the first newcomer became idle
     let mut second = connect(&hello.server);
     get_hello(&mut second);
-    assert_eq!(read_until_closed(&mut first, Duration::from_secs(1)), "");
+    assert_eq!(read_until_closed(&mut partial, Duration::from_secs(1)), "");
     assert_eq!(hello.server.num_connections(), 2);
+    assert_eq!(hello.server.connections_closed_to_make_room(), 2);
 
-    write!(partial, "calhost\r\n\r\n").unwrap();
-    assert!(read_response(&mut partial, Duration::from_secs(1)).ends_with("hello"));
+    get_hello(&mut first);
+}
+
+/// Since change 15: a newcomer is idle from its accept, for a few milliseconds before it sends
+/// its request; heads that an attacker began earlier are closed before it.
+#[test]
+fn at_max_connections_a_newcomer_that_sends_its_request_a_little_later_is_served_before_old_heads()
+{
+    let hello = HelloServer::new(Server::http_with_limits("127.0.0.1:0", capped(4)).unwrap());
+
+    // an attacker holds 3 slots with heads that never end, begun long ago
+    let mut heads: Vec<TcpStream> = (0..3).map(|_| connect(&hello.server)).collect();
+    for head in &mut heads {
+        write!(head, "GET /x HTTP/1.1\r\n").unwrap();
+        // one after the other
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(hello.server.num_connections(), 3);
+
+    // a client takes the last slot, and sends its request a moment later, while the attacker
+    // opens new connections
+    let mut fresh = connect(&hello.server);
+    thread::sleep(Duration::from_millis(100));
+    let mut attacker = connect(&hello.server);
+    thread::sleep(Duration::from_millis(100));
+    get_hello(&mut fresh);
+
+    // the head that began first is closed, without a response, then the next one
+    assert_eq!(read_until_closed(&mut heads[0], Duration::from_secs(1)), "");
+    assert_eq!(hello.server.connections_closed_to_make_room(), 1);
+    let _attacker = connect(&hello.server);
+    assert_eq!(read_until_closed(&mut heads[1], Duration::from_secs(1)), "");
+    assert_eq!(hello.server.connections_closed_to_make_room(), 2);
+
+    // the client was never closed
+    get_hello(&mut fresh);
+    assert_open_and_silent(&mut heads[2], Duration::from_millis(50));
+    assert_open_and_silent(&mut attacker, Duration::from_millis(50));
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! The open connections of a server: how many there are, so that the accept thread can stop
 //! accepting at a cap, and which of them may be closed to make room for a new one at the cap,
 //! since when: the idle ones (no request in progress) and those reading a head (a request that
-//! has begun and has not been handed to the application yet).
+//! has begun and has not been handed to the application yet). The one to close is the one that
+//! entered its state longest ago, idle or reading a head alike; and how many were closed.
 //!
-//! Invariant: a connection is in the idle set only while its thread waits for the first byte of
-//! a request, and in the set of heads only from that byte until its request is handed out.
+//! Invariant: a connection is a candidate as idle only while its thread waits for the first byte
+//! of a request, and as reading a head only from that byte until its request is handed out.
 //! Choosing a connection to close and the connection's thread moving from one state to the next
 //! happen under the same lock, so a connection is closed to make room either before its thread
 //! takes the first byte of a request, or before its request is handed out (the thread then ends
@@ -24,8 +25,9 @@ pub struct ConnectionCount {
     inner: Arc<(Mutex<State>, Condvar)>,
 }
 
-/// Connections by the instant they entered their state, the longest in it first.
-type Since = BTreeMap<(Instant, u64), Arc<Socket>>;
+/// Connections by the instant they entered their state, the longest in it first, with their
+/// socket and the name of their state.
+type Since = BTreeMap<(Instant, u64), (Arc<Socket>, &'static str)>;
 
 #[derive(Default)]
 struct State {
@@ -35,31 +37,26 @@ struct State {
     // connections closed to make room whose thread has not ended yet
     evicted: usize,
     next_id: u64,
-    // the idle connections, the longest-idle first
-    idle: Since,
-    // the connections reading a head, the one whose head began first first
-    heads: Since,
+    // the idle connections and those reading a head, the one in its state longest first
+    candidates: Since,
+    // connections closed to make room since the server started
+    closed_to_make_room: u64,
 }
 
 impl State {
     /// True if a new connection can be served below `max`, now or once a connection closed to
     /// make room has ended.
     fn has_room(&self, max: usize) -> bool {
-        self.open < max || self.evicted > 0 || !self.idle.is_empty() || !self.heads.is_empty()
+        self.open < max || self.evicted > 0 || !self.candidates.is_empty()
     }
 
-    /// Takes out of its set the connection to close to make room: the one idle longest or, if
-    /// none is idle, the one whose head began first.
+    /// Takes out of the candidates the connection to close to make room: the one that has been
+    /// idle or reading a head the longest. A connection is idle from its accept or its last
+    /// response, so a newcomer that has not sent its first byte yet is never closed before the
+    /// heads that an attacker began earlier.
     fn choose(&mut self) -> Option<(Arc<Socket>, &'static str)> {
-        if let Some(key) = self.idle.keys().next().copied() {
-            return self
-                .idle
-                .remove(&key)
-                .map(|socket| (socket, "idle longest"));
-        }
-        let key = self.heads.keys().next().copied()?;
-        let socket = self.heads.remove(&key)?;
-        Some((socket, "whose head began first"))
+        let key = self.candidates.keys().next().copied()?;
+        self.candidates.remove(&key)
     }
 }
 
@@ -79,7 +76,7 @@ pub struct ConnectionGuard {
     count: ConnectionCount,
     id: u64,
     socket: Arc<Socket>,
-    // its key in the idle set or the set of heads is `(since, id)`
+    // its key among the candidates is `(since, id)`
     phase: Phase,
     evicted: bool,
 }
@@ -91,6 +88,11 @@ impl ConnectionCount {
 
     pub fn get(&self) -> usize {
         self.lock().open
+    }
+
+    /// How many connections were closed to make room for a new one.
+    pub fn closed_to_make_room(&self) -> u64 {
+        self.lock().closed_to_make_room
     }
 
     /// Counts a new connection, which closing `socket` closes; it cannot be closed to make room
@@ -119,8 +121,8 @@ impl ConnectionCount {
     }
 
     /// Makes room for one more connection below `max`: while `max` or more are open, closes the
-    /// connection that has been idle longest or, if none is idle, the one whose head began first
-    /// (shuts its socket down both ways: its thread's read returns and the thread ends), and
+    /// connection that has been idle or reading a head the longest (shuts its socket down both
+    /// ways: its thread's read returns and the thread ends), and
     /// waits for its thread to end. Waits at most `timeout`; returns true if fewer than `max`
     /// connections are open.
     pub fn make_room(&self, max: usize, timeout: Duration) -> bool {
@@ -137,7 +139,8 @@ impl ConnectionCount {
                 if let Some((socket, which)) = chosen {
                     socket.shutdown(Shutdown::Both).ok();
                     state.evicted += 1;
-                    log::debug!("Closed the connection {} to make room", which);
+                    state.closed_to_make_room += 1;
+                    log::debug!("Closed a connection {} to make room", which);
                     continue;
                 }
             }
@@ -164,8 +167,8 @@ impl ConnectionGuard {
     }
 
     /// The connection's thread got the first byte of a request (or starts on a pipelined one):
-    /// the connection may still be closed to make room, after the idle ones, until its request
-    /// is handed out. Returns false if it has been closed to make room already: the thread must
+    /// the connection may still be closed to make room, by the instant its head began, until its
+    /// request is handed out. Returns false if it has been closed to make room already: the thread must
     /// then end without reading from it.
     pub fn start_head(&mut self) -> bool {
         self.enter(Phase::Head(Instant::now()))
@@ -188,8 +191,9 @@ impl ConnectionGuard {
         let mut state = self.count.lock();
         let still_there = match self.phase {
             Phase::Busy => true,
-            Phase::Idle(since) => state.idle.remove(&(since, self.id)).is_some(),
-            Phase::Head(since) => state.heads.remove(&(since, self.id)).is_some(),
+            Phase::Idle(since) | Phase::Head(since) => {
+                state.candidates.remove(&(since, self.id)).is_some()
+            }
         };
         if !still_there {
             self.evicted = true;
@@ -199,10 +203,12 @@ impl ConnectionGuard {
         match next {
             Phase::Busy => (),
             Phase::Idle(since) => {
-                state.idle.insert((since, self.id), self.socket.clone());
+                let idle = (self.socket.clone(), "idle since longest");
+                state.candidates.insert((since, self.id), idle);
             }
             Phase::Head(since) => {
-                state.heads.insert((since, self.id), self.socket.clone());
+                let head = (self.socket.clone(), "whose head began first");
+                state.candidates.insert((since, self.id), head);
             }
         }
         if matches!(self.phase, Phase::Busy) && !matches!(next, Phase::Busy) {
@@ -216,7 +222,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        // out of the idle set or the set of heads, with its reference to the socket
+        // out of the candidates, with its reference to the socket
         self.enter(Phase::Busy);
         let (_, condvar) = &*self.count.inner;
         let mut state = self.count.lock();
@@ -312,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn making_room_closes_the_oldest_head_when_none_is_idle() {
+    fn making_room_closes_the_connection_idle_or_reading_a_head_the_longest() {
         let count = ConnectionCount::default();
         let (mut handed_out, _handed_out_halves, mut handed_out_client) = connection(&count);
         handed_out.set_idle();
@@ -321,28 +327,30 @@ mod tests {
         let (mut oldest_head, _oldest_halves, mut oldest_client) = connection(&count);
         oldest_head.set_idle();
         assert!(oldest_head.start_head());
+        let (mut idle, _idle_halves, mut idle_client) = connection(&count);
+        idle.set_idle();
         let (mut newest_head, _newest_halves, mut newest_client) = connection(&count);
         // a pipelined head: never idle
         assert!(newest_head.start_head());
-        let (mut idle, _idle_halves, mut idle_client) = connection(&count);
-        idle.set_idle();
 
-        // the idle one first, although it became idle last; the room is made when its thread
-        // has ended
+        // the head that began before the other became idle; the room is made when its thread
+        // has ended, which learns it when it would hand its request out
         assert!(!count.make_room(4, SHORT));
-        assert!(closed_within(&mut idle_client, Duration::from_secs(1)));
-        assert!(!closed_within(&mut oldest_client, SHORT));
-        assert!(!idle.start_head(), "its thread learns that it was closed");
-        drop(idle);
-        assert_eq!(count.get(), 3);
-
-        // then the head that began first; its thread learns it when it would hand its request out
-        assert!(!count.make_room(3, SHORT));
         assert!(closed_within(&mut oldest_client, Duration::from_secs(1)));
+        assert!(!closed_within(&mut idle_client, SHORT));
         assert!(!closed_within(&mut newest_client, SHORT));
-        assert!(!closed_within(&mut handed_out_client, SHORT));
         assert!(!oldest_head.hand_out());
         drop(oldest_head);
+        assert_eq!(count.get(), 3);
+        assert_eq!(count.closed_to_make_room(), 1);
+
+        // then the idle one, idle since before the other head began
+        assert!(!count.make_room(3, SHORT));
+        assert!(closed_within(&mut idle_client, Duration::from_secs(1)));
+        assert!(!closed_within(&mut newest_client, SHORT));
+        assert!(!closed_within(&mut handed_out_client, SHORT));
+        assert!(!idle.start_head(), "its thread learns that it was closed");
+        drop(idle);
         assert_eq!(count.get(), 2);
         assert!(count.make_room(3, SHORT));
 
@@ -353,5 +361,6 @@ mod tests {
         assert!(!closed_within(&mut newest_client, SHORT));
         assert!(!closed_within(&mut handed_out_client, SHORT));
         assert_eq!(count.get(), 2);
+        assert_eq!(count.closed_to_make_room(), 2);
     }
 }
