@@ -552,12 +552,63 @@ fn web_pages_cannot_drive_a_server_without_keys() {
 }
 
 #[test]
-fn an_upgrade_request_is_refused() {
-    let server = Server::start();
-    let r =
-        http(server.port, "POST", "/api/claude", Some(b"{}"), &[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.error().contains("does not upgrade"), "{}", r.error());
+fn an_upgrade_request_is_answered_as_plain_http_1_1() {
+    let server = Server::start_with(json!({"http": {"readTimeoutMs": 1000}}));
+    // What Java's default HttpClient sends over http://: an h2c upgrade, which ccs ignores.
+    let h2c =
+        [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")];
+    assert_eq!(http(server.port, "GET", "/health", None, &h2c).status, 200);
+    let body = json!({"prompt": "over h2c", "project_path": server.project}).to_string();
+    let r = http(server.port, "POST", "/api/claude", Some(body.as_bytes()), &h2c);
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Its body is framed and timed like any other: a stalled one is 408, not a slot held forever.
+    let started = Instant::now();
+    let text = raw(
+        server.port,
+        b"POST /api/claude HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nContent-Length: 500\r\n\r\n{\"prompt\": ",
+        10,
+    );
+    assert_eq!(status_of(&text), 408, "{text}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+}
+
+#[test]
+fn clients_that_never_read_their_answers_do_not_freeze_the_api() {
+    let server = Server::start_with(json!({"http": {"writeTimeoutMs": 30000}}));
+    let port = server.port;
+    // More of them than acceptor threads (httpThreads 8): each pipelines thousands of requests
+    // and reads nothing, so the answers fill the socket buffers and their writes block.
+    let flood: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    // About 2 KB of answer each: 10,000 of them overflow any socket buffers.
+    let requests = "GET /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(10_000);
+    let writers: Vec<_> = flood
+        .iter()
+        .map(|stream| {
+            let mut stream = stream.try_clone().unwrap();
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let _ = stream.write_all(requests.as_bytes());
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        let read = stream.read_exact(&mut first);
+        assert!(read.is_ok() && &first == b"HTTP/1.1 200", "{read:?}");
+        assert!(asked.elapsed() < Duration::from_secs(3), "/health answered after {:?}", asked.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for stream in &flood {
+        let _ = stream.shutdown(std::net::Shutdown::Both); // the writers end with their connections
+    }
+    for writer in writers {
+        let _ = writer.join();
+    }
 }
 
 /// A new keep-alive connection whose `GET /health` is answered 200 promptly: within 3 s on a

@@ -80,6 +80,20 @@ pub fn get(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
             ("{type=\"output\"}".into(), total.output_tokens.to_string()),
         ],
     );
+    if let Some((open, closed)) = crate::http::connection_counts() {
+        gauge(
+            &mut out,
+            "ccs_http_connections",
+            "Open HTTP connections (http.maxConnections at most).",
+            open.to_string(),
+        );
+        counter(
+            &mut out,
+            "ccs_http_connections_closed_total",
+            "Idle or slow connections closed to make room for new ones at http.maxConnections.",
+            &[(String::new(), closed.to_string())],
+        );
+    }
     app.metrics.render(&mut out);
     Ok(Reply::ok(Value::String(out)))
 }

@@ -4,7 +4,9 @@
 //! handed to its handler; a panic in a handler becomes a 500 for that request only. A body is
 //! read on a thread of its own, so a slow upload never holds an acceptor. A handler may answer
 //! later (a sync run): the request then travels with the task and the acceptor moves on, so no
-//! acceptor ever waits on a CLI; if its client hangs up first, the work is stopped.
+//! acceptor ever waits on a CLI; if its client hangs up first, the work is stopped. Answers are
+//! written by each connection's own tiny_http thread, so a client that does not read its answers
+//! holds only that.
 
 pub mod auth;
 mod browser;
@@ -65,6 +67,7 @@ impl HttpServer {
     ) -> Result<HttpServer, String> {
         let server = tiny_http::Server::http_with_limits(addr, tiny_limits(limits)).map_err(|e| e.to_string())?;
         let server = Arc::new(server);
+        let _ = LISTENING.set(Arc::downgrade(&server));
         let edge = Arc::new(EdgeState {
             routes,
             limiter: RateLimiter::default(),
@@ -151,6 +154,15 @@ impl HangUp {
             HangUpState::Work(_) | HangUpState::Done => {}
         }
     }
+}
+
+/// The server of this process, for `/metrics` (one per process; tiny_http owns the counts).
+static LISTENING: std::sync::OnceLock<std::sync::Weak<tiny_http::Server>> = std::sync::OnceLock::new();
+
+/// Open connections, and connections closed to make room at `http.maxConnections`.
+pub fn connection_counts() -> Option<(usize, u64)> {
+    let server = LISTENING.get()?.upgrade()?;
+    Some((server.num_connections(), server.connections_closed_to_make_room()))
 }
 
 /// What tiny_http enforces for us, before a request reaches an acceptor.
@@ -262,9 +274,8 @@ fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut Reques
         sec_fetch_site: header(rq, "Sec-Fetch-Site"),
     };
     browser::check(headers, config.auth.has_keys())?;
-    if header(rq, "Upgrade").is_some() {
-        return Err(ApiError::bad_request("Upgrade", "ccs does not upgrade connections; send plain HTTP/1.1"));
-    }
+    // An `Upgrade` (h2c from Java's HttpClient, `curl --http2`) is ignored: the answer is
+    // HTTP/1.1, as RFC 9110 allows, and tiny_http frames the body as usual.
     let found = edge.routes.find(info.method, &target.path);
     let public = match &found {
         Match::Found(route, _) => {
@@ -393,9 +404,11 @@ fn deliver(
             edge.pending.fetch_add(1, Ordering::SeqCst);
             let (edge, app) = (edge.clone(), app.clone());
             let stop_work = later(Box::new(move |answer| {
-                // The worker that calls this must not wait on a slow client: send from a thread.
+                // Called on a worker, which must not wait on a slow client: written on a thread
+                // of its own, and counted until written (a stop waits for these, bounded).
                 let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
-                    send(&app, rq, answer, &info);
+                    let (rq, response) = answer_of(&app, rq, answer, &info);
+                    let _ = rq.respond(response);
                     edge.pending.fetch_sub(1, Ordering::SeqCst);
                 });
                 if let Err(e) = sent {
@@ -424,7 +437,20 @@ fn deliver(
     }
 }
 
+/// Answers now: written by the connection's own thread, so a client that does not read its
+/// answers holds that thread (up to http.writeTimeoutMs), never an acceptor.
 fn send(app: &App, rq: tiny_http::Request, answer: Result<Reply, ApiError>, info: &RequestInfo) {
+    let (rq, response) = answer_of(app, rq, answer, info);
+    rq.respond_in_background(response.boxed());
+}
+
+/// The HTTP response of an answer (logged and counted here).
+fn answer_of(
+    app: &App,
+    rq: tiny_http::Request,
+    answer: Result<Reply, ApiError>,
+    info: &RequestInfo,
+) -> (tiny_http::Request, tiny_http::Response<std::io::Cursor<Vec<u8>>>) {
     let (status, body, headers) = match answer {
         Ok(reply) => (reply.status, reply.body, reply.headers),
         Err(err) => (err.status, err.body(), err.headers.clone()),
@@ -445,9 +471,7 @@ fn send(app: &App, rq: tiny_http::Request, answer: Result<Reply, ApiError>, info
             response.add_header(header);
         }
     }
-    if let Err(e) = rq.respond(response) {
-        log::debug!("client went away before the answer to {}: {e}", info.line);
-    }
+    (rq, response)
 }
 
 fn now_ms() -> u64 {
