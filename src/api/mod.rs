@@ -54,6 +54,19 @@ pub fn routes() -> Router<Handler> {
 /// hold) gigabytes. At least one item is always given.
 pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
+/// A list answer `{success, <name>, count, total}` of the items from `offset` that fit in
+/// `MAX_LIST_BYTES`; when some were left out, `truncated` and the `next_offset` to ask from.
+pub(crate) fn page(name: &str, items: impl Iterator<Item = Value>, total: usize, offset: usize) -> Value {
+    let (items, truncated) = within_budget(items);
+    let count = items.len();
+    let mut body = serde_json::json!({"success": true, name: items, "count": count, "total": total});
+    if truncated {
+        body["truncated"] = Value::Bool(true);
+        body["next_offset"] = Value::from(offset + count);
+    }
+    body
+}
+
 /// The items that fit in `MAX_LIST_BYTES`, and whether some were left out.
 pub(crate) fn within_budget(items: impl Iterator<Item = Value>) -> (Vec<Value>, bool) {
     let (mut kept, mut size) = (Vec::new(), 0);
@@ -81,5 +94,16 @@ mod tests {
         assert_eq!((kept.len(), truncated), (1, false));
         let (kept, truncated) = within_budget((0..3).map(|i| json!({"n": i})));
         assert_eq!((kept.len(), truncated), (3, false));
+    }
+
+    #[test]
+    fn a_truncated_page_says_where_to_go_on() {
+        let big = || json!({"result": "x".repeat(MAX_LIST_BYTES / 3)});
+        let body = page("tasks", (0..5).map(|_| big()), 40, 10);
+        assert_eq!((body["count"].clone(), body["total"].clone()), (json!(2), json!(40)));
+        assert_eq!((body["truncated"].clone(), body["next_offset"].clone()), (json!(true), json!(12)));
+        let whole = page("sessions", (0..3).map(|i| json!({"n": i})), 3, 0);
+        assert_eq!(whole["sessions"].as_array().map(Vec::len), Some(3));
+        assert!(whole.get("truncated").is_none());
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::claude::{answer_turn, turn_request, TURN_FIELDS};
 use super::fields::Fields;
-use super::within_budget;
+use super::{page, within_budget};
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Session, SessionStatus};
@@ -39,15 +39,8 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         limit: ctx.query_number("limit", 50, 1000)?,
         offset: ctx.query_number("offset", 0, usize::MAX)?,
     };
-    let offset = filter.offset;
     let (found, total) = sessions::list(app, &filter);
-    let (sessions, truncated) = within_budget(found.iter().map(|s| s.to_api()));
-    let mut body = json!({"success": true, "sessions": sessions, "count": sessions.len(), "total": total});
-    if truncated {
-        body["truncated"] = json!(true);
-        body["next_offset"] = json!(offset + sessions.len());
-    }
-    Ok(Reply::ok(body))
+    Ok(Reply::ok(page("sessions", found.iter().map(|s| s.to_api()), total, filter.offset)))
 }
 
 pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::claude::{turn_request, TURN_FIELDS};
 use super::fields::Fields;
-use super::within_budget;
+use super::page;
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::model::{Mode, TaskStatus};
@@ -28,14 +28,7 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let limit = ctx.query_number("limit", 50, 1000)?;
     let offset = ctx.query_number("offset", 0, usize::MAX)?;
     let (found, total) = tasks::list(app, status, limit, offset);
-    let (tasks, truncated) = within_budget(found.iter().map(|t| t.to_api()));
-    let mut body = json!({"success": true, "tasks": tasks, "count": tasks.len(), "total": total});
-    if truncated {
-        // The client asks again from here (`offset`) for the rest.
-        body["truncated"] = json!(true);
-        body["next_offset"] = json!(offset + tasks.len());
-    }
-    Ok(Reply::ok(body))
+    Ok(Reply::ok(page("tasks", found.iter().map(|t| t.to_api()), total, offset)))
 }
 
 fn parse_status(name: &str) -> Option<TaskStatus> {
