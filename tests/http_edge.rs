@@ -290,14 +290,8 @@ fn thirty_two_connections_opened_at_once_are_all_answered_within_a_second() {
             .map(|_| {
                 scope.spawn(|| {
                     gate.wait();
-                    let started = Instant::now();
-                    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                    stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-                    let mut first = [0u8; 12];
-                    let _ = stream.read_exact(&mut first);
-                    let waited = started.elapsed();
-                    assert_eq!(&first, b"HTTP/1.1 200");
+                    let (_stream, first, waited) = first_health_answer(port, Duration::from_secs(20));
+                    assert_eq!(first, Some(*b"HTTP/1.1 200"));
                     done.wait(); // every connection stays open (keep-alive) until all were answered
                     waited
                 })
@@ -593,14 +587,9 @@ fn clients_that_never_read_their_answers_do_not_freeze_the_api() {
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     for _ in 0..3 {
-        let asked = Instant::now();
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-        let mut first = [0u8; 12];
-        let read = stream.read_exact(&mut first);
-        assert!(read.is_ok() && &first == b"HTTP/1.1 200", "{read:?}");
-        assert!(asked.elapsed() < Duration::from_secs(3), "/health answered after {:?}", asked.elapsed());
+        let (_, first, waited) = first_health_answer(port, Duration::from_secs(10));
+        assert_eq!(first, Some(*b"HTTP/1.1 200"));
+        assert!(waited < Duration::from_secs(3), "/health answered after {waited:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
     for stream in &flood {
@@ -614,17 +603,23 @@ fn clients_that_never_read_their_answers_do_not_freeze_the_api() {
 /// A new keep-alive connection whose `GET /health` is answered 200 promptly: within 3 s on a
 /// loaded machine (without room made at the cap it would wait 10 s, `http.keepAliveMs`, or 30 s).
 fn answered_promptly(port: u16, round: usize) -> TcpStream {
+    let (stream, first, waited) = first_health_answer(port, Duration::from_secs(3));
+    assert!(first.is_some(), "round {round}: no answer within {waited:?}");
+    assert_eq!(first, Some(*b"HTTP/1.1 200"), "round {round}");
+    assert!(waited < Duration::from_secs(3), "round {round}: answered after {waited:?}");
+    stream
+}
+
+/// A new keep-alive connection that sends `GET /health`: the connection, the first 12 bytes of
+/// the answer (`None` if they did not come within `limit`), and how long they took.
+fn first_health_answer(port: u16, limit: Duration) -> (TcpStream, Option<[u8; 12]>, Duration) {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.set_read_timeout(Some(limit)).unwrap();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut first = [0u8; 12];
     let read = stream.read_exact(&mut first);
-    let waited = started.elapsed();
-    assert!(read.is_ok(), "round {round}: no answer within {waited:?}: {read:?}");
-    assert_eq!(&first, b"HTTP/1.1 200", "round {round}");
-    assert!(waited < Duration::from_secs(3), "round {round}: answered after {waited:?}");
-    stream
+    (stream, read.ok().map(|()| first), started.elapsed())
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `secs`.
