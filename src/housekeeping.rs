@@ -23,7 +23,6 @@ pub fn spawn(app: Arc<App>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()
 }
 
 fn run(app: &App, stop: &Receiver<()>) {
-    *app.config_stamp.lock() = file_stamp(&app.source.path);
     let mut last_cleanup: Option<Instant> = None;
     loop {
         if last_cleanup.is_none_or(|t| t.elapsed() >= CLEANUP_EVERY) {

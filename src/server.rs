@@ -59,7 +59,10 @@ pub fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
 }
 
 pub fn serve(options: &Options) -> Result<(), ServeError> {
+    // Stamped before reading, so an edit made while the server starts is reloaded, not missed.
+    let stamp_before_load = housekeeping::file_stamp(&options.config);
     let (config, warnings, source) = load_config(options)?;
+    let config_stamp = stamp_before_load.or_else(|| housekeeping::file_stamp(&source.path));
     refuse_open_bind(&config)?;
     let to_stderr = std::env::var_os(crate::daemon::DAEMON_ENV).is_none();
     logging::init(&config.log_file, config.log_level, to_stderr)
@@ -74,6 +77,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
     let app = App::new(config.clone(), source, store);
+    *app.config_stamp.lock() = config_stamp;
     app.probe_cli();
     let (interrupted, requeued, cancelled) = tasks::recover(&app);
     if interrupted + requeued + cancelled > 0 {
