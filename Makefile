@@ -6,7 +6,7 @@ DEMO_HOME := $(CURDIR)/target/demo
 # CLIs ccs supports: the oldest 1.0.x, the last pure-JS 2.0.x, the one `npm install` picks on
 # Node 20, and the newest on npm when this list was last updated (`npm view
 # @anthropic-ai/claude-code version`; bump it here). `make real-cli` installs them (~20 s each);
-# `make test` hands each one that is installed to tests/real_cli.rs, which says SKIPPED for the rest.
+# `make test` hands each one that is installed to tests/it/real_cli.rs, which says SKIPPED for the rest.
 REAL_CLI_VERSION := 2.1.197
 REAL_CLI_OLD_VERSION := 2.0.77
 REAL_CLI_1_0_VERSION := 1.0.128
@@ -31,7 +31,7 @@ test:
 	@for v in CCS_REAL_CLAUDE_1_0=$(REAL_CLI_1_0) CCS_REAL_CLAUDE_OLD=$(REAL_CLI_OLD) \
 	          CCS_REAL_CLAUDE=$(REAL_CLI) CCS_REAL_CLAUDE_NEWEST=$(REAL_CLI_NEWEST); do \
 	  name=$${v%%=*}; path=$$(printenv $$name || echo $${v#*=}); \
-	  [ -e "$$path" ] || echo "NOTE: $$path is not installed: its tests in tests/real_cli.rs will be SKIPPED (run 'make real-cli' first, or set $$name)"; \
+	  [ -e "$$path" ] || echo "NOTE: $$path is not installed: its tests in tests/it/real_cli.rs will be SKIPPED (run 'make real-cli' first, or set $$name)"; \
 	done
 	CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
 	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \

@@ -2,7 +2,8 @@
 //! printed as one markdown table (docs/benchmarks.md keeps the last one). Loads are bounded:
 //! a few seconds each, loopback only. Its own keep-alive HTTP/1.1 load generator needs no tools.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,13 +1,11 @@
 //! The TUI in a real terminal: tmux runs `ccs --home TMP` at 120x40, send-keys drives it,
 //! capture-pane reads the screen. Needs tmux (.ci/run installs it).
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{eventually, free_port, http, TempDir, CCS, FAKE_CLAUDE};
 use serde_json::{json, Value};
-use support::{eventually, free_port, http, TempDir, CCS, FAKE_CLAUDE};
 
 /// Menu positions (Home, then Down this many times).
 const SESSIONS: usize = 3;
@@ -87,7 +85,7 @@ impl Tui {
         self.keys(&["Enter"]);
     }
 
-    fn api(&self, method: &str, path: &str, body: Option<Value>) -> support::Response {
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> crate::support::Response {
         let body = body.map(|b| b.to_string());
         http(self.port, method, path, body.as_deref().map(str::as_bytes), &[])
     }
@@ -111,7 +109,7 @@ impl Drop for Tui {
         tmux(&["kill-session", "-t", &self.session]);
         if let Ok(pid) = std::fs::read_to_string(self.home.path().join("state/server.pid")) {
             if let Ok(pid) = pid.trim().parse::<u32>() {
-                support::signal(pid, libc::SIGKILL);
+                crate::support::signal(pid, libc::SIGKILL);
             }
         }
     }
@@ -251,7 +249,7 @@ fn a_file_only_key_changed_in_the_tui_goes_to_the_file_and_the_server_reloads_it
     let saved: Value =
         serde_json::from_slice(&std::fs::read(tui.home.path().join("state/config.json")).unwrap()).unwrap();
     assert_eq!(saved["webhook"]["defaultUrl"], "http://127.0.0.1:9/hook");
-    assert!(support::eventually(10, || {
+    assert!(crate::support::eventually(10, || {
         tui.api("GET", "/api/config", None).json["config"]["webhook"]["defaultUrl"] == "http://127.0.0.1:9/hook"
     }));
 }

@@ -1,10 +1,8 @@
 //! `POST /api/claude` and `/api/claude/batch` against the real binary and the fake CLI: what
 //! reaches the CLI, every way a run can end, and every validation error.
 
-mod support;
-
+use crate::support::{alive, eventually, http, max_overlap, parent_of, Server};
 use serde_json::json;
-use support::{alive, eventually, http, max_overlap, parent_of, Server};
 
 #[test]
 fn sync_prompt_returns_the_cli_answer_and_runs_it_in_the_project_folder() {
@@ -25,11 +23,11 @@ fn sync_prompt_returns_the_cli_answer_and_runs_it_in_the_project_folder() {
     let call = &starts[0];
     assert_eq!(call["cwd"], server.project.display().to_string());
     assert_eq!(call["stdin"], "hello there");
-    let argv = support::argv(call);
+    let argv = crate::support::argv(call);
     assert_eq!(&argv[..3], ["-p", "--output-format", "json"]);
-    assert!(support::has_option(&argv, "--model", "claude-sonnet-4-5"), "{argv:?}");
-    assert!(support::has_option(&argv, "--max-budget-usd", "10"), "{argv:?}");
-    assert!(support::has_option(&argv, "--session-id", session_id), "{argv:?}");
+    assert!(crate::support::has_option(&argv, "--model", "claude-sonnet-4-5"), "{argv:?}");
+    assert!(crate::support::has_option(&argv, "--max-budget-usd", "10"), "{argv:?}");
+    assert!(crate::support::has_option(&argv, "--session-id", session_id), "{argv:?}");
 }
 
 #[test]
@@ -74,7 +72,7 @@ fn request_options_become_cli_flags_and_config_env_reaches_the_cli() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let call = &server.starts()[0];
-    let argv = support::argv(call);
+    let argv = crate::support::argv(call);
     for pair in [
         ["--model", "opus"],
         ["--system-prompt", "be terse"],
@@ -85,7 +83,7 @@ fn request_options_become_cli_flags_and_config_env_reaches_the_cli() {
         ["--agent", "reviewer"],
         ["--mcp-config", "{\"mcpServers\":{}}"],
     ] {
-        assert!(support::has_option(&argv, pair[0], pair[1]), "{pair:?} missing from {argv:?}");
+        assert!(crate::support::has_option(&argv, pair[0], pair[1]), "{pair:?} missing from {argv:?}");
     }
     assert!(argv.windows(3).any(|w| w == ["--allowedTools", "Bash(git log:*)", "Read"]), "{argv:?}");
     assert!(argv.windows(3).any(|w| w == ["--disallowedTools", "WebFetch", "Edit"]), "{argv:?}");
@@ -278,7 +276,7 @@ fn chunked_bodies_are_capped_too() {
         let _ = stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
     }
     let _ = stream.write_all(b"0\r\n\r\n");
-    let r = support::read_response(&mut stream);
+    let r = crate::support::read_response(&mut stream);
     assert_eq!(r.status, 413, "{}", r.text);
 }
 

@@ -2,10 +2,8 @@
 //! waiting and running tasks, the concurrency bound, timeouts, retry, the queue bound, and
 //! `/health` staying fast while every worker is busy.
 
-mod support;
-
+use crate::support::{alive, eventually, max_overlap, Server};
 use serde_json::{json, Value};
-use support::{alive, eventually, max_overlap, Server};
 
 /// Starts a long task that holds the only worker; returns its id once it runs.
 fn occupy_the_worker(server: &Server, secs: f64) -> String {

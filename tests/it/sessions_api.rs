@@ -1,10 +1,8 @@
 //! Sessions end to end: turns that really continue the CLI conversation, every `/api/sessions`
 //! endpoint, turn ordering, budgets, and state that survives `kill -9`.
 
-mod support;
-
+use crate::support::{eventually, Server};
 use serde_json::json;
-use support::{eventually, Server};
 
 #[test]
 fn three_turns_continue_one_cli_conversation() {
@@ -23,12 +21,12 @@ fn three_turns_continue_one_cli_conversation() {
     let starts = server.starts();
     assert_eq!(starts.len(), 3);
     assert!(
-        support::has_option(&support::argv(&starts[0]), "--session-id", id.as_str()),
+        crate::support::has_option(&crate::support::argv(&starts[0]), "--session-id", id.as_str()),
         "{:?}",
-        support::argv(&starts[0])
+        crate::support::argv(&starts[0])
     );
     for later in &starts[1..] {
-        let argv = support::argv(later);
+        let argv = crate::support::argv(later);
         assert!(argv.contains(&format!("--resume={id}")), "{argv:?}");
         assert!(!argv.contains(&"--session-id".to_string()), "{argv:?}");
         assert_eq!(later["cwd"], server.project.display().to_string(), "every turn runs in the session's folder");
@@ -54,8 +52,8 @@ fn a_first_turn_that_failed_before_the_cli_saved_it_is_created_again() {
     let id = r.json["session_id"].as_str().unwrap().to_string();
     let again = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "now properly"}));
     assert_eq!(again.status, 200, "{}", again.text);
-    let argv = support::argv(&server.starts()[1]);
-    assert!(support::has_option(&argv, "--session-id", id.as_str()), "{argv:?}");
+    let argv = crate::support::argv(&server.starts()[1]);
+    assert!(crate::support::has_option(&argv, "--session-id", id.as_str()), "{argv:?}");
 }
 
 #[test]
@@ -90,9 +88,9 @@ fn session_endpoints() {
     // The session's model and system prompt apply to its turns.
     let turn = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "hi"}));
     assert_eq!(turn.status, 200, "{}", turn.text);
-    let argv = support::argv(&server.starts()[0]);
-    assert!(support::has_option(&argv, "--model", "opus"), "{argv:?}");
-    assert!(support::has_option(&argv, "--system-prompt", "be terse"), "{argv:?}");
+    let argv = crate::support::argv(&server.starts()[0]);
+    assert!(crate::support::has_option(&argv, "--model", "opus"), "{argv:?}");
+    assert!(crate::support::has_option(&argv, "--system-prompt", "be terse"), "{argv:?}");
 
     let other = server.post("/api/sessions", json!({"project_path": server.home.path()})).json["session"]["id"].clone();
     let list = server.get("/api/sessions");
@@ -165,7 +163,7 @@ fn turns_of_one_session_run_one_at_a_time_in_order_and_delete_waits() {
     let (first, second) = (first.join().unwrap(), second.join().unwrap());
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(second.json["result"], "You said: two (turn 2; earlier: one @@sleep=1)");
-    assert_eq!(support::max_overlap(&server.calls()), 1, "turns of one session never overlap");
+    assert_eq!(crate::support::max_overlap(&server.calls()), 1, "turns of one session never overlap");
 }
 
 #[test]
@@ -178,11 +176,11 @@ fn session_budget_stops_new_turns_once_spent() {
         .to_string();
     assert_eq!(server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "a"})).status, 200);
     // What is left of the session budget caps the run's own budget.
-    let argv = support::argv(&server.starts()[0]);
-    assert!(support::has_option(&argv, "--max-budget-usd", "0.02"), "{argv:?}");
+    let argv = crate::support::argv(&server.starts()[0]);
+    assert!(crate::support::has_option(&argv, "--max-budget-usd", "0.02"), "{argv:?}");
     assert_eq!(server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "b"})).status, 200);
-    let argv = support::argv(&server.starts()[1]);
-    assert!(support::has_option(&argv, "--max-budget-usd", "0.0075"), "{argv:?}");
+    let argv = crate::support::argv(&server.starts()[1]);
+    assert!(crate::support::has_option(&argv, "--max-budget-usd", "0.0075"), "{argv:?}");
     let refused = server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "c"}));
     assert_eq!(refused.status, 409, "{}", refused.text);
     assert!(refused.error().contains("budget"), "{}", refused.error());
@@ -230,7 +228,7 @@ fn a_run_in_progress_at_kill_9_is_marked_interrupted_after_restart() {
     server.restart();
     let _ = pending.join();
     // The CLI did not outlive the server that ran it.
-    assert!(eventually(5, || !support::alive(cli_pid)), "the CLI kept running after kill -9 of ccs");
+    assert!(eventually(5, || !crate::support::alive(cli_pid)), "the CLI kept running after kill -9 of ccs");
     let tasks = server.get("/api/tasks").json["tasks"].as_array().unwrap().clone();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["status"], "interrupted");

@@ -2,12 +2,10 @@
 //! was running, waiting tasks run after a restart, and hundreds of tasks from many clients all
 //! end completed.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::{eventually, Server};
 use serde_json::json;
-use support::{eventually, Server};
 
 #[test]
 fn kill_9_with_one_task_running_and_several_waiting() {
@@ -91,7 +89,7 @@ fn hundreds_of_tasks_from_many_clients_all_complete() {
                     .map(|i| {
                         let body =
                             json!({"prompt": format!("client {c} task {i}"), "project_path": project}).to_string();
-                        let r = support::http(port, "POST", "/api/tasks/async", Some(body.as_bytes()), &[]);
+                        let r = crate::support::http(port, "POST", "/api/tasks/async", Some(body.as_bytes()), &[]);
                         assert_eq!(r.status, 201, "{}", r.text);
                         r.json["task"]["id"].as_str().unwrap().to_string()
                     })
@@ -114,16 +112,16 @@ fn hundreds_of_tasks_from_many_clients_all_complete() {
         assert_eq!(task["status"], "completed", "{id}: {task}");
     }
     assert_eq!(server.starts().len(), CLIENTS * EACH, "each task ran exactly once");
-    assert!(support::max_overlap(&server.calls()) <= 4);
+    assert!(crate::support::max_overlap(&server.calls()) <= 4);
 }
 
 /// A tmpfs of `size` mounted on a temp folder, unmounted on drop; `None` (the caller skips) where
 /// this user may not mount (CI runs as root).
-struct SmallDisk(support::TempDir);
+struct SmallDisk(crate::support::TempDir);
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = support::TempDir::new("small-disk");
+        let dir = crate::support::TempDir::new("small-disk");
         let mounted = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())

@@ -2,12 +2,10 @@
 //! reload (file change and SIGHUP) with validate-then-swap, refusing an open bind without a key,
 //! API keys, and a graceful stop on SIGTERM.
 
-mod support;
-
 use std::process::{Command, Stdio};
 
+use crate::support::{eventually, http, Server, TempDir, CCS};
 use serde_json::{json, Value};
-use support::{eventually, http, Server, TempDir, CCS};
 
 fn ccs(home: &TempDir, args: &[&str]) -> std::process::Output {
     Command::new(CCS)
@@ -40,7 +38,7 @@ fn first_start_writes_the_full_default_config() {
     let server = Server::start();
     // The harness wrote a partial config; a fresh home gets every key.
     let fresh = TempDir::new("fresh");
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let mut child = Command::new(CCS)
         .args(["--home", fresh.path().join("state").to_str().unwrap(), "--port", &port.to_string(), "serve"])
         .env("HOME", fresh.path())
@@ -48,7 +46,7 @@ fn first_start_writes_the_full_default_config() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(support::wait_healthy(port, &mut child));
+    assert!(crate::support::wait_healthy(port, &mut child));
     let _ = child.kill();
     let _ = child.wait();
     let config: Value =
@@ -112,7 +110,7 @@ fn a_second_server_on_the_same_home_leaves_the_first_ones_state_alone() {
     let running =
         server.post_in_background("/api/claude", json!({"prompt": "@@sleep=2", "project_path": server.project}));
     server.wait_for_runs(1);
-    let other_port = support::free_port();
+    let other_port = crate::support::free_port();
     let out =
         server.command().args(["--port", &other_port.to_string(), "serve"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -171,7 +169,7 @@ fn sighup_reloads_the_config() {
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     std::fs::File::options().write(true).open(&path).unwrap().set_modified(before).unwrap();
-    support::signal(server.pid(), libc::SIGHUP);
+    crate::support::signal(server.pid(), libc::SIGHUP);
     let big = json!({"prompt": "x".repeat(2000), "project_path": server.project}).to_string();
     assert!(eventually(10, || http(server.port, "POST", "/api/claude", Some(big.as_bytes()), &[]).status == 413));
 }
@@ -213,7 +211,7 @@ fn sigterm_kills_a_run_that_outlasts_the_grace_period() {
     assert_eq!(server.terminate(), Some(0));
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(running.join().unwrap().status, 503);
-    assert!(!support::alive(cli_pid));
+    assert!(!crate::support::alive(cli_pid));
 }
 
 #[test]
@@ -227,7 +225,7 @@ fn sigterm_does_not_give_a_cli_that_ignores_sigterm_a_second_grace() {
     let took = started.elapsed();
     // The grace once (3 s), then SIGKILL at once; not the grace again for SIGTERM -> SIGKILL.
     assert!(took < std::time::Duration::from_millis(5500), "stopped after {took:?}");
-    assert!(!support::alive(cli_pid));
+    assert!(!crate::support::alive(cli_pid));
     server.launch();
     assert_eq!(server.get(&format!("/api/tasks/{id}")).json["task"]["status"], "interrupted");
 }
@@ -241,18 +239,18 @@ fn hot_reloaded_concurrency_changes_how_many_clis_run_at_once() {
         assert_eq!(r.json["summary"]["successful"], 3, "{}", r.text);
     };
     batch(&server);
-    assert_eq!(support::max_overlap(&server.calls()), 1);
+    assert_eq!(crate::support::max_overlap(&server.calls()), 1);
     std::fs::remove_file(&server.calls_log).unwrap();
     server.edit_config(json!({"taskQueue": {"concurrency": 3}}));
     assert!(eventually(10, || server.log_text().contains("config reloaded")));
     batch(&server);
-    assert_eq!(support::max_overlap(&server.calls()), 3);
+    assert_eq!(crate::support::max_overlap(&server.calls()), 3);
     // And back down: surplus workers leave.
     std::fs::remove_file(&server.calls_log).unwrap();
     server.edit_config(json!({"taskQueue": {"concurrency": 1}}));
     assert!(eventually(10, || server.log_text().matches("config reloaded").count() >= 2));
     batch(&server);
-    assert_eq!(support::max_overlap(&server.calls()), 1);
+    assert_eq!(crate::support::max_overlap(&server.calls()), 1);
 }
 
 #[test]

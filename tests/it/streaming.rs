@@ -2,14 +2,12 @@
 //! Events as they arrive, ends with the result and `event: done`, records the task like any
 //! other, and a client that goes away cancels the run. `GET /api/tasks/:id/events` follows a task.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{alive, eventually, sse_all, sse_next, sse_open, Server};
 use serde_json::json;
-use support::{alive, eventually, sse_all, sse_next, sse_open, Server};
 
-fn names(events: &[support::SseEvent]) -> Vec<&str> {
+fn names(events: &[crate::support::SseEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event.as_str()).collect()
 }
 
@@ -35,8 +33,8 @@ fn events_arrive_as_the_cli_prints_them_and_end_with_done() {
     let task = server.get(&format!("/api/tasks/{}", done.data["task_id"].as_str().unwrap())).json["task"].clone();
     assert_eq!(task["status"], "completed");
     assert_eq!(task["cost_usd"], 0.0125);
-    let argv = support::argv(&server.starts()[0]);
-    assert!(support::has_option(&argv, "--output-format", "stream-json"), "{argv:?}");
+    let argv = crate::support::argv(&server.starts()[0]);
+    assert!(crate::support::has_option(&argv, "--output-format", "stream-json"), "{argv:?}");
     assert!(argv.contains(&"--verbose".to_string()) && argv.contains(&"--include-partial-messages".to_string()));
     let session =
         server.get(&format!("/api/sessions/{}", done.data["session_id"].as_str().unwrap())).json["session"].clone();
@@ -112,6 +110,6 @@ fn an_async_task_can_be_followed_live_and_after_it_ended() {
     assert_eq!(server.get("/api/tasks/nope/events").status, 404);
 }
 
-fn names_of(events: &[support::SseEvent]) -> Vec<String> {
+fn names_of(events: &[crate::support::SseEvent]) -> Vec<String> {
     events.iter().map(|e| e.event.clone()).collect()
 }

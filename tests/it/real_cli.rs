@@ -1,21 +1,16 @@
 //! ccs with the real `claude` CLI (npm `@anthropic-ai/claude-code`), offline: the CLI talks to
-//! a mock Anthropic API on 127.0.0.1 (tests/support/mock_anthropic.rs).
+//! a mock Anthropic API on 127.0.0.1 (tests/it/support/mock_anthropic.rs).
 //!
 //! The core tests run once per supported CLI line (`VERSIONS`: 1.0.x without --max-budget-usd,
 //! the last pure-JS 2.0.x, the 2.1.x that `npm install` picks on Node 20, and the newest), each
 //! from the variable `make test` sets when `make real-cli` installed it. A CLI that is not
 //! installed makes its test print SKIPPED and pass. The other tests use `CCS_REAL_CLAUDE`.
 
-mod support;
-
-#[path = "support/mock_anthropic.rs"]
-mod mock_anthropic;
-
 use std::time::Instant;
 
-use mock_anthropic::{last_user_text, Behaviour, MockApi};
+use crate::support::mock_anthropic::{last_user_text, Behaviour, MockApi};
+use crate::support::{alive, eventually, Server};
 use serde_json::{json, Value};
-use support::{alive, eventually, Server};
 
 /// The CLIs of the core tests: the variable that names each, and the line it stands for (the
 /// Makefile pins the exact versions).
@@ -43,8 +38,8 @@ fn cli_from(variable: &str, test: &str) -> Option<String> {
 
 /// A server whose `claudePath` is the real CLI, pointed at `mock`, with its HOME isolated (a
 /// temp folder removed with the returned guard).
-fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, support::TempDir) {
-    let guard = support::TempDir::new("real-cli-home");
+fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, crate::support::TempDir) {
+    let guard = crate::support::TempDir::new("real-cli-home");
     let cli_home = guard.path().to_path_buf();
     let mut config = json!({
         "claudePath": claude,
@@ -61,7 +56,7 @@ fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, support::T
         },
         "taskQueue": {"defaultTimeout": 120000},
     });
-    support::merge(&mut config, extra);
+    crate::support::merge(&mut config, extra);
     (Server::start_with(config), guard)
 }
 
@@ -130,7 +125,7 @@ fn core_on((variable, line): (&str, &str)) {
 
     // Streaming relays the CLI's events.
     let body = json!({"prompt": "stream it", "project_path": server.project, "stream": true});
-    let (_, events) = support::sse_all(server.port, "POST", "/api/claude", Some(&body));
+    let (_, events) = crate::support::sse_all(server.port, "POST", "/api/claude", Some(&body));
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert!(names.contains(&"system") && names.contains(&"assistant"), "{label}: {names:?}");
     assert!(names.ends_with(&["result", "done"]), "{label}: {names:?}");
@@ -182,7 +177,7 @@ fn probed_version(server: &Server, claude: &str) -> String {
 fn an_async_task_with_a_webhook_runs_the_real_cli() {
     let Some(claude) = real_claude("an_async_task_with_a_webhook_runs_the_real_cli") else { return };
     let mock = MockApi::start();
-    let receiver = support::Receiver::start(vec![]);
+    let receiver = crate::support::Receiver::start(vec![]);
     let (server, _cli_home) = server_for(&claude, &mock, json!({}));
     let id = server.submit(json!({"prompt": "async hello", "webhook_url": receiver.url}));
     let got = receiver.wait_for(1, 120);
@@ -235,7 +230,7 @@ fn one_real_request_through_ccs_against_the_cli_alone() {
 
 /// Every process whose parent chain leads to `root`.
 fn processes_under(root: u32) -> Vec<u32> {
-    let parent = |pid: u32| support::parent_of(pid);
+    let parent = |pid: u32| crate::support::parent_of(pid);
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())

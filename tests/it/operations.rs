@@ -2,12 +2,10 @@
 //! `/metrics`, and changing the config live through `PUT /api/config` or the file (in place and
 //! by rename).
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::{eventually, http, Server};
 use serde_json::{json, Value};
-use support::{eventually, http, Server};
 
 #[test]
 fn the_request_after_the_limit_is_429_with_headers_until_the_window_ends() {

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `ccs` binary on a free 127.0.0.1 port in a temp home, with the
-//! fake claude (tests/support/fake_claude.rs) as `claudePath`, and talks plain HTTP to it.
-#![allow(dead_code)]
+//! fake claude (tests/it/support/fake_claude.rs) as `claudePath`, and talks plain HTTP to it.
+
+pub mod mock_anthropic;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,19 +1,17 @@
 //! Webhooks against a real receiver on 127.0.0.1: payload and headers, a valid Standard Webhooks
 //! signature, retries (same webhook-id) on 5xx, none on 4xx, and delivery across a restart.
 
-mod support;
-
+use crate::support::{eventually, Receiver, Server};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use support::{eventually, Receiver, Server};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// What a receiver would do: recompute the signature from the id, timestamp and raw body.
-fn signature_is_valid(got: &support::Received) -> bool {
+fn signature_is_valid(got: &crate::support::Received) -> bool {
     let key = STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     let signed =

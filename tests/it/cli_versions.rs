@@ -2,17 +2,15 @@
 //! The fake CLI plays the 1.0.x CLI with FAKE_CLAUDE_VERSION (no `--max-budget-usd`, no
 //! `--agent`, and either one is `error: unknown option`, exit 1, as with the real 1.0.128).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{eventually, Server};
 use serde_json::{json, Value};
-use support::{eventually, Server};
 
 /// A server whose fake CLI is claude 1.0.128.
 fn old_cli_server(extra: Value) -> Server {
     let mut config = json!({"claudeEnv": {"FAKE_CLAUDE_VERSION": "1.0.128"}});
-    support::merge(&mut config, extra);
+    crate::support::merge(&mut config, extra);
     Server::start_with(config)
 }
 
@@ -32,7 +30,7 @@ fn health_shows_the_cli_version() {
     let server = Server::start();
     let cli = probed_cli(&server);
     assert_eq!(cli["version"], "2.1.197", "{cli}");
-    assert_eq!(cli["path"], support::FAKE_CLAUDE);
+    assert_eq!(cli["path"], crate::support::FAKE_CLAUDE);
     assert!(cli["error"].is_null() && cli["probe_ms"].is_u64(), "{cli}");
     let old = old_cli_server(json!({}));
     assert_eq!(probed_cli(&old)["version"], "1.0.128");
@@ -44,24 +42,27 @@ fn an_old_cli_never_gets_max_budget_usd_and_answers() {
     let r = server.ask("hello old cli");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["result"], "You said: hello old cli");
-    let argv = support::argv(&server.starts()[0]);
+    let argv = crate::support::argv(&server.starts()[0]);
     assert!(!argv.iter().any(|a| a.starts_with("--max-budget-usd")), "{argv:?}");
-    assert!(support::has_option(&argv, "--model", "claude-sonnet-4-5"), "the other flags stay: {argv:?}");
+    assert!(crate::support::has_option(&argv, "--model", "claude-sonnet-4-5"), "the other flags stay: {argv:?}");
     // Flags the 1.0 CLI takes without listing them still go through.
     let r = server.post(
         "/api/claude",
         json!({"prompt": "hidden flags", "project_path": server.project, "max_turns": 3, "system_prompt": "terse"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let argv = support::argv(&server.starts()[1]);
-    assert!(support::has_option(&argv, "--max-turns", "3") && support::has_option(&argv, "--system-prompt", "terse"));
+    let argv = crate::support::argv(&server.starts()[1]);
+    assert!(
+        crate::support::has_option(&argv, "--max-turns", "3")
+            && crate::support::has_option(&argv, "--system-prompt", "terse")
+    );
 }
 
 #[test]
 fn a_new_cli_gets_max_budget_usd() {
     let server = Server::start();
     assert_eq!(server.ask("hello").status, 200);
-    assert!(support::has_option(&support::argv(&server.starts()[0]), "--max-budget-usd", "10"));
+    assert!(crate::support::has_option(&crate::support::argv(&server.starts()[0]), "--max-budget-usd", "10"));
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn a_session_over_its_budget_gets_the_budget_error_then_takes_no_more_turns() {
     assert!(refused.error().contains("has spent $0.025 of its $0.02 budget"), "{}", refused.error());
     assert_eq!(server.starts().len(), 2, "the refused turn never ran");
     for call in server.starts() {
-        assert!(!support::argv(&call).iter().any(|a| a == "--max-budget-usd"));
+        assert!(!crate::support::argv(&call).iter().any(|a| a == "--max-budget-usd"));
     }
 }
 
@@ -155,7 +156,7 @@ fn health_stays_fast_while_a_slow_probe_runs_and_the_first_run_waits_for_it() {
     // Sent while the probe runs: it waits for it, so it already knows the CLI has no budget flag.
     let r = server.ask("right away");
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(!support::argv(&server.starts()[0]).contains(&"--max-budget-usd".to_string()));
+    assert!(!crate::support::argv(&server.starts()[0]).contains(&"--max-budget-usd".to_string()));
     let probes: Vec<Value> = server.probes().iter().map(|c| c["argv"].clone()).collect();
     assert_eq!(probes, [json!(["--version"]), json!(["--help"])], "one probe, not one per run");
 }
@@ -171,17 +172,17 @@ fn a_config_reload_that_changes_the_cli_probes_it_again() {
         server.get("/health").text
     );
     assert_eq!(server.ask("after the reload").status, 200);
-    assert!(!support::argv(&server.starts()[0]).contains(&"--max-budget-usd".to_string()));
+    assert!(!crate::support::argv(&server.starts()[0]).contains(&"--max-budget-usd".to_string()));
 }
 
 #[test]
 fn a_cli_installed_while_the_server_runs_is_probed_without_a_reload() {
-    let dir = support::TempDir::new("late-cli");
+    let dir = crate::support::TempDir::new("late-cli");
     let claude = dir.path().join("claude");
     let server = Server::start_with(json!({"claudePath": claude.display().to_string()}));
     let not_found = || server.get("/health").json["cli"]["error"].as_str().is_some_and(|e| e.contains("not found"));
     assert!(eventually(15, not_found), "{}", server.get("/health").text);
-    std::os::unix::fs::symlink(support::FAKE_CLAUDE, &claude).unwrap();
+    std::os::unix::fs::symlink(crate::support::FAKE_CLAUDE, &claude).unwrap();
     assert!(
         eventually(15, || server.get("/health").json["cli"]["version"] == "2.1.197"),
         "{}",

@@ -1,12 +1,10 @@
 //! `ccs start|stop|status|restart` through the real binary: the daemon lifecycle, the pid file,
 //! stale pid files and a start that fails.
 
-mod support;
-
 use std::process::{Command, Output, Stdio};
 
+use crate::support::{free_port, TempDir, CCS, FAKE_CLAUDE};
 use serde_json::json;
-use support::{free_port, TempDir, CCS, FAKE_CLAUDE};
 
 /// A home for a daemon; whatever still runs from it is killed on drop.
 struct Daemon {
@@ -49,7 +47,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
-            support::signal(pid, libc::SIGKILL);
+            crate::support::signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -61,16 +59,16 @@ fn start_status_stop_lifecycle() {
     assert_eq!(code, 0, "{out}{err}");
     let pid = d.pid().expect("pid file written");
     assert_eq!(out.trim(), format!("ccs running (pid {pid}) on http://127.0.0.1:{}", d.port));
-    assert!(support::alive(pid));
+    assert!(crate::support::alive(pid));
     // Detached: its own session, not a child of the `ccs start` that ended.
-    assert_eq!(support::http(d.port, "GET", "/health", None, &[]).status, 200);
+    assert_eq!(crate::support::http(d.port, "GET", "/health", None, &[]).status, 200);
 
     let (code, out, _) = d.ccs(&["status"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("ccs running (pid {pid}) on http://127.0.0.1:{}", d.port)), "{out}");
     assert!(out.contains("uptime") && out.contains("queue: 0 pending, 0 processing"), "{out}");
-    let shows_cli = || d.ccs(&["status"]).1.contains(&format!("claude CLI: 2.1.197 ({})", support::FAKE_CLAUDE));
-    assert!(support::eventually(10, shows_cli), "{}", d.ccs(&["status"]).1);
+    let shows_cli = || d.ccs(&["status"]).1.contains(&format!("claude CLI: 2.1.197 ({})", crate::support::FAKE_CLAUDE));
+    assert!(crate::support::eventually(10, shows_cli), "{}", d.ccs(&["status"]).1);
 
     let (code, out, _) = d.ccs(&["start"]);
     assert_eq!(code, 0);
@@ -79,7 +77,7 @@ fn start_status_stop_lifecycle() {
     let (code, out, _) = d.ccs(&["stop"]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), format!("ccs stopped (pid {pid})"));
-    assert!(!support::alive(pid), "the server process is gone");
+    assert!(!crate::support::alive(pid), "the server process is gone");
     assert!(!d.pid_file().exists(), "the pid file is removed");
 
     let (code, out, _) = d.ccs(&["status"]);
@@ -96,7 +94,7 @@ fn restart_gives_a_new_process_that_keeps_the_state() {
     let project = d.home.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
     let body = json!({"prompt": "hello", "project_path": project}).to_string();
-    let r = support::http(d.port, "POST", "/api/claude", Some(body.as_bytes()), &[]);
+    let r = crate::support::http(d.port, "POST", "/api/claude", Some(body.as_bytes()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
     let first = d.pid().unwrap();
     let (code, out, err) = d.ccs(&["restart"]);
@@ -104,7 +102,7 @@ fn restart_gives_a_new_process_that_keeps_the_state() {
     let second = d.pid().unwrap();
     assert_ne!(first, second);
     assert!(out.contains("ccs stopped") && out.contains("ccs running"), "{out}");
-    let sessions = support::http(d.port, "GET", "/api/sessions", None, &[]);
+    let sessions = crate::support::http(d.port, "GET", "/api/sessions", None, &[]);
     assert_eq!(sessions.json["count"], 1);
     assert_eq!(d.ccs(&["stop"]).0, 0);
 }
