@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Task;
-use crate::queue::{workers, Queue};
+use crate::queue::Queue;
 use crate::store::Store;
 use crate::webhook;
 
@@ -62,7 +62,8 @@ pub struct App {
     waiters: Mutex<HashMap<String, OnDone>>,
     pub webhook_tx: Sender<webhook::Msg>,
     webhook_rx: Mutex<Option<Receiver<webhook::Msg>>>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The worker threads (`tasks::worker` starts and joins them).
+    pub worker_threads: Mutex<Vec<JoinHandle<()>>>,
     pub metrics: Metrics,
     /// Live events of running tasks.
     pub events: Arc<crate::events::Hub>,
@@ -88,7 +89,7 @@ impl App {
             waiters: Mutex::new(HashMap::new()),
             webhook_tx,
             webhook_rx: Mutex::new(Some(webhook_rx)),
-            workers: Mutex::new(Vec::new()),
+            worker_threads: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
             events: Arc::default(),
             cli: Arc::default(),
@@ -108,14 +109,11 @@ impl App {
         self.config.read().clone()
     }
 
-    /// Swaps in a validated config and applies its live keys; returns the keys that need a restart.
-    pub fn apply_config(&self, next: Config) -> Vec<&'static str> {
+    /// Swaps in a validated config; returns the keys whose change needs a restart. The caller
+    /// applies the live keys (`housekeeping::apply`).
+    pub fn swap_config(&self, next: Config) -> Vec<&'static str> {
         let restart = self.config().restart_required(&next);
-        crate::logging::set_level(next.log_level);
-        let workers = next.task_queue.concurrency;
         *self.config.write() = Arc::new(next);
-        self.set_workers(workers);
-        self.probe_cli();
         restart
     }
 
@@ -124,28 +122,6 @@ impl App {
     /// needs the result waits for it.
     pub fn probe_cli(&self) {
         self.cli.refresh(crate::cli_support::target(&self.config()));
-    }
-
-    /// Runs `workers` worker threads (starting new ones; surplus ones leave after their task).
-    pub fn set_workers(&self, workers: usize) {
-        let Some(app) = self.me.upgrade() else { return };
-        let missing = self.queue.set_workers(workers);
-        let mut handles = self.workers.lock();
-        handles.retain(|h| !h.is_finished());
-        for _ in 0..missing {
-            match workers::spawn(app.clone()) {
-                Ok(handle) => handles.push(handle),
-                Err(e) => log::error!("cannot start a worker thread: {e}"),
-            }
-        }
-    }
-
-    /// Waits for every worker thread to end (after `queue.close()`).
-    pub fn join_workers(&self) {
-        let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.workers.lock());
-        for handle in handles {
-            let _ = handle.join();
-        }
     }
 
     /// The receiving end of the webhook channel, for the sender thread (once).

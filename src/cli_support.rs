@@ -15,7 +15,7 @@ use crate::runner::{argv, CliArgs, SessionFlag};
 
 /// The CLI as the config makes a run start it (program and the environment ccs adds).
 pub fn target(config: &Config) -> Target {
-    Target { program: config.claude_path.clone(), env: crate::tasks::child_env(config) }
+    Target { program: config.claude_path.clone(), env: config.child_env() }
 }
 
 /// Where a flag of the run comes from.

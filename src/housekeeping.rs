@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::app::App;
-use crate::config::{self, LoadError};
-use crate::{sessions, signals};
+use crate::config::{self, Config, LoadError};
+use crate::{sessions, signals, tasks};
 
 const POLL: Duration = Duration::from_millis(500);
 const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
@@ -64,7 +64,7 @@ pub fn reload(app: &App) -> Result<Vec<&'static str>, LoadError> {
     for warning in warnings {
         log::warn!("{warning}");
     }
-    let restart = app.apply_config(next);
+    let restart = apply(app, next);
     if restart.is_empty() {
         log::info!("config reloaded from {}", app.source.path.display());
     } else {
@@ -75,6 +75,17 @@ pub fn reload(app: &App) -> Result<Vec<&'static str>, LoadError> {
         );
     }
     Ok(restart)
+}
+
+/// Swaps in a validated config and applies its live keys: the log level, the number of
+/// workers, the CLI (probed again if it changed). Returns the keys that need a restart.
+pub fn apply(app: &App, next: Config) -> Vec<&'static str> {
+    crate::logging::set_level(next.log_level);
+    let workers = next.task_queue.concurrency;
+    let restart = app.swap_config(next);
+    tasks::worker::set_workers(app, workers);
+    app.probe_cli();
+    restart
 }
 
 fn cleanup(app: &App) {

@@ -89,7 +89,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     let webhook_rx = app.take_webhook_rx().ok_or_else(|| ServeError::Start("webhook channel already taken".into()))?;
     let webhooks = webhook::spawn(app.clone(), webhook_rx)
         .map_err(|e| ServeError::Start(format!("cannot start the webhook thread: {e}")))?;
-    app.set_workers(config.task_queue.concurrency);
+    tasks::worker::set_workers(&app, config.task_queue.concurrency);
 
     let mut server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads, &config.http)
         .map_err(|e| {
@@ -176,7 +176,7 @@ fn stop(app: &App, server: &mut http::HttpServer) {
             grace.as_millis()
         );
     }
-    app.join_workers();
+    tasks::worker::join_workers(app);
     // The last answers (503s, killed runs) get a moment; a client that does not read them does
     // not hold the stop.
     server.flush(Duration::from_secs(1));

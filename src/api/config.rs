@@ -69,7 +69,7 @@ pub fn put(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     for warning in &warnings {
         log::warn!("{warning}");
     }
-    let restart = app.apply_config(next);
+    let restart = housekeeping::apply(app, next);
     log::info!(
         "config changed through the API{}",
         if restart.is_empty() { String::new() } else { format!("; restart needed for {}", restart.join(", ")) }

@@ -192,6 +192,17 @@ pub fn touches_file_only_keys(change: &serde_json::Value) -> bool {
 }
 
 impl Config {
+    /// The environment the CLI gets on top of the server's: PATH with `nvmBin` first, and `claudeEnv`.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(bin) = &self.nvm_bin {
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.push(("PATH".to_string(), if path.is_empty() { bin.clone() } else { format!("{bin}:{path}") }));
+        }
+        env.extend(self.claude_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
     /// The full default config for a state folder `home`; `user_home` is the user's `$HOME`.
     pub fn defaults(home: &Path, user_home: &Path) -> Config {
         Config {

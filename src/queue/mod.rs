@@ -1,11 +1,9 @@
 //! The task queue (SPEC 6): a priority heap ordered by (priority desc, arrival seq asc), drained
-//! by the worker threads of `workers`. A session's turns run one at a time and in arrival order:
+//! by the worker threads of `tasks::worker`. A session's turns run one at a time and in arrival order:
 //! only a session's oldest waiting turn is in the heap; later ones wait aside (in `later`) and
 //! move into the heap when the turn before them ends, so no worker ever waits on a session.
 //!
 //! The queue holds ids, not tasks: the task records live in the store.
-
-pub mod workers;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};

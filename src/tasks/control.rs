@@ -1,0 +1,110 @@
+//! What the API does to a task after it came in: cancel it, change its priority, retry it; and
+//! what a stop does to the tasks still waiting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::error::Error;
+use crate::model::{now, Mode, Task, TaskStatus, TurnRequest};
+use crate::queue::{Cancelled, Entry};
+use crate::store::Durable;
+
+use super::ends::{end_without_running, update};
+use super::get;
+use super::intake::{shutting_down, submit};
+
+/// DELETE of a task: a waiting one never runs; a running one has its process group killed and
+/// ends `cancelled` (this waits, bounded, for that end); a finished one is a conflict.
+pub fn cancel(app: &App, id: &str) -> Result<Arc<Task>, Error> {
+    let deadline =
+        Instant::now() + Duration::from_millis(app.config().task_queue.kill_grace_ms) + Duration::from_secs(5);
+    loop {
+        let task = get(app, id)?;
+        if task.status.is_final() {
+            return Err(Error::Conflict(format!(
+                "task {id} is already {}; only pending or processing tasks can be cancelled",
+                task.status.name()
+            )));
+        }
+        match app.queue.cancel(id) {
+            Cancelled::Pending => {
+                let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
+                end_without_running(app, id, TaskStatus::Cancelled, err);
+                log::info!("task {id} cancelled before it ran");
+                return get(app, id);
+            }
+            Cancelled::Running => return wait_until_final(app, id, deadline),
+            // Between the store and the queue (being queued, or just taken): look again.
+            Cancelled::NotQueued if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Cancelled::NotQueued => {
+                return Err(Error::Conflict(format!("task {id} could not be cancelled; try again")))
+            }
+        }
+    }
+}
+
+fn wait_until_final(app: &App, id: &str, deadline: Instant) -> Result<Arc<Task>, Error> {
+    loop {
+        let task = get(app, id)?;
+        if task.status.is_final() || Instant::now() >= deadline {
+            return Ok(task);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// PATCH priority of a waiting task; returns (old, new).
+pub fn set_priority(app: &App, id: &str, priority: u8) -> Result<(u8, u8), Error> {
+    let task = get(app, id)?;
+    let not_pending =
+        || Error::Conflict(format!("task {id} is no longer pending; only waiting tasks can change priority"));
+    if task.status != TaskStatus::Pending || !app.queue.reprioritize(id, priority) {
+        return Err(not_pending());
+    }
+    let mut old = task.priority;
+    update(app, id, Durable::Now, |t| {
+        old = t.priority;
+        t.priority = priority;
+        t.request.priority = priority;
+        t.updated_at = now();
+        true
+    })
+    .ok_or_else(|| Error::Unavailable(format!("task {id}: the new priority could not be saved")))?;
+    log::info!("task {id} priority {old} -> {priority}");
+    Ok((old, priority))
+}
+
+/// Queues a finished, unsuccessful task again as a new (async) task.
+pub fn retry(app: &App, id: &str) -> Result<Arc<Task>, Error> {
+    let task = get(app, id)?;
+    let retryable = [TaskStatus::Failed, TaskStatus::Timeout, TaskStatus::Cancelled, TaskStatus::Interrupted];
+    if !retryable.contains(&task.status) {
+        return Err(Error::Conflict(format!(
+            "task {id} is {}; only failed, timeout, cancelled or interrupted tasks can be retried",
+            task.status.name()
+        )));
+    }
+    let mut request = task.request.clone();
+    if request.prompt.is_empty() {
+        // A record from before requests were stored with tasks.
+        request = TurnRequest {
+            prompt: task.prompt.clone(),
+            session_id: task.session_id.clone(),
+            priority: task.priority,
+            ..request
+        };
+    }
+    let retried = submit(app, request, Mode::Async, None)?;
+    log::info!("task {id} retried as task {}", retried.id);
+    Ok(retried)
+}
+
+/// At shutdown: waiting sync tasks (their clients are still connected) end `cancelled` with a 503.
+pub fn refuse_waiting(app: &App, waiting: Vec<Entry>) {
+    for entry in waiting {
+        if app.store.tasks.get(&entry.task_id).is_some_and(|t| t.mode == Mode::Sync) {
+            end_without_running(app, &entry.task_id, TaskStatus::Cancelled, shutting_down());
+        }
+    }
+}

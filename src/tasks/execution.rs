@@ -1,0 +1,235 @@
+//! A worker runs a task: `execute` checks it again, starts the CLI with the session's options,
+//! and records how the run ended (the turn, the statistics, then the task's end).
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
+use crate::runner::caps::Caps;
+use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
+use crate::store::Durable;
+use crate::{cli_support, project, sessions};
+
+use super::ends::{end_unsaved, end_without_running, finished};
+
+/// Runs a task the queue handed out, records how it ended, and tells whoever waits.
+pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
+    let Some(task) = app.store.tasks.get(task_id) else { return };
+    if task.status != TaskStatus::Pending {
+        return; // cancelled while it waited
+    }
+    let config = app.config();
+    let (session, budget, caps) = match prepare(app, &config, &task, cancel) {
+        Ok(ready) => ready,
+        Err(err) => return end_without_running(app, task_id, TaskStatus::Failed, err),
+    };
+    if cancel.is_cancelled() {
+        let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
+        return end_without_running(app, task_id, TaskStatus::Cancelled, err);
+    }
+    // An async task that was started is never started again by itself (after a crash it is
+    // `interrupted`), so that is on disk before its CLI runs. A sync one's client is told only
+    // its end, and a restart cancels it whether it had started or not.
+    let durable = if task.mode == Mode::Async { Durable::Now } else { Durable::Soon };
+    let started = app.store.tasks.update(task_id, durable, |t| {
+        if t.status != TaskStatus::Pending {
+            return false;
+        }
+        t.status = TaskStatus::Processing;
+        t.started_at = Some(now());
+        t.updated_at = now();
+        true
+    });
+    let started = match started {
+        Ok(Some(started)) => started,
+        Ok(None) => return,
+        Err(e) => return end_unsaved(app, task_id, e),
+    };
+    log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
+    let lines = task.request.stream.then(|| relay_lines(app, task_id));
+    let outcome = run_cli(&config, &task.request, &session, budget, caps.as_ref(), cancel, lines);
+    let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
+    let at = now();
+    let mut ended = (*started).clone();
+    record_outcome(&mut ended, &outcome, cancel, at);
+    // The statistics and the turn are written `Soon`, then the task's end `Now`: once anyone can
+    // see that the task ended, all of it is on disk.
+    crate::stats::record(app, &ended);
+    if let Err(e) = sessions::record_turn(app, &session, &ended, cli_has_session) {
+        log::error!("task {task_id}: the turn could not be saved: {e}");
+    }
+    let ended = app.store.tasks.update(task_id, Durable::Now, |t| {
+        record_outcome(t, &outcome, cancel, at);
+        true
+    });
+    let task = match ended {
+        Ok(Some(task)) => task,
+        Ok(None) => return,
+        Err(e) => return end_unsaved(app, task_id, e),
+    };
+    log::info!("task {task_id} {}", describe(&task));
+    if let Ok(run) = &outcome {
+        app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
+    }
+    finished(app, task, None);
+}
+
+/// Sends each line of a stream-json run to the task's followers.
+fn relay_lines(app: &App, task_id: &str) -> runner::LineSink {
+    let (hub, id) = (app.events.clone(), task_id.to_string());
+    runner::LineSink(Arc::new(move |line: &str| hub.publish(&id, line)))
+}
+
+/// The session as the previous turn left it, checked again (it may have changed while the task
+/// waited), the budget of this run, and what the CLI accepts (`None` when its probe failed:
+/// the run then passes its options unchecked).
+fn prepare(
+    app: &App,
+    config: &Config,
+    task: &Task,
+    cancel: &Cancel,
+) -> Result<(Arc<Session>, f64, Option<Caps>), Error> {
+    let session_id = task.session_id.as_deref().unwrap_or_default();
+    let session = sessions::get(app, session_id)?;
+    sessions::check_takes_turns(&session)?;
+    let budget = sessions::run_budget(config, &task.request, &session)?;
+    // Checked again at the start: the folder may be gone, or outside roots narrowed meanwhile.
+    project::resolve(&session.project_path, config).map_err(|err| match err {
+        Error::Invalid { field, .. } => Error::invalid(
+            &field,
+            format!("project folder {} of session {} no longer exists; recreate it", session.project_path, session.id),
+        ),
+        other => other,
+    })?;
+    let caps = app.cli.get(&cli_support::target(config), cancel).caps.clone().ok();
+    if let Some(caps) = &caps {
+        cli_support::check(caps, config, &task.request, &cli_args(config, &task.request, &session, budget), budget)?;
+    }
+    Ok((session, budget, caps))
+}
+
+/// Marks a task whose execution panicked as failed (the worker lives on).
+pub fn fail_internally(app: &App, task_id: &str) {
+    let err = Error::Unavailable(format!("task {task_id} failed with an internal error; the server log has details"));
+    end_without_running(app, task_id, TaskStatus::Failed, err);
+}
+
+pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f64) -> CliArgs {
+    let mut disallowed = config.disallowed_tools.clone();
+    disallowed.extend(req.disallowed_tools.iter().flatten().filter(|t| !config.disallowed_tools.contains(t)).cloned());
+    CliArgs {
+        model: Some(req.model.clone().unwrap_or_else(|| session.model.clone())),
+        system_prompt: req.system_prompt.clone().or_else(|| session.system_prompt.clone()),
+        append_system_prompt: req.append_system_prompt.clone(),
+        max_budget_usd: Some(budget),
+        max_turns: req.max_turns,
+        mcp_config: req
+            .mcp_config
+            .clone()
+            .or_else(|| config.mcp.enabled.then(|| config.mcp.config_path.clone()).flatten()),
+        permission_mode: req.permission_mode.clone().or_else(|| config.permission_mode.clone()),
+        allowed_tools: req.allowed_tools.clone().unwrap_or_else(|| config.allowed_tools.clone()),
+        disallowed_tools: disallowed,
+        agent: req.agent.clone(),
+    }
+}
+
+type Outcome = Result<RunResult, SpawnError>;
+
+fn run_cli(
+    config: &Config,
+    req: &TurnRequest,
+    session: &Session,
+    budget: f64,
+    caps: Option<&Caps>,
+    cancel: &runner::Cancel,
+    lines: Option<runner::LineSink>,
+) -> Outcome {
+    let mut args = cli_args(config, req, session, budget);
+    // A CLI without --max-budget-usd gets no budget flag; ccs checks the cost after the run.
+    let own_budget = caps.filter(|c| !c.supports("--max-budget-usd"));
+    if own_budget.is_some() {
+        args.max_budget_usd = None;
+    }
+    let flag = if session.cli_started {
+        SessionFlag::Resume(session.id.clone())
+    } else {
+        SessionFlag::Create(session.id.clone())
+    };
+    let invocation = |flag: &SessionFlag| Invocation {
+        program: config.claude_path.clone(),
+        args: runner::argv::build(&args, flag, req.stream),
+        prompt: req.prompt.clone(),
+        cwd: session.project_path.clone().into(),
+        env: config.child_env(),
+        timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
+        kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
+        lines: lines.clone(),
+    };
+    let mut outcome = runner::run(&invocation(&flag), cancel)?;
+    // A first turn that was killed after the CLI had saved the session leaves the id taken:
+    // the conversation exists, so continue it instead.
+    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
+    if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
+        log::warn!("session {} already exists in the CLI; resuming it", session.id);
+        outcome = runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel)?;
+    }
+    if let Some(caps) = own_budget {
+        runner::budget::enforce(&mut outcome, budget, &format!("claude {}", caps.version));
+    }
+    Ok(outcome)
+}
+
+/// Fills in how a run ended. A task that was cancelled stays cancelled (and one stopped by a
+/// shutdown is interrupted) whatever its process did after the signal.
+fn record_outcome(task: &mut Task, outcome: &Outcome, cancel: &Cancel, at: chrono::DateTime<chrono::Utc>) {
+    task.updated_at = at;
+    task.completed_at = Some(at);
+    match outcome {
+        Err(spawn) => {
+            task.status = TaskStatus::Failed;
+            task.error = Some(spawn.to_string());
+        }
+        Ok(run) => {
+            task.status = match run.status {
+                RunStatus::Completed => TaskStatus::Completed,
+                RunStatus::Failed => TaskStatus::Failed,
+                RunStatus::Timeout => TaskStatus::Timeout,
+                RunStatus::Cancelled => TaskStatus::Cancelled,
+            };
+            task.error = run.error.clone();
+            task.exit_code = run.exit_code;
+            task.duration_ms = Some(run.duration_ms);
+            if let Some(report) = &run.report {
+                task.result = report.result.clone();
+                task.cost_usd = Some(report.cost_usd);
+                task.num_turns = report.num_turns;
+                task.usage = report.usage.clone();
+                if let Some(model) = &report.model {
+                    task.model = model.clone();
+                }
+            }
+        }
+    }
+    if cancel.is_interrupt() {
+        task.status = TaskStatus::Interrupted;
+        task.error = Some(
+            "the server stopped while this task ran; its process group was killed; retry it if its side effects allow"
+                .into(),
+        );
+    } else if cancel.is_cancelled() {
+        task.status = TaskStatus::Cancelled;
+        task.error = Some("cancelled; the claude process group was killed".into());
+    }
+}
+
+fn describe(task: &Task) -> String {
+    match (&task.status, &task.error) {
+        (TaskStatus::Completed, _) => format!("completed in {} ms", task.duration_ms.unwrap_or(0)),
+        // The CLI's own text: escaped, so it cannot start a forged log line.
+        (status, Some(error)) => format!("ended {}: {}", status.name(), error.escape_debug()),
+        (status, None) => format!("ended {}", status.name()),
+    }
+}

@@ -1,0 +1,123 @@
+//! A task comes in: `submit` checks the request, stores the task (on disk before anyone hears
+//! its id), then queues it.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::app::{App, OnDone};
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
+use crate::queue::Entry;
+use crate::store::Durable;
+use crate::{cli_support, sessions};
+
+use super::execution::cli_args;
+
+/// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
+pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDone>) -> Result<Arc<Task>, Error> {
+    let config = app.config();
+    check_caller_overrides(&config, &req)?;
+    if app.is_shutting_down() {
+        return Err(shutting_down());
+    }
+    let (waiting, _) = app.queue.counts();
+    if waiting >= config.task_queue.max_pending {
+        return Err(Error::Unavailable(format!(
+            "the queue is full ({waiting} tasks waiting, taskQueue.maxPending); retry later or raise taskQueue.maxPending"
+        )));
+    }
+    let session = sessions::session_for(app, &config, &req)?;
+    sessions::check_takes_turns(&session)?;
+    let budget = sessions::run_budget(&config, &req, &session)?;
+    // With the CLI probed already, a flag it lacks is refused now; else when the task runs.
+    if let Some(Ok(caps)) = app.cli.cached(&cli_support::target(&config)).map(|p| p.caps.clone()) {
+        if let Err(err) = cli_support::check(&caps, &config, &req, &cli_args(&config, &req, &session, budget), budget) {
+            if req.session_id.is_none() {
+                let _ = sessions::delete(app, &session.id); // made for this request alone
+            }
+            return Err(err);
+        }
+    }
+    req.session_id = Some(session.id.clone());
+    let task = new_task(req, &session, mode, app.queue.next_seq());
+    // An async task's id is answered at once, so it is on disk first. A sync task's client hears
+    // only its end (written `Now`); if the server dies before, the client sees the connection
+    // drop, and a restart cancels the task if it was saved by then.
+    let durable = if mode == Mode::Async { Durable::Now } else { Durable::Soon };
+    let task = app.store.tasks.put(&task.id.clone(), task, durable)?;
+    if let Some(on_done) = on_done {
+        app.wait_for(&task.id, on_done);
+    }
+    app.queue.push(entry_of(&task));
+    log::info!("task {} queued ({}, priority {}, session {})", task.id, mode_name(mode), task.priority, session.id);
+    log::debug!("task {} prompt: {}", task.id, task.prompt);
+    Ok(task)
+}
+
+pub(super) fn entry_of(task: &Task) -> Entry {
+    Entry { task_id: task.id.clone(), priority: task.priority, seq: task.seq, session_id: task.session_id.clone() }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Sync => "sync",
+        Mode::Async => "async",
+    }
+}
+
+fn new_task(request: TurnRequest, session: &Session, mode: Mode, seq: u64) -> Task {
+    let at = now();
+    Task {
+        id: uuid::Uuid::new_v4().to_string(),
+        status: TaskStatus::Pending,
+        priority: request.priority,
+        prompt: request.prompt.clone(),
+        project_path: session.project_path.clone(),
+        model: request.model.clone().unwrap_or_else(|| session.model.clone()),
+        session_id: Some(session.id.clone()),
+        created_at: at,
+        updated_at: at,
+        started_at: None,
+        completed_at: None,
+        result: None,
+        error: None,
+        cost_usd: None,
+        duration_ms: None,
+        num_turns: None,
+        usage: Value::Null,
+        exit_code: None,
+        metadata: request.metadata.clone().unwrap_or_else(|| Value::Object(Default::default())),
+        mode,
+        webhook: None,
+        seq,
+        request,
+    }
+}
+
+fn check_caller_overrides(config: &Config, req: &TurnRequest) -> Result<(), Error> {
+    if config.allow_caller_overrides {
+        return Ok(());
+    }
+    let given = [
+        ("mcp_config", req.mcp_config.is_some()),
+        ("agent", req.agent.is_some()),
+        ("allowed_tools", req.allowed_tools.is_some()),
+        ("permission_mode", req.permission_mode.is_some()),
+    ];
+    match given.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(Error::forbidden(
+            field,
+            format!(
+                "\"{field}\" is refused: it can make the CLI launch programs or widen its powers; \
+                 set allowCallerOverrides to true in the config to let callers set it"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down; send the request again once it is back".into())
+}

@@ -1,0 +1,53 @@
+//! After a start: what a crash or a stop left behind is sorted out before the first request.
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::model::{now, Mode, Task, TaskStatus};
+use crate::store::Durable;
+
+use super::ends::{finished, update};
+use super::intake::entry_of;
+
+/// After a start: tasks that were running become `interrupted` (never re-run by themselves),
+/// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
+/// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
+pub fn recover(app: &App) -> (usize, usize, usize) {
+    let mut tasks: Vec<Arc<Task>> = app.store.tasks.all().into_iter().filter(|t| !t.status.is_final()).collect();
+    tasks.sort_by_key(|t| t.seq);
+    let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
+    for task in tasks {
+        // `Soon`: recovery can run again after another crash, with the same result.
+        let end = |status: TaskStatus, message: &str| {
+            update(app, &task.id, Durable::Soon, |t| {
+                t.status = status;
+                t.error = Some(message.to_string());
+                t.updated_at = now();
+                t.completed_at = Some(t.updated_at);
+                true
+            })
+        };
+        match (task.status, task.mode) {
+            (TaskStatus::Processing, _) => {
+                let message = "the server stopped while this task ran; retry it (POST /api/tasks/<id>/retry) if its side effects allow";
+                if let Some(task) = end(TaskStatus::Interrupted, message) {
+                    finished(app, task, None);
+                }
+                interrupted += 1;
+            }
+            (_, Mode::Sync) => {
+                end(
+                    TaskStatus::Cancelled,
+                    "the server stopped before this synchronous request got under way (its CLI had not started, \
+                     or for a few milliseconds at most); its client was disconnected",
+                );
+                cancelled += 1;
+            }
+            (_, Mode::Async) => {
+                app.queue.push(entry_of(&task));
+                requeued += 1;
+            }
+        }
+    }
+    (interrupted, requeued, cancelled)
+}
