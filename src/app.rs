@@ -2,7 +2,6 @@
 //! Locks here are held briefly, never across a child process or a network call.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -11,41 +10,12 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Task;
 use crate::queue::Queue;
 use crate::store::Store;
-use crate::webhook;
-
-/// Where the config came from, so a reload reads it the same way.
-#[derive(Debug, Clone)]
-pub struct ConfigSource {
-    pub path: PathBuf,
-    pub home: PathBuf,
-    pub user_home: PathBuf,
-    /// `--host` / `--port` given on the command line; they win over the file on every reload.
-    pub host: Option<String>,
-    pub port: Option<u16>,
-}
-
-impl ConfigSource {
-    pub fn defaults(&self) -> Config {
-        Config::defaults(&self.home, &self.user_home)
-    }
-
-    /// Applies the command-line overrides to a config read from the file.
-    pub fn override_cli(&self, mut config: Config) -> Config {
-        if let Some(host) = &self.host {
-            config.host = host.clone();
-        }
-        if let Some(port) = self.port {
-            config.port = port;
-        }
-        config
-    }
-}
 
 /// Called once with the end of a task somebody waits for (a sync HTTP request).
 pub type OnDone = Box<dyn FnOnce(Result<Arc<Task>, Error>) + Send>;
@@ -60,8 +30,9 @@ pub struct App {
     pub queue: Queue,
     /// Sync requests waiting for their task, by task id.
     waiters: Mutex<HashMap<String, OnDone>>,
-    pub webhook_tx: Sender<webhook::Msg>,
-    webhook_rx: Mutex<Option<Receiver<webhook::Msg>>>,
+    /// Ids of webhook deliveries that are due now, for the sender thread (`webhook`).
+    pub webhook_tx: Sender<String>,
+    webhook_rx: Mutex<Option<Receiver<String>>>,
     /// The worker threads (`tasks::worker` starts and joins them).
     pub worker_threads: Mutex<Vec<JoinHandle<()>>>,
     pub metrics: Metrics,
@@ -125,7 +96,7 @@ impl App {
     }
 
     /// The receiving end of the webhook channel, for the sender thread (once).
-    pub fn take_webhook_rx(&self) -> Option<Receiver<webhook::Msg>> {
+    pub fn take_webhook_rx(&self) -> Option<Receiver<String>> {
         self.webhook_rx.lock().take()
     }
 

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use crate::config::ConfigSource;
 use crate::exit;
 
 const USAGE: &str = "\
@@ -48,10 +49,8 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub command: Command,
-    pub home: PathBuf,
-    pub config: PathBuf,
-    pub host: Option<String>,
-    pub port: Option<u16>,
+    /// `--home`, `--config`, `--host`, `--port`: where the config comes from.
+    pub source: ConfigSource,
 }
 
 /// Parses the arguments; the error is a usage message (exit code 2).
@@ -96,7 +95,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
         None => default_home()?,
     };
     let config = config.or_else(|| env_path("CCS_CONFIG")).unwrap_or_else(|| home.join("config.json"));
-    Ok(Options { command, home, config, host, port })
+    Ok(Options { command, source: ConfigSource::new(home, config, host, port) })
 }
 
 fn describe(err: pico_args::Error) -> String {
@@ -138,12 +137,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
             println!("ccs {}", env!("CARGO_PKG_VERSION"));
             exit::OK
         }
-        Command::Tui => crate::tui::run(&options),
-        Command::Start => crate::daemon::start(&options).print(),
-        Command::Stop => crate::daemon::stop(&options).print(),
-        Command::Status => crate::daemon::status(&options).print(),
-        Command::Restart => crate::daemon::restart(&options).print(),
-        Command::Serve => match crate::server::serve(&options) {
+        Command::Tui => crate::tui::run(&options.source),
+        Command::Start => crate::daemon::start(&options.source).print(),
+        Command::Stop => crate::daemon::stop(&options.source).print(),
+        Command::Status => crate::daemon::status(&options.source).print(),
+        Command::Restart => crate::daemon::restart(&options.source).print(),
+        Command::Serve => match crate::server::serve(options.source) {
             Ok(()) => exit::OK,
             Err(err) => {
                 eprintln!("ccs: {err}");
@@ -165,9 +164,9 @@ mod tests {
     fn global_options_may_come_before_the_command() {
         let o = parse_str(&["--home", "/tmp/h", "--port", "7000", "serve"]).unwrap();
         assert_eq!(o.command, Command::Serve);
-        assert_eq!(o.home, PathBuf::from("/tmp/h"));
-        assert_eq!(o.config, PathBuf::from("/tmp/h/config.json"));
-        assert_eq!(o.port, Some(7000));
+        assert_eq!(o.source.home, PathBuf::from("/tmp/h"));
+        assert_eq!(o.source.path, PathBuf::from("/tmp/h/config.json"));
+        assert_eq!(o.source.port, Some(7000));
     }
 
     #[test]

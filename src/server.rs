@@ -2,12 +2,10 @@
 //! wait for SIGINT/SIGTERM and stop in order (acceptors with a grace period, then the rest).
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::app::{App, ConfigSource};
-use crate::cli::Options;
-use crate::config::{self, Config};
+use crate::app::App;
+use crate::config::{Config, ConfigSource};
 use crate::daemon::pidfile;
 use crate::store::Store;
 use crate::{api, exit, housekeeping, http, logging, signals, tasks, webhook};
@@ -38,32 +36,12 @@ impl fmt::Display for ServeError {
     }
 }
 
-/// Loads (or first writes) the config named by the options.
-pub fn load_config(options: &Options) -> Result<(Config, Vec<String>, ConfigSource), ServeError> {
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| options.home.clone());
-    let source = ConfigSource {
-        path: options.config.clone(),
-        home: options.home.clone(),
-        user_home,
-        host: options.host.clone(),
-        port: options.port,
-    };
-    let (config, warnings) =
-        config::load_or_create(&source.path, source.defaults()).map_err(|e| ServeError::Config(e.to_string()))?;
-    Ok((source.override_cli(config), warnings, source))
-}
-
-/// Refuses a non-loopback bind without an API key (SPEC 8).
-pub fn refuse_open_bind(config: &Config) -> Result<(), ServeError> {
-    config.open_bind_problem(&config.host).map_or(Ok(()), |problem| Err(ServeError::Config(problem)))
-}
-
-pub fn serve(options: &Options) -> Result<(), ServeError> {
+pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
     // Stamped before reading, so an edit made while the server starts is reloaded, not missed.
-    let stamp_before_load = housekeeping::file_stamp(&options.config);
-    let (config, warnings, source) = load_config(options)?;
+    let stamp_before_load = housekeeping::file_stamp(&source.path);
+    let (config, warnings) = source.load().map_err(|e| ServeError::Config(e.to_string()))?;
     let config_stamp = stamp_before_load.or_else(|| housekeeping::file_stamp(&source.path));
-    refuse_open_bind(&config)?;
+    config.refuse_open_bind().map_err(ServeError::Config)?;
     let to_stderr = std::env::var_os(crate::daemon::DAEMON_ENV).is_none();
     logging::init(&config.log_file, config.log_level, to_stderr)
         .map_err(|e| ServeError::Start(format!("cannot open the log file {}: {e}", config.log_file.display())))?;
@@ -87,7 +65,8 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
         );
     }
     let webhook_rx = app.take_webhook_rx().ok_or_else(|| ServeError::Start("webhook channel already taken".into()))?;
-    let webhooks = webhook::spawn(app.clone(), webhook_rx)
+    let (stop_webhooks, webhooks_stop) = crossbeam_channel::bounded::<()>(1);
+    let webhooks = webhook::spawn(app.clone(), webhook_rx, webhooks_stop)
         .map_err(|e| ServeError::Start(format!("cannot start the webhook thread: {e}")))?;
     tasks::worker::set_workers(&app, config.task_queue.concurrency);
 
@@ -114,7 +93,7 @@ pub fn serve(options: &Options) -> Result<(), ServeError> {
     stop(&app, &mut server);
     drop(stop_housekeeping);
     let _ = housekeeping.join();
-    let _ = app.webhook_tx.send(webhook::Msg::Stop);
+    let _ = stop_webhooks.send(());
     let _ = webhooks.join();
     app.store.close();
     pidfile::remove_if_ours(&config.pid_file, std::process::id());

@@ -257,7 +257,7 @@ pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_ses
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::ConfigSource;
+    use crate::config::ConfigSource;
     use crate::config::StorageType;
     use crate::model::TaskStatus;
     use crate::store::Store;

@@ -6,6 +6,7 @@
 mod file;
 pub mod mask;
 mod parse;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 pub use file::{load_or_create, merge, read_file, read_json, LoadError};
 pub use parse::{from_value, ConfigError};
+pub use source::ConfigSource;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -260,6 +262,11 @@ impl Config {
     pub fn restart_required(&self, next: &Config) -> Vec<&'static str> {
         let (old, new) = (self.to_json(), next.to_json());
         RESTART_KEYS.iter().copied().filter(|key| old.get(key) != new.get(key)).collect()
+    }
+
+    /// Refuses a config that would listen on a non-loopback address without any key (SPEC 8).
+    pub fn refuse_open_bind(&self) -> Result<(), String> {
+        self.open_bind_problem(&self.host).map_or(Ok(()), Err)
     }
 
     /// Why this config must not serve a server bound to `bound_host` (the running bind, which a

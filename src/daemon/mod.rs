@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cli::Options;
 use crate::config::Config;
+use crate::config::ConfigSource;
 use crate::exit;
-use crate::server;
 use pidfile::State;
 
 /// Exit code of `status` when the server is not running (LSB).
@@ -59,20 +58,19 @@ impl Report {
 
 /// Loads the config, reads the pid file, and runs `command` with both; the report collects what
 /// it says (a config error ends it early, with exit code 2).
-fn with_server(options: &Options, command: impl FnOnce(&Config, State, &mut Report) -> i32) -> Report {
+fn with_server(source: &ConfigSource, command: impl FnOnce(&Config, State, &mut Report) -> i32) -> Report {
     let mut r = Report::default();
-    r.code = match load(options, &mut r) {
+    r.code = match load(source, &mut r) {
         Ok(config) => command(&config, pidfile::state(&config.pid_file), &mut r),
         Err(code) => code,
     };
     r
 }
 
-fn load(options: &Options, r: &mut Report) -> Result<Config, i32> {
-    match server::load_config(options).and_then(|(config, _, _)| server::refuse_open_bind(&config).map(|_| config)) {
-        Ok(config) => Ok(config),
-        Err(err) => Err(r.fail(err.exit_code(), format!("ccs: {err}"))),
-    }
+fn load(source: &ConfigSource, r: &mut Report) -> Result<Config, i32> {
+    let loaded =
+        source.load().map_err(|e| e.to_string()).and_then(|(config, _)| config.refuse_open_bind().map(|_| config));
+    loaded.map_err(|err| r.fail(exit::USAGE, format!("ccs: {err}")))
 }
 
 /// The address clients use to reach the server (a wildcard bind is reached on loopback).
@@ -95,11 +93,11 @@ pub fn health(config: &Config) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-pub fn start(options: &Options) -> Report {
-    with_server(options, |config, state, r| start_into(options, config, state, r))
+pub fn start(source: &ConfigSource) -> Report {
+    with_server(source, |config, state, r| start_into(source, config, state, r))
 }
 
-fn start_into(options: &Options, config: &Config, state: State, r: &mut Report) -> i32 {
+fn start_into(source: &ConfigSource, config: &Config, state: State, r: &mut Report) -> i32 {
     match state {
         State::Running(pid) => {
             r.say(format!("ccs is already running (pid {pid}) on {}", base_url(config)));
@@ -111,13 +109,13 @@ fn start_into(options: &Options, config: &Config, state: State, r: &mut Report) 
         }
         State::Stopped => {}
     }
-    match spawn_detached(options, config) {
+    match spawn_detached(source, config) {
         Ok(pid) => wait_until_up(config, pid, r),
         Err(err) => r.fail(exit::FAILED, format!("ccs: cannot start the server: {err}")),
     }
 }
 
-fn spawn_detached(options: &Options, config: &Config) -> std::io::Result<u32> {
+fn spawn_detached(source: &ConfigSource, config: &Config) -> std::io::Result<u32> {
     if let Some(dir) = config.log_file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -125,13 +123,13 @@ fn spawn_detached(options: &Options, config: &Config) -> std::io::Result<u32> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("--home")
-        .arg(std::path::absolute(&options.home)?)
+        .arg(std::path::absolute(&source.home)?)
         .arg("--config")
-        .arg(std::path::absolute(&options.config)?);
-    if let Some(host) = &options.host {
+        .arg(std::path::absolute(&source.path)?);
+    if let Some(host) = &source.host {
         command.args(["--host", host]);
     }
-    if let Some(port) = options.port {
+    if let Some(port) = source.port {
         command.args(["--port", &port.to_string()]);
     }
     command.arg("serve").env(DAEMON_ENV, "1").current_dir("/");
@@ -184,8 +182,8 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-pub fn stop(options: &Options) -> Report {
-    with_server(options, stop_into)
+pub fn stop(source: &ConfigSource) -> Report {
+    with_server(source, stop_into)
 }
 
 fn stop_into(config: &Config, state: State, r: &mut Report) -> i32 {
@@ -231,8 +229,8 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     !pidfile::is_ccs_server(pid)
 }
 
-pub fn status(options: &Options) -> Report {
-    with_server(options, status_into)
+pub fn status(source: &ConfigSource) -> Report {
+    with_server(source, status_into)
 }
 
 fn status_into(config: &Config, state: State, r: &mut Report) -> i32 {
@@ -288,12 +286,12 @@ pub fn uptime(secs: f64) -> String {
     }
 }
 
-pub fn restart(options: &Options) -> Report {
-    let mut stopped = stop(options);
+pub fn restart(source: &ConfigSource) -> Report {
+    let mut stopped = stop(source);
     if stopped.code != exit::OK {
         return stopped;
     }
-    let started = start(options);
+    let started = start(source);
     stopped.out.extend(started.out);
     stopped.err.extend(started.err);
     stopped.code = started.code;

@@ -16,13 +16,13 @@ use cursive::traits::*;
 use cursive::views::{Dialog, LinearLayout, OnEventView, SelectView, TextView};
 use cursive::Cursive;
 
-use crate::cli::Options;
 use crate::config::Config;
+use crate::config::ConfigSource;
 use client::Client;
 
 /// What every screen needs, kept as cursive's user data.
 pub struct Ui {
-    pub options: Options,
+    pub source: ConfigSource,
     pub config: Config,
     pub client: Client,
 }
@@ -44,17 +44,17 @@ const MENU: &[(&str, Screen)] = &[
     ("Quit", Cursive::quit),
 ];
 
-pub fn run(options: &Options) -> i32 {
-    let config = match crate::server::load_config(options) {
-        Ok((config, _, _)) => config,
+pub fn run(source: &ConfigSource) -> i32 {
+    let config = match source.load() {
+        Ok((config, _)) => config,
         Err(err) => {
             eprintln!("ccs: {err}");
-            return err.exit_code();
+            return crate::exit::USAGE;
         }
     };
     let client = Client::new(&config);
     let mut siv = cursive::default();
-    siv.set_user_data(Ui { options: options.clone(), config, client: client.clone() });
+    siv.set_user_data(Ui { source: source.clone(), config, client: client.clone() });
     siv.add_layer(main_menu(&client));
     let running = Arc::new(AtomicBool::new(true));
     refresh_status_line(&siv, client, running.clone());

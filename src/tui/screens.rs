@@ -48,25 +48,21 @@ fn failed(title: &str, error: &str) -> Dialog {
 }
 
 pub fn start_service(s: &mut Cursive) {
-    let options = ui(s).options.clone();
+    let source = ui(s).source.clone();
     loading(s, "start", "Start service", "Starting the server");
-    in_background(
-        s,
-        move || daemon::start(&options).text(),
-        |s, text| fill(s, "start", failed("Start service", &text)),
-    );
+    in_background(s, move || daemon::start(&source).text(), |s, text| fill(s, "start", failed("Start service", &text)));
 }
 
 pub fn stop_service(s: &mut Cursive) {
-    let options = ui(s).options.clone();
+    let source = ui(s).source.clone();
     loading(s, "stop", "Stop service", "Stopping the server (running tasks get their grace time)");
-    in_background(s, move || daemon::stop(&options).text(), |s, text| fill(s, "stop", failed("Stop service", &text)));
+    in_background(s, move || daemon::stop(&source).text(), |s, text| fill(s, "stop", failed("Stop service", &text)));
 }
 
 pub fn status(s: &mut Cursive) {
-    let options = ui(s).options.clone();
+    let source = ui(s).source.clone();
     loading(s, "status", "Status", "Asking the server");
-    in_background(s, move || daemon::status(&options).text(), |s, text| fill(s, "status", failed("Status", &text)));
+    in_background(s, move || daemon::status(&source).text(), |s, text| fill(s, "status", failed("Status", &text)));
 }
 
 pub fn sessions(s: &mut Cursive) {
@@ -419,7 +415,7 @@ fn save_configuration(s: &mut Cursive, current: &Value, live: bool) {
         Err(e) => return show(s, "Configuration", e),
     };
     let client = ui(s).client.clone();
-    let options = ui(s).options.clone();
+    let source = ui(s).source.clone();
     in_background(
         s,
         // Keys that never change over HTTP are the operator's to change in the file, which this
@@ -428,7 +424,7 @@ fn save_configuration(s: &mut Cursive, current: &Value, live: bool) {
             if live && !config::touches_file_only_keys(&change) {
                 saved_live(&client, &change)
             } else {
-                saved_to_file(&options, change, live)
+                saved_to_file(&source, change, live)
             }
         },
         |s, result| match result {
@@ -454,8 +450,7 @@ fn saved_live(client: &super::Client, change: &Value) -> Result<String, String> 
 
 /// Checks the change like the server would, then writes the file (the server is down, or the
 /// change has file-only keys: a running server reloads the file).
-fn saved_to_file(options: &crate::cli::Options, change: Value, running: bool) -> Result<String, String> {
-    let (_, _, source) = crate::server::load_config(options).map_err(|e| e.to_string())?;
+fn saved_to_file(source: &config::ConfigSource, change: Value, running: bool) -> Result<String, String> {
     let mut file = config::read_json(&source.path).map_err(|e| e.to_string())?;
     config::merge(&mut file, change);
     config::from_value(&file, source.defaults()).map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use serde_json::json;
 
 use crate::app::App;
@@ -26,12 +26,6 @@ use crate::store::Durable;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-pub enum Msg {
-    /// A delivery record was stored and is due now.
-    Queued(String),
-    Stop,
-}
 
 /// The URL a finished task notifies, if any.
 pub fn url_for(task: &Task, config: &Config) -> Option<String> {
@@ -79,7 +73,7 @@ pub fn notify(app: &App, task: &Task) {
     }
     let state = WebhookState { url, status: "pending".into(), attempts: 0, last_error: None };
     set_task_state(app, &task.id, state, Durable::Now);
-    let _ = app.webhook_tx.send(Msg::Queued(id));
+    let _ = app.webhook_tx.send(id);
 }
 
 fn set_task_state(app: &App, task_id: &str, state: WebhookState, durable: Durable) {
@@ -92,12 +86,13 @@ fn set_task_state(app: &App, task_id: &str, state: WebhookState, durable: Durabl
     }
 }
 
-/// Starts the sender thread; it also picks up deliveries left from before a restart.
-pub fn spawn(app: Arc<App>, rx: Receiver<Msg>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("webhooks".into()).spawn(move || run(&app, &rx))
+/// Starts the sender thread; it also picks up deliveries left from before a restart. It takes
+/// the ids of deliveries due now from `due_now`, and ends when `stop` gets a message.
+pub fn spawn(app: Arc<App>, due_now: Receiver<String>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("webhooks".into()).spawn(move || run(&app, &due_now, &stop))
 }
 
-fn run(app: &App, rx: &Receiver<Msg>) {
+fn run(app: &App, due_now: &Receiver<String>, stop: &Receiver<()>) {
     let mut due: BinaryHeap<Reverse<(DateTime<Utc>, String)>> =
         app.store.deliveries.all().iter().map(|d| Reverse((d.next_attempt_at, d.id.clone()))).collect();
     if !due.is_empty() {
@@ -108,10 +103,13 @@ fn run(app: &App, rx: &Receiver<Msg>) {
             .peek()
             .map(|Reverse((at, _))| (*at - Utc::now()).to_std().unwrap_or_default())
             .unwrap_or(Duration::from_secs(3600));
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Queued(id)) => due.push(Reverse((now(), id))),
-            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
+        crossbeam_channel::select! {
+            recv(due_now) -> id => match id {
+                Ok(id) => due.push(Reverse((now(), id))),
+                Err(_) => return,
+            },
+            recv(stop) -> _ => return,
+            default(wait) => {}
         }
         while due.peek().is_some_and(|Reverse((at, _))| *at <= Utc::now()) {
             let Some(Reverse((_, id))) = due.pop() else { break };
