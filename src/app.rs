@@ -1,7 +1,6 @@
 //! The shared state of a running server, passed to every thread as one `Arc<App>`.
 //! Locks here are held briefly, never across a child process or a network call.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -11,14 +10,9 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, ConfigSource};
-use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::model::Task;
 use crate::queue::Queue;
 use crate::store::Store;
-
-/// Called once with the end of a task somebody waits for (a sync HTTP request).
-pub type OnDone = Box<dyn FnOnce(Result<Arc<Task>, Error>) + Send>;
 
 pub struct App {
     me: Weak<App>,
@@ -28,8 +22,8 @@ pub struct App {
     pub bound_host: String,
     pub store: Store,
     pub queue: Queue,
-    /// Sync requests waiting for their task, by task id.
-    waiters: Mutex<HashMap<String, OnDone>>,
+    /// The ends of tasks that HTTP requests wait for.
+    pub ends: crate::events::Ends,
     /// Ids of webhook deliveries that are due now, for the sender thread (`webhook`).
     pub webhook_tx: Sender<String>,
     webhook_rx: Mutex<Option<Receiver<String>>>,
@@ -57,7 +51,7 @@ impl App {
             source,
             store,
             queue: Queue::new(next_seq),
-            waiters: Mutex::new(HashMap::new()),
+            ends: Default::default(),
             webhook_tx,
             webhook_rx: Mutex::new(Some(webhook_rx)),
             worker_threads: Mutex::new(Vec::new()),
@@ -98,15 +92,6 @@ impl App {
     /// The receiving end of the webhook channel, for the sender thread (once).
     pub fn take_webhook_rx(&self) -> Option<Receiver<String>> {
         self.webhook_rx.lock().take()
-    }
-
-    /// Registers the callback of a sync request; call before the task is queued.
-    pub fn wait_for(&self, task_id: &str, on_done: OnDone) {
-        self.waiters.lock().insert(task_id.to_string(), on_done);
-    }
-
-    pub fn take_waiter(&self, task_id: &str) -> Option<OnDone> {
-        self.waiters.lock().remove(task_id)
     }
 
     /// Stops taking new tasks.

@@ -2,10 +2,11 @@
 //! kind to a status in one place (`http::error`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::store::StoreError;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// A request value is wrong (400); `field` names it.
     Invalid { field: String, message: String },
@@ -22,7 +23,7 @@ pub enum Error {
     /// The CLI ran out of time (504).
     CliTimeout { message: String, task_id: String, session_id: Option<String> },
     /// Writing state failed (500).
-    Storage(StoreError),
+    Storage(Arc<StoreError>),
 }
 
 impl Error {
@@ -50,6 +51,6 @@ impl std::error::Error for Error {}
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
-        Error::Storage(e)
+        Error::Storage(Arc::new(e))
     }
 }

@@ -1,8 +1,13 @@
-//! Live events of running tasks (SPEC 11): the CLI's stream-json lines, fanned out to whoever
-//! follows the task (a streaming request, `GET /api/tasks/:id/events`). A late subscriber gets
-//! the lines so far (the newest `BACKLOG` of them) and then the rest as they come; every
-//! subscriber gets `End` with the finished task. Ended topics are kept a short while, so a
-//! subscriber that comes right after the end still gets it.
+//! What others hear of a task while it runs and when it ends.
+//!
+//! `Hub`: live events of running tasks (SPEC 11), the CLI's stream-json lines fanned out to
+//! whoever follows the task (a streaming request, `GET /api/tasks/:id/events`). A late
+//! subscriber gets the lines so far (the newest `BACKLOG` of them) and then the rest as they
+//! come; every subscriber gets `End` with the finished task. Ended topics are kept a short
+//! while, so a subscriber that comes right after the end still gets it.
+//!
+//! `Ends`: the ends of tasks an HTTP request waits for (a sync run's answer, a cancel waiting
+//! for the kill), with the error that ended a task when it was not the CLI's run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::error::Error;
 use crate::model::Task;
 
 const BACKLOG: usize = 5_000;
@@ -77,6 +83,93 @@ impl Hub {
     }
 }
 
+/// How a task ended, as those who wait for it hear it.
+#[derive(Debug, Clone)]
+pub struct TaskEnd {
+    /// The task as it ended (as saved; or as shown when it could not be saved).
+    pub task: Arc<Task>,
+    /// What ended it, when that was not its CLI run: refused at its start, stopped by a
+    /// shutdown, or its state could not be saved.
+    pub error: Option<Error>,
+}
+
+/// Called once with the end of the task it waits for.
+pub type Listener = Box<dyn FnOnce(TaskEnd) + Send>;
+
+/// The ends of tasks somebody waits for, by task id.
+#[derive(Default)]
+pub struct Ends(Mutex<HashMap<String, Awaited>>);
+
+enum Awaited {
+    /// A sync task whose request will ask for its end: the end is kept until it does.
+    Kept(Option<TaskEnd>),
+    /// Those to tell when it ends.
+    Listeners(Vec<Listener>),
+}
+
+impl Ends {
+    /// Task `id` will be asked for by its request: its end is kept until then. Call before the
+    /// task is queued.
+    pub fn keep(&self, id: &str) {
+        self.0.lock().insert(id.to_string(), Awaited::Kept(None));
+    }
+
+    /// Calls `listener` with the end of task `id`: at once when it has ended (kept, or
+    /// `ended_already` finds it final), else when it ends. `ended_already` is asked under the
+    /// lock that `ended` takes, so an end cannot slip between the look and the registration.
+    pub fn listen(&self, id: &str, ended_already: impl FnOnce() -> Option<Arc<Task>>, listener: Listener) {
+        let mut awaited = self.0.lock();
+        let now = match awaited.remove(id) {
+            Some(Awaited::Kept(Some(end))) => Some(end),
+            Some(Awaited::Kept(None)) => None,
+            Some(Awaited::Listeners(mut listeners)) => {
+                listeners.push(listener);
+                awaited.insert(id.to_string(), Awaited::Listeners(listeners));
+                return;
+            }
+            None => ended_already().map(|task| TaskEnd { task, error: None }),
+        };
+        match now {
+            Some(end) => {
+                drop(awaited);
+                listener(end);
+            }
+            None => {
+                awaited.insert(id.to_string(), Awaited::Listeners(vec![listener]));
+            }
+        }
+    }
+
+    /// Task `id` ended: whoever listens hears it now (a kept task keeps it for its request).
+    pub fn ended(&self, id: &str, end: TaskEnd) {
+        let mut awaited = self.0.lock();
+        match awaited.remove(id) {
+            Some(Awaited::Listeners(listeners)) => {
+                drop(awaited);
+                for listener in listeners {
+                    listener(end.clone());
+                }
+            }
+            Some(Awaited::Kept(None)) => {
+                awaited.insert(id.to_string(), Awaited::Kept(Some(end)));
+            }
+            Some(kept @ Awaited::Kept(Some(_))) => {
+                awaited.insert(id.to_string(), kept);
+            }
+            None => {}
+        }
+    }
+
+    /// How many tasks are awaited or kept (for tests and leaks).
+    pub fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +206,30 @@ mod tests {
         assert_eq!(lines(&early), ["one", "two", "end t"]);
         assert_eq!(lines(&late), ["one", "two", "end t"]);
         assert_eq!(lines(&after), ["one", "two", "end t"]);
+    }
+
+    fn collect(into: &Arc<Mutex<Vec<String>>>) -> Listener {
+        let into = into.clone();
+        Box::new(move |end: TaskEnd| into.lock().push(end.task.id.clone()))
+    }
+
+    #[test]
+    fn an_end_reaches_its_listener_whether_it_comes_before_or_after_the_listening() {
+        let ends = Ends::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        // A kept sync task that ends before its request listens: kept, then told at once.
+        ends.keep("early");
+        ends.ended("early", TaskEnd { task: task("early"), error: None });
+        ends.listen("early", || None, collect(&heard));
+        // A listener that comes first hears the end when it comes.
+        ends.listen("late", || None, collect(&heard));
+        assert_eq!(*heard.lock(), ["early"]);
+        ends.ended("late", TaskEnd { task: task("late"), error: None });
+        // A task nobody kept that is final already: told at once from the record.
+        ends.listen("done", || Some(task("done")), collect(&heard));
+        assert_eq!(*heard.lock(), ["early", "late", "done"]);
+        // Ends of tasks nobody waits for are not kept.
+        ends.ended("nobody", TaskEnd { task: task("nobody"), error: None });
+        assert!(ends.is_empty());
     }
 }

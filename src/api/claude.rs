@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::fields::Fields;
 use crate::app::App;
 use crate::error::Error;
-use crate::http::response::{OnGone, Respond};
-use crate::http::{ApiError, Ctx, Reply};
+use crate::events::TaskEnd;
+use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
 use crate::model::{Mode, Task, TaskStatus, TurnRequest};
 use crate::money;
 use crate::tasks;
@@ -74,7 +73,7 @@ pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 /// Queues a turn: async answers 202 at once; `stream` answers with its events; else the result.
 pub fn answer_turn(app: &App, request: TurnRequest, asynchronous: bool) -> Result<Reply, ApiError> {
     if asynchronous {
-        let task = tasks::submit(app, request, Mode::Async, None)?;
+        let task = tasks::submit(app, request, Mode::Async)?;
         return Ok(Reply::with_status(202, accepted_body(&task)));
     }
     if request.stream {
@@ -95,49 +94,29 @@ pub fn accepted_body(task: &Task) -> Value {
     })
 }
 
-/// Queues a sync turn; its answer is sent when the task ends.
+/// Queues a sync turn; its answer is sent when the task ends, and a client that leaves first
+/// has it cancelled.
 pub fn run_sync(app: &App, request: TurnRequest) -> Result<Reply, ApiError> {
-    let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    Ok(Reply::later(move |respond| {
-        let slot = Arc::new(Mutex::new(Some(respond)));
-        let on_done = {
-            let slot = slot.clone();
-            Box::new(move |end: Result<Arc<Task>, Error>| {
-                answer(&slot, end.map_err(ApiError::from).and_then(task_reply))
-            })
-        };
-        match tasks::submit(&app, request, Mode::Sync, Some(on_done)) {
-            Ok(task) => Some(cancel_when_gone(app, vec![task.id.clone()])),
-            Err(err) => {
-                answer(&slot, Err(err.into()));
-                None
-            }
-        }
+    let task = tasks::submit_awaited(app, request)?;
+    Ok(Reply::after_tasks(AfterTasks {
+        tasks: vec![Ok(task.id.clone())],
+        answer: answer_run,
+        on_gone: Some(cancel_run),
     }))
 }
 
-/// What a sync request's client leaving does: its tasks are cancelled (on a thread of their own:
-/// the caller is the HTTP layer's connection thread, which must not wait).
-fn cancel_when_gone(app: Arc<App>, task_ids: Vec<String>) -> OnGone {
-    Box::new(move || {
-        let cancelling = std::thread::Builder::new().name("cancel".into()).spawn(move || {
-            // The last first: a batch's later prompts wait while its first ones run, and
-            // cancelling a running one frees a worker that would start a waiting one.
-            for id in task_ids.iter().rev() {
-                log::info!("task {id}: its sync client went away; cancelling it");
-                let _ = tasks::cancel(&app, id);
-            }
-        });
-        if let Err(e) = cancelling {
-            log::error!("cannot start a thread to cancel the tasks of a gone client: {e}");
-        }
-    })
+fn answer_run(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+    match ends.pop() {
+        Some(Ok(TaskEnd { task, error: None })) => task_reply(task),
+        Some(Ok(TaskEnd { error: Some(err), .. }) | Err(err)) => Err(err.into()),
+        None => Err(ApiError::internal("a sync run without its task")),
+    }
 }
 
-fn answer(slot: &Mutex<Option<Respond>>, reply: Result<Reply, ApiError>) {
-    if let Some(respond) = slot.lock().take() {
-        respond(reply);
-    }
+/// The client of a sync run went away: its task is cancelled (SPEC 6).
+pub fn cancel_run(app: &App, id: &str) {
+    log::info!("task {id}: its sync client went away; cancelling it");
+    let _ = tasks::cancel(app, id);
 }
 
 /// The answer to a finished sync task: 200 with the result, or the error status of its end.
@@ -201,53 +180,27 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     if f.boolean("async")? == Some(true) {
         let accepted: Vec<Value> = requests
             .into_iter()
-            .map(|request| match tasks::submit(app, request, Mode::Async, None) {
+            .map(|request| match tasks::submit(app, request, Mode::Async) {
                 Ok(task) => accepted_body(&task),
                 Err(err) => json!({"success": false, "error": err.to_string()}),
             })
             .collect();
         return Ok(Reply::with_status(202, json!({"success": true, "tasks": accepted, "count": accepted.len()})));
     }
-    let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    Ok(Reply::later(move |respond| {
-        let ids = run_batch(&app, requests, respond);
-        Some(cancel_when_gone(app, ids))
-    }))
+    // Each prompt is a task of its own; one refused (a full queue...) is an error in its place.
+    let tasks = requests.into_iter().map(|request| tasks::submit_awaited(app, request).map(|t| t.id.clone())).collect();
+    Ok(Reply::after_tasks(AfterTasks { tasks, answer: answer_batch, on_gone: Some(cancel_run) }))
 }
 
-struct Batch {
-    ends: Vec<Option<Result<Arc<Task>, Error>>>,
-    respond: Option<Respond>,
-}
-
-/// Queues every prompt of a batch; returns the ids of the tasks queued.
-fn run_batch(app: &App, requests: Vec<TurnRequest>, respond: Respond) -> Vec<String> {
-    let batch = Arc::new(Mutex::new(Batch { ends: requests.iter().map(|_| None).collect(), respond: Some(respond) }));
-    let mut queued = Vec::new();
-    for (i, request) in requests.into_iter().enumerate() {
-        let on_done = {
-            let batch = batch.clone();
-            Box::new(move |end: Result<Arc<Task>, Error>| batch_end(&batch, i, end))
-        };
-        match tasks::submit(app, request, Mode::Sync, Some(on_done)) {
-            Ok(task) => queued.push(task.id.clone()),
-            Err(err) => batch_end(&batch, i, Err(err)),
-        }
-    }
-    queued
-}
-
-/// Records the end of prompt `i`; the last one to end sends the answer.
-fn batch_end(batch: &Mutex<Batch>, i: usize, end: Result<Arc<Task>, Error>) {
-    let mut b = batch.lock();
-    b.ends[i] = Some(end);
-    if b.ends.iter().all(Option::is_some) {
-        let ends: Vec<Result<Arc<Task>, Error>> = b.ends.drain(..).flatten().collect();
-        if let Some(respond) = b.respond.take() {
-            drop(b);
-            respond(Ok(Reply::ok(batch_body(&ends))));
-        }
-    }
+fn answer_batch(ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+    let ends: Vec<Result<Arc<Task>, Error>> = ends
+        .into_iter()
+        .map(|end| match end {
+            Ok(TaskEnd { task, error: None }) => Ok(task),
+            Ok(TaskEnd { error: Some(err), .. }) | Err(err) => Err(err),
+        })
+        .collect();
+    Ok(Reply::ok(batch_body(&ends)))
 }
 
 fn batch_body(ends: &[Result<Arc<Task>, Error>]) -> Value {

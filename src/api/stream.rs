@@ -28,7 +28,7 @@ const HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-
 pub fn run(app: &App, mut request: TurnRequest) -> Result<Reply, ApiError> {
     request.stream = true;
     let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    let task = tasks::submit(&app, request, Mode::Sync, None)?;
+    let task = tasks::submit(&app, request, Mode::Sync)?;
     let events = app.events.subscribe(&task.id);
     Ok(Reply::stream(move |writer| relay(&app, &task, events, writer, true)))
 }

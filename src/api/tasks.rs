@@ -6,15 +6,15 @@ use super::claude::{turn_request, TURN_FIELDS};
 use super::fields::Fields;
 use super::page;
 use crate::app::App;
-use crate::http::{ApiError, Ctx, Reply};
-use crate::model::{now, Mode, TaskStatus};
+use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
+use crate::model::{now, Mode, Task, TaskStatus};
 use crate::{money, tasks};
 
 const STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "timeout", "cancelled", "interrupted"];
 
 pub fn create_async(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let fields = Fields::new(ctx.body.as_ref(), TURN_FIELDS)?;
-    let task = tasks::submit(app, turn_request(&fields)?, Mode::Async, None)?;
+    let task = tasks::submit(app, turn_request(&fields)?, Mode::Async)?;
     Ok(Reply::created(json!({"success": true, "task": task.to_api()})))
 }
 
@@ -50,9 +50,30 @@ pub fn set_priority(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(json!({"success": true, "task_id": id, "old_priority": old, "new_priority": new})))
 }
 
+/// A waiting task is answered at once; a running one when its process group is gone and its
+/// end recorded (within `taskQueue.killGraceMs` and a moment), without holding an acceptor.
 pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let task = tasks::cancel(app, ctx.param("id"))?;
-    Ok(Reply::ok(json!({"success": true, "task_id": task.id, "status": task.status, "task": task.to_api()})))
+    let id = ctx.param("id");
+    match tasks::cancel(app, id)? {
+        tasks::Cancelling::Ended(task) => Ok(Reply::ok(cancelled_body(&task))),
+        tasks::Cancelling::Stopping => Ok(Reply::after_tasks(AfterTasks {
+            tasks: vec![Ok(id.to_string())],
+            answer: answer_cancelled,
+            on_gone: None,
+        })),
+    }
+}
+
+fn answer_cancelled(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+    match ends.pop() {
+        Some(Ok(end)) => Ok(Reply::ok(cancelled_body(&end.task))),
+        Some(Err(err)) => Err(err.into()),
+        None => Err(ApiError::internal("a cancel without its task")),
+    }
+}
+
+fn cancelled_body(task: &Task) -> Value {
+    json!({"success": true, "task_id": task.id, "status": task.status, "task": task.to_api()})
 }
 
 pub fn retry(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {

@@ -31,8 +31,7 @@ pub use auth::Caller;
 pub use error::ApiError;
 use rate_limit::RateLimiter;
 pub use request::Ctx;
-use response::OnGone;
-pub use response::Reply;
+pub use response::{AfterTasks, Awaited, Reply, ShapeAnswer};
 use router::{Match, Method, Router};
 use target::Target;
 
@@ -112,46 +111,6 @@ impl HttpServer {
         let deadline = Instant::now() + limit;
         while self.edge.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// A deferred request's client hanging up, and the work to stop then: whichever of the two
-/// comes second stops the work, so a hang-up just before the work is known is not lost.
-#[derive(Default)]
-struct HangUp(parking_lot::Mutex<HangUpState>);
-
-#[derive(Default)]
-enum HangUpState {
-    #[default]
-    Waiting,
-    Gone,
-    Work(OnGone),
-    Done,
-}
-
-impl HangUp {
-    fn client_gone(&self) {
-        let mut state = self.0.lock();
-        match std::mem::replace(&mut *state, HangUpState::Done) {
-            HangUpState::Work(stop) => {
-                drop(state);
-                stop();
-            }
-            HangUpState::Waiting => *state = HangUpState::Gone,
-            HangUpState::Gone | HangUpState::Done => {}
-        }
-    }
-
-    fn work_started(&self, stop: OnGone) {
-        let mut state = self.0.lock();
-        match std::mem::replace(&mut *state, HangUpState::Done) {
-            HangUpState::Gone => {
-                drop(state);
-                stop();
-            }
-            HangUpState::Waiting => *state = HangUpState::Work(stop),
-            HangUpState::Work(_) | HangUpState::Done => {}
         }
     }
 }
@@ -395,30 +354,7 @@ fn deliver(
     info: RequestInfo,
 ) {
     match answer {
-        Ok(Reply { later: Some(later), .. }) => {
-            let mut rq = rq;
-            // tiny_http calls this if the client hangs up first; the work may not be known yet.
-            let hang_up = Arc::new(HangUp::default());
-            let gone = hang_up.clone();
-            rq.on_client_gone(move || gone.client_gone());
-            edge.pending.fetch_add(1, Ordering::SeqCst);
-            let (edge, app) = (edge.clone(), app.clone());
-            let stop_work = later(Box::new(move |answer| {
-                // Called on a worker, which must not wait on a slow client: written on a thread
-                // of its own, and counted until written (a stop waits for these, bounded).
-                let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
-                    let (rq, response) = answer_of(&app, rq, answer, &info);
-                    let _ = rq.respond(response);
-                    edge.pending.fetch_sub(1, Ordering::SeqCst);
-                });
-                if let Err(e) = sent {
-                    log::error!("cannot start a thread to answer a request: {e}");
-                }
-            }));
-            if let Some(stop) = stop_work {
-                hang_up.work_started(stop);
-            }
-        }
+        Ok(Reply { after: Some(after), .. }) => answer_after_tasks(app, edge, rq, after, info),
         Ok(Reply { stream: Some(stream), .. }) => {
             log::info!("{} 200 (event stream)", info.line);
             app.metrics.count_request(info.method.name(), &info.route, 200);
@@ -434,6 +370,88 @@ fn deliver(
             }
         }
         answer => send(app, rq, answer, &info),
+    }
+}
+
+/// Keeps the request until its tasks have ended, then answers it from their ends (on a thread
+/// of its own, so the worker that ends the last task never waits on the client). A client that leaves first has its tasks stopped (`on_gone`).
+fn answer_after_tasks(
+    app: &Arc<App>,
+    edge: &Arc<EdgeState>,
+    mut rq: tiny_http::Request,
+    after: AfterTasks,
+    info: RequestInfo,
+) {
+    let pending: Vec<(usize, String)> =
+        after.tasks.iter().enumerate().filter_map(|(i, t)| Some((i, t.as_ref().ok()?.clone()))).collect();
+    let ids: Vec<String> = pending.iter().map(|(_, id)| id.clone()).collect();
+    if let Some(on_gone) = after.on_gone {
+        let (app, ids) = (app.clone(), ids.clone());
+        rq.on_client_gone(move || stop_tasks_of_gone_client(app, ids, on_gone));
+    }
+    edge.pending.fetch_add(1, Ordering::SeqCst);
+    let waiting = Arc::new(parking_lot::Mutex::new(Waiting {
+        ends: after.tasks.into_iter().map(|t| t.err().map(Err)).collect(),
+        rq: Some(rq),
+        info,
+        answer: after.answer,
+    }));
+    Waiting::answer_if_complete(&waiting, app, edge);
+    for (i, id) in pending {
+        let ended_already = || app.store.tasks.get(&id).filter(|t| t.status.is_final());
+        let (answering, edge, waiting) = (app.clone(), edge.clone(), waiting.clone());
+        let listener = Box::new(move |end| {
+            waiting.lock().ends[i] = Some(Ok(end));
+            Waiting::answer_if_complete(&waiting, &answering, &edge);
+        });
+        app.ends.listen(&id, ended_already, listener);
+    }
+}
+
+/// A request waiting for the ends of its tasks.
+struct Waiting {
+    ends: Vec<Option<Awaited>>,
+    rq: Option<tiny_http::Request>,
+    info: RequestInfo,
+    answer: ShapeAnswer,
+}
+
+impl Waiting {
+    /// Sends the answer once every end is in (once: the request is taken).
+    fn answer_if_complete(waiting: &parking_lot::Mutex<Waiting>, app: &App, edge: &Arc<EdgeState>) {
+        let mut w = waiting.lock();
+        if w.ends.iter().any(Option::is_none) {
+            return;
+        }
+        let Some(rq) = w.rq.take() else { return };
+        let ends = w.ends.drain(..).flatten().collect();
+        let answer = (w.answer)(ends);
+        let (rq, response) = answer_of(app, rq, answer, &w.info);
+        drop(w);
+        // Called on a worker, which must not wait on a slow client: written on a thread of its
+        // own, and counted until written (a stop waits for these, bounded).
+        let edge = edge.clone();
+        let sent = std::thread::Builder::new().name("respond".into()).spawn(move || {
+            let _ = rq.respond(response);
+            edge.pending.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = sent {
+            log::error!("cannot start a thread to answer a request: {e}");
+        }
+    }
+}
+
+/// Stops the tasks of a client that left before its answer, the last first (a batch's later
+/// prompts wait while its first ones run; cancelling a running one would start a waiting one).
+/// On a thread of its own: tiny_http calls this on the connection's thread, which must not wait.
+fn stop_tasks_of_gone_client(app: Arc<App>, ids: Vec<String>, on_gone: fn(&App, &str)) {
+    let stopping = std::thread::Builder::new().name("client-gone".into()).spawn(move || {
+        for id in ids.iter().rev() {
+            on_gone(&app, id);
+        }
+    });
+    if let Err(e) = stopping {
+        log::error!("cannot start a thread to stop the tasks of a gone client: {e}");
     }
 }
 
@@ -493,28 +511,6 @@ pub fn guard_panics(what: &str, handler: impl FnOnce() -> Result<Reply, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_hang_up_stops_the_work_whether_it_comes_before_or_after_the_work_is_known() {
-        use std::sync::atomic::AtomicUsize;
-        for gone_first in [true, false] {
-            let stopped = Arc::new(AtomicUsize::new(0));
-            let hang_up = HangUp::default();
-            let counter = stopped.clone();
-            let stop: OnGone = Box::new(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-            });
-            if gone_first {
-                hang_up.client_gone();
-                hang_up.work_started(stop);
-            } else {
-                hang_up.work_started(stop);
-                hang_up.client_gone();
-            }
-            hang_up.client_gone();
-            assert_eq!(stopped.load(Ordering::SeqCst), 1, "gone first: {gone_first}");
-        }
-    }
 
     #[test]
     fn limits_count_ipv4_addresses_and_ipv6_networks() {

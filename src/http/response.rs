@@ -1,29 +1,38 @@
-//! A handler's answer: status, JSON body and headers now, or a promise to answer later (a sync
-//! request whose task runs on a worker: the acceptor thread goes back to accepting; if its
-//! client hangs up first, the work is stopped).
+//! A handler's answer: status, JSON body and headers now; or "answer when these tasks end"
+//! (`AfterTasks`: a sync run, a batch, a cancel waiting for the kill), which the HTTP layer
+//! keeps with the request while the acceptor moves on; or a stream written as it is made.
 
 use serde_json::Value;
 
 use super::error::ApiError;
-
-/// Sends the answer of a deferred request; call it exactly once, from any thread.
-pub type Respond = Box<dyn FnOnce(Result<Reply, ApiError>) + Send>;
-
-/// Stops the work of a deferred request whose client went away before its answer.
-pub type OnGone = Box<dyn FnOnce() + Send>;
-
-/// Given the `Respond` of its request, arranges for it to be called; returns what stops the
-/// work if the client leaves first.
-pub type Later = Box<dyn FnOnce(Respond) -> Option<OnGone> + Send>;
+use crate::app::App;
+use crate::error::Error;
+use crate::events::TaskEnd;
 
 /// Writes a whole streamed answer (status line and headers included) to the connection.
 pub type Streamer = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
+
+/// The end of one awaited task; an `Err` for one that failed before it became a task.
+pub type Awaited = Result<TaskEnd, Error>;
+
+/// Shapes the answer from the ends of the awaited tasks, in their order.
+pub type ShapeAnswer = fn(Vec<Awaited>) -> Result<Reply, ApiError>;
+
+/// Answer when every one of these tasks has ended.
+pub struct AfterTasks {
+    /// The tasks, in answer order; an `Err` is one that failed before it became a task.
+    pub tasks: Vec<Result<String, Error>>,
+    pub answer: ShapeAnswer,
+    /// What a client leaving before its answer does to each task (a sync run is cancelled),
+    /// called on a thread of its own.
+    pub on_gone: Option<fn(&App, &str)>,
+}
 
 pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub headers: Vec<(&'static str, String)>,
-    pub later: Option<Later>,
+    pub after: Option<AfterTasks>,
     pub stream: Option<Streamer>,
 }
 
@@ -37,16 +46,16 @@ impl Reply {
     }
 
     pub fn with_status(status: u16, body: Value) -> Reply {
-        Reply { status, body, headers: Vec::new(), later: None, stream: None }
+        Reply { status, body, headers: Vec::new(), after: None, stream: None }
     }
 
-    /// An answer that `later` will give once it has it.
-    pub fn later(later: impl FnOnce(Respond) -> Option<OnGone> + Send + 'static) -> Reply {
-        Reply { status: 0, body: Value::Null, headers: Vec::new(), later: Some(Box::new(later)), stream: None }
+    /// An answer given when the tasks have ended.
+    pub fn after_tasks(after: AfterTasks) -> Reply {
+        Reply { status: 0, body: Value::Null, headers: Vec::new(), after: Some(after), stream: None }
     }
 
     /// An answer written as it is made (Server-Sent Events), on a thread of its own.
     pub fn stream(stream: impl FnOnce(Box<dyn std::io::Write + Send>) + Send + 'static) -> Reply {
-        Reply { status: 200, body: Value::Null, headers: Vec::new(), later: None, stream: Some(Box::new(stream)) }
+        Reply { status: 200, body: Value::Null, headers: Vec::new(), after: None, stream: Some(Box::new(stream)) }
     }
 }

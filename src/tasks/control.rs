@@ -2,7 +2,6 @@
 //! what a stop does to the tasks still waiting.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::error::Error;
@@ -10,48 +9,54 @@ use crate::model::{now, Mode, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::store::Durable;
 
-use super::ends::{end_without_running, update};
+use super::ends::{end_if_pending, end_without_running, update};
 use super::get;
 use super::intake::{shutting_down, submit};
 
-/// DELETE of a task: a waiting one never runs; a running one has its process group killed and
-/// ends `cancelled` (this waits, bounded, for that end); a finished one is a conflict.
-pub fn cancel(app: &App, id: &str) -> Result<Arc<Task>, Error> {
-    let deadline =
-        Instant::now() + Duration::from_millis(app.config().task_queue.kill_grace_ms) + Duration::from_secs(5);
-    loop {
-        let task = get(app, id)?;
-        if task.status.is_final() {
-            return Err(Error::Conflict(format!(
-                "task {id} is already {}; only pending or processing tasks can be cancelled",
-                task.status.name()
-            )));
-        }
-        match app.queue.cancel(id) {
-            Cancelled::Pending => {
-                let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
-                end_without_running(app, id, TaskStatus::Cancelled, err);
-                log::info!("task {id} cancelled before it ran");
-                return get(app, id);
-            }
-            Cancelled::Running => return wait_until_final(app, id, deadline),
-            // Between the store and the queue (being queued, or just taken): look again.
-            Cancelled::NotQueued if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Cancelled::NotQueued => {
-                return Err(Error::Conflict(format!("task {id} could not be cancelled; try again")))
-            }
-        }
+/// What a cancel did.
+#[derive(Debug)]
+pub enum Cancelling {
+    /// It had not started: it ended `cancelled` now and never runs.
+    Ended(Arc<Task>),
+    /// It runs: its process group gets SIGTERM, then SIGKILL after `taskQueue.killGraceMs`;
+    /// its worker records the end (`cancelled`) once the group is gone.
+    Stopping,
+}
+
+/// DELETE of a task: a waiting one never runs; a running one has its process group killed; a
+/// finished one is a conflict. Never waits: the end of a stopping task is told to whoever
+/// listens (`App::ends`).
+pub fn cancel(app: &App, id: &str) -> Result<Cancelling, Error> {
+    let task = get(app, id)?;
+    if task.status.is_final() {
+        return Err(already_ended(&task));
+    }
+    if app.queue.cancel(id) == Cancelled::Running {
+        return Ok(Cancelling::Stopping);
+    }
+    // Out of the queue (or on its way in: a worker skips a task that is no longer pending).
+    let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
+    if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err) {
+        log::info!("task {id} cancelled before it ran");
+        return Ok(Cancelling::Ended(task));
+    }
+    // It left `pending` meanwhile: a worker took it, or it ended.
+    let task = get(app, id)?;
+    if task.status.is_final() {
+        return Err(already_ended(&task));
+    }
+    match app.queue.cancel(id) {
+        Cancelled::Running => Ok(Cancelling::Stopping),
+        _ => Err(Error::Conflict(format!("task {id} could not be cancelled; try again"))),
     }
 }
 
-fn wait_until_final(app: &App, id: &str, deadline: Instant) -> Result<Arc<Task>, Error> {
-    loop {
-        let task = get(app, id)?;
-        if task.status.is_final() || Instant::now() >= deadline {
-            return Ok(task);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn already_ended(task: &Task) -> Error {
+    Error::Conflict(format!(
+        "task {} is already {}; only pending or processing tasks can be cancelled",
+        task.id,
+        task.status.name()
+    ))
 }
 
 /// PATCH priority of a waiting task; returns (old, new).
@@ -95,7 +100,7 @@ pub fn retry(app: &App, id: &str) -> Result<Arc<Task>, Error> {
             ..request
         };
     }
-    let retried = submit(app, request, Mode::Async, None)?;
+    let retried = submit(app, request, Mode::Async)?;
     log::info!("task {id} retried as task {}", retried.id);
     Ok(retried)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::error::Error;
+use crate::events::TaskEnd;
 use crate::model::{now, Mode, Task, TaskStatus};
 use crate::store::{Durable, StoreError};
 use crate::webhook;
@@ -25,10 +26,28 @@ pub(super) fn update(
     }
 }
 
+/// Ends a task that did not run (or whose run broke down): `status` with `err`'s message.
 pub(super) fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
-    log::info!("task {task_id} ended {} without running: {}", status.name(), err.to_string().escape_debug());
+    end_early(app, task_id, status, err, |_| true);
+}
+
+/// Ends a task that is still waiting; `None` when it was not (a worker took it, or it ended).
+pub(super) fn end_if_pending(app: &App, task_id: &str, status: TaskStatus, err: Error) -> Option<Arc<Task>> {
+    end_early(app, task_id, status, err, |t| t.status == TaskStatus::Pending)
+}
+
+fn end_early(
+    app: &App,
+    task_id: &str,
+    status: TaskStatus,
+    err: Error,
+    applies: impl FnOnce(&Task) -> bool,
+) -> Option<Arc<Task>> {
     let message = err.to_string();
     let task = app.store.tasks.update(task_id, Durable::Now, |t| {
+        if !applies(t) {
+            return false;
+        }
         t.status = status;
         t.error = Some(message);
         t.updated_at = now();
@@ -36,9 +55,16 @@ pub(super) fn end_without_running(app: &App, task_id: &str, status: TaskStatus, 
         true
     });
     match task {
-        Ok(Some(task)) => finished(app, task, Some(err)),
-        Ok(None) => {}
-        Err(e) => end_unsaved(app, task_id, e),
+        Ok(Some(task)) => {
+            log::info!("task {task_id} ended {} without running: {}", status.name(), err.to_string().escape_debug());
+            finished(app, task.clone(), Some(err));
+            Some(task)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            end_unsaved(app, task_id, e);
+            None
+        }
     }
 }
 
@@ -54,19 +80,16 @@ pub(super) fn end_unsaved(app: &App, task_id: &str, err: StoreError) {
     task.updated_at = now();
     task.completed_at = Some(task.updated_at);
     let task = app.store.tasks.show_unsaved(task_id, task);
-    app.events.end(task);
-    if let Some(on_done) = app.take_waiter(task_id) {
-        on_done(Err(Error::Storage(err)));
-    }
+    app.events.end(task.clone());
+    app.ends.ended(task_id, TaskEnd { task, error: Some(err.into()) });
 }
 
-/// A task reached its final state: tell its followers, answer the waiting request, or send
-/// the webhook.
+/// A task reached its final state (saved): tell its followers and whoever waits for it, and
+/// send the webhook of an async task.
 pub(super) fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {
     app.events.end(task.clone());
-    match app.take_waiter(&task.id) {
-        Some(on_done) => on_done(error.map_or(Ok(task), Err)),
-        None if task.mode == Mode::Async => webhook::notify(app, &task),
-        None => {}
+    if task.mode == Mode::Async {
+        webhook::notify(app, &task);
     }
+    app.ends.ended(&task.id.clone(), TaskEnd { task, error });
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::app::{App, OnDone};
+use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
@@ -15,8 +15,19 @@ use crate::{cli_support, sessions};
 
 use super::execution::cli_args;
 
-/// Checks, stores and queues a turn. With `on_done`, that callback gets the end of the task.
-pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDone>) -> Result<Arc<Task>, Error> {
+/// Checks, stores and queues a turn whose end nobody waits for here (async: a webhook tells;
+/// streamed: its followers hear the end).
+pub fn submit(app: &App, req: TurnRequest, mode: Mode) -> Result<Arc<Task>, Error> {
+    queue_turn(app, req, mode, false)
+}
+
+/// Checks, stores and queues a sync turn whose request answers with its end: that end is kept
+/// (`App::ends`) until the request listens for it.
+pub fn submit_awaited(app: &App, req: TurnRequest) -> Result<Arc<Task>, Error> {
+    queue_turn(app, req, Mode::Sync, true)
+}
+
+fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Result<Arc<Task>, Error> {
     let config = app.config();
     check_caller_overrides(&config, &req)?;
     if app.is_shutting_down() {
@@ -47,8 +58,8 @@ pub fn submit(app: &App, mut req: TurnRequest, mode: Mode, on_done: Option<OnDon
     // drop, and a restart cancels the task if it was saved by then.
     let durable = if mode == Mode::Async { Durable::Now } else { Durable::Soon };
     let task = app.store.tasks.put(&task.id.clone(), task, durable)?;
-    if let Some(on_done) = on_done {
-        app.wait_for(&task.id, on_done);
+    if keep_end {
+        app.ends.keep(&task.id);
     }
     app.queue.push(entry_of(&task));
     log::info!("task {} queued ({}, priority {}, session {})", task.id, mode_name(mode), task.priority, session.id);

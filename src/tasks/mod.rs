@@ -17,9 +17,9 @@ use crate::app::App;
 use crate::error::Error;
 use crate::model::{Task, TaskStatus};
 
-pub use control::{cancel, refuse_waiting, retry, set_priority};
+pub use control::{cancel, refuse_waiting, retry, set_priority, Cancelling};
 pub use execution::{cli_args, execute, fail_internally};
-pub use intake::submit;
+pub use intake::{submit, submit_awaited};
 pub use recovery::recover;
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Task>, Error> {

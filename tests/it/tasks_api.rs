@@ -152,6 +152,27 @@ fn cancelling_a_running_task_kills_its_process_group_and_it_stays_cancelled() {
 }
 
 #[test]
+fn cancelling_a_running_task_holds_no_acceptor_while_its_group_gets_the_grace_period() {
+    // One acceptor, a CLI that ignores SIGTERM, and a long grace: the DELETE is answered only
+    // once the task has ended (after the grace), and the only acceptor serves others meanwhile.
+    let server = Server::start_with(json!({"httpThreads": 1, "taskQueue": {"concurrency": 1, "killGraceMs": 4000}}));
+    let id = server.submit(json!({"prompt": "@@ignore-term @@sleep=60"}));
+    server.wait_for_runs(1);
+    let port = server.port;
+    let path = format!("/api/tasks/{id}");
+    let cancel = std::thread::spawn(move || crate::support::http(port, "DELETE", &path, None, &[]));
+    assert!(eventually(5, || server.get(&format!("/api/tasks/{id}")).json["task"]["status"] == "processing"));
+    let asked = std::time::Instant::now();
+    assert_eq!(server.get("/health").status, 200);
+    assert!(!cancel.is_finished(), "the DELETE is answered only when the task has ended");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(3), "the acceptor was held: {:?}", asked.elapsed());
+    let r = cancel.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "cancelled", "{}", r.text);
+    assert_eq!(r.json["task"]["status"], "cancelled");
+}
+
+#[test]
 fn a_cancel_that_races_a_clean_exit_still_ends_cancelled() {
     // The fake ignores SIGTERM and exits 0 on its own a moment later: the task must not turn
     // "completed" after it was cancelled.
