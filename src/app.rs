@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, ConfigSource};
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{LocalQueue, Queue};
 use crate::store::Store;
 
 pub struct App {
@@ -21,7 +21,8 @@ pub struct App {
     /// The host the server listens on (a reload may change `host` in the config, not the bind).
     pub bound_host: String,
     pub store: Store,
-    pub queue: Queue,
+    /// The task queue (the in-process `LocalQueue` today).
+    pub queue: Box<dyn Queue>,
     /// The ends of tasks that HTTP requests wait for.
     pub ends: crate::events::Ends,
     /// Ids of webhook deliveries that are due now, for the sender thread (`webhook`).
@@ -50,7 +51,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             source,
             store,
-            queue: Queue::new(next_seq),
+            queue: Box::new(LocalQueue::new(next_seq)),
             ends: Default::default(),
             webhook_tx,
             webhook_rx: Mutex::new(Some(webhook_rx)),

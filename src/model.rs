@@ -154,7 +154,7 @@ pub struct TurnRequest {
     pub agent: Option<String>,
     pub mcp_config: Option<String>,
     pub metadata: Option<Value>,
-    pub priority: u8,
+    pub priority: Priority,
     pub webhook_url: Option<String>,
     /// Run the CLI in stream-json mode, so its events can be followed as they come.
     pub stream: bool,
@@ -179,12 +179,44 @@ pub struct WebhookState {
     pub last_error: Option<String>,
 }
 
+/// A task's priority: from `MIN` (1) to `MAX` (10), `DEFAULT` 5; higher runs first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 10;
+    pub const DEFAULT: Priority = Priority(5);
+
+    /// `n` as a priority, if it is within the bounds.
+    pub fn new(n: u64) -> Option<Priority> {
+        (u64::from(Priority::MIN)..=u64::from(Priority::MAX)).contains(&n).then_some(Priority(n as u8))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Priority {
+        Priority::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One run of the CLI, sync or async.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
     pub status: TaskStatus,
-    pub priority: u8,
+    pub priority: Priority,
     pub prompt: String,
     pub project_path: String,
     pub model: String,

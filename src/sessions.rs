@@ -323,7 +323,7 @@ mod tests {
         session(&app, "recent", 29);
         app.queue.push(crate::queue::Entry {
             task_id: "t".into(),
-            priority: 5,
+            priority: crate::model::Priority::DEFAULT,
             seq: 1,
             session_id: Some("busy-old".into()),
         });

@@ -58,7 +58,7 @@ pub fn turn_request(f: &Fields) -> Result<TurnRequest, ApiError> {
         agent: f.text("agent")?,
         mcp_config: f.text_or_json("mcp_config")?,
         metadata: f.object("metadata")?,
-        priority: f.integer("priority", 1, 10)?.unwrap_or(5) as u8,
+        priority: f.priority()?.unwrap_or_default(),
         webhook_url: f.url("webhook_url")?,
         stream: f.boolean("stream")? == Some(true),
     })
@@ -162,7 +162,7 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let template = TurnRequest {
         project_path: Some(project_path),
         model: f.text("model")?,
-        priority: f.integer("priority", 1, 10)?.unwrap_or(5) as u8,
+        priority: f.priority()?.unwrap_or_default(),
         webhook_url: f.url("webhook_url")?,
         ..TurnRequest::default()
     };

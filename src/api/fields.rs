@@ -2,6 +2,7 @@
 //! did (`"foo" is not allowed`), types are strict (priority `5.5` or `"7"` is an error), and every
 //! error names its field. `null` counts as absent.
 
+use crate::model::Priority;
 use serde_json::{Map, Value};
 
 use crate::http::ApiError;
@@ -64,6 +65,12 @@ impl<'a> Fields<'a> {
                 _ => Err(bad(name, format!("\"{name}\" must be an integer from {min} to {max}"))),
             },
         }
+    }
+
+    /// An optional task priority (`Priority::MIN` to `Priority::MAX`).
+    pub fn priority(&self) -> Result<Option<Priority>, ApiError> {
+        let n = self.integer("priority", Priority::MIN.into(), Priority::MAX.into())?;
+        Ok(n.and_then(Priority::new))
     }
 
     /// An optional finite number `>= min`.

@@ -7,7 +7,7 @@ use super::fields::Fields;
 use super::page;
 use crate::app::App;
 use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
-use crate::model::{now, Mode, Task, TaskStatus};
+use crate::model::{now, Mode, Priority, Task, TaskStatus};
 use crate::{money, tasks};
 
 const STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "timeout", "cancelled", "interrupted"];
@@ -42,11 +42,12 @@ pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 
 pub fn set_priority(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), &["priority"])?;
-    let priority = f
-        .integer("priority", 1, 10)?
-        .ok_or_else(|| ApiError::bad_request("priority", "\"priority\" is required (an integer from 1 to 10)"))?;
+    let priority = f.priority()?.ok_or_else(|| {
+        let (min, max) = (Priority::MIN, Priority::MAX);
+        ApiError::bad_request("priority", format!("\"priority\" is required (an integer from {min} to {max})"))
+    })?;
     let id = ctx.param("id");
-    let (old, new) = tasks::set_priority(app, id, priority as u8)?;
+    let (old, new) = tasks::set_priority(app, id, priority)?;
     Ok(Reply::ok(json!({"success": true, "task_id": id, "old_priority": old, "new_priority": new})))
 }
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::error::Error;
-use crate::model::{now, Mode, Task, TaskStatus, TurnRequest};
+use crate::model::{now, Mode, Priority, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::store::Durable;
 
-use super::ends::{end_if_pending, end_without_running, update};
+use super::ends::{end_if_pending, end_without_running};
 use super::get;
 use super::intake::{shutting_down, submit};
 
@@ -59,23 +59,28 @@ fn already_ended(task: &Task) -> Error {
     ))
 }
 
-/// PATCH priority of a waiting task; returns (old, new).
-pub fn set_priority(app: &App, id: &str, priority: u8) -> Result<(u8, u8), Error> {
-    let task = get(app, id)?;
+/// PATCH priority of a waiting task; returns (old, new). The record is written first, then
+/// the queue follows: a write that fails leaves both as they were.
+pub fn set_priority(app: &App, id: &str, priority: Priority) -> Result<(Priority, Priority), Error> {
     let not_pending =
         || Error::Conflict(format!("task {id} is no longer pending; only waiting tasks can change priority"));
-    if task.status != TaskStatus::Pending || !app.queue.reprioritize(id, priority) {
-        return Err(not_pending());
-    }
-    let mut old = task.priority;
-    update(app, id, Durable::Now, |t| {
+    let mut old = get(app, id)?.priority;
+    let changed = app.store.tasks.update(id, Durable::Now, |t| {
+        if t.status != TaskStatus::Pending {
+            return false;
+        }
         old = t.priority;
         t.priority = priority;
-        t.request.priority = priority;
         t.updated_at = now();
         true
-    })
-    .ok_or_else(|| Error::Unavailable(format!("task {id}: the new priority could not be saved")))?;
+    })?;
+    if changed.is_none() {
+        return Err(not_pending());
+    }
+    if !app.queue.reprioritize(id, priority) {
+        // A worker took it between the write and now: it runs; the record keeps what was asked.
+        return Err(not_pending());
+    }
     log::info!("task {id} priority {old} -> {priority}");
     Ok((old, priority))
 }
@@ -93,13 +98,10 @@ pub fn retry(app: &App, id: &str) -> Result<Arc<Task>, Error> {
     let mut request = task.request.clone();
     if request.prompt.is_empty() {
         // A record from before requests were stored with tasks.
-        request = TurnRequest {
-            prompt: task.prompt.clone(),
-            session_id: task.session_id.clone(),
-            priority: task.priority,
-            ..request
-        };
+        request = TurnRequest { prompt: task.prompt.clone(), session_id: task.session_id.clone(), ..request };
     }
+    // Retried at the priority it had last (a PATCH may have changed it since it was asked).
+    request.priority = task.priority;
     let retried = submit(app, request, Mode::Async)?;
     log::info!("task {id} retried as task {}", retried.id);
     Ok(retried)
