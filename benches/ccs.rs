@@ -274,8 +274,8 @@ fn run_fake(project: &std::path::Path, claude_dir: &std::path::Path, prompt: &st
 }
 
 fn first_turn_argv() -> Vec<String> {
-    let config = ccs::config::Config::defaults(std::path::Path::new("/h"), std::path::Path::new("/u"));
-    let args = ccs::runner::CliArgs {
+    let config = ccs::bench::Config::defaults(std::path::Path::new("/h"), std::path::Path::new("/u"));
+    let args = ccs::bench::CliArgs {
         model: Some(config.default_model.clone()),
         max_budget_usd: Some(config.max_budget_usd),
         permission_mode: config.permission_mode.clone(),
@@ -283,8 +283,8 @@ fn first_turn_argv() -> Vec<String> {
         disallowed_tools: config.disallowed_tools.clone(),
         ..Default::default()
     };
-    let session = ccs::runner::SessionFlag::Create(uuid::Uuid::new_v4().to_string());
-    ccs::runner::argv::build(&args, &session, false)
+    let session = ccs::bench::SessionFlag::Create(uuid::Uuid::new_v4().to_string());
+    ccs::bench::build_argv(&args, &session, false)
 }
 
 fn quiet(extra: Value) -> Server {

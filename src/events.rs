@@ -160,13 +160,10 @@ impl Ends {
         }
     }
 
-    /// How many tasks are awaited or kept (for tests and leaks).
-    pub fn len(&self) -> usize {
-        self.0.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// No task is awaited or kept.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
     }
 }
 

@@ -5,35 +5,44 @@
 //! `runner` (the claude child process) → `store` (records on disk), `sessions` (turns, budgets)
 //! and `webhook` (the sender thread). The core modules never import `http`.
 
-pub mod api;
-pub mod app;
-pub mod cli;
-pub mod cli_support;
-pub mod config;
-pub mod daemon;
-pub mod error;
-pub mod events;
-pub mod fsutil;
-pub mod housekeeping;
-pub mod http;
-pub mod logging;
-pub mod metrics;
-pub mod model;
-pub mod money;
-pub mod project;
-pub mod queue;
-pub mod runner;
-pub mod server;
-pub mod sessions;
-pub mod signals;
-pub mod stats;
-pub mod store;
-pub mod tasks;
-pub mod tui;
-pub mod webhook;
+mod api;
+mod app;
+mod cli;
+mod cli_support;
+mod config;
+mod daemon;
+mod error;
+mod events;
+mod fsutil;
+mod housekeeping;
+mod http;
+mod logging;
+mod metrics;
+mod model;
+mod money;
+mod project;
+mod queue;
+mod runner;
+mod server;
+mod sessions;
+mod signals;
+mod stats;
+mod store;
+mod tasks;
+mod tui;
+mod webhook;
+
+/// What `make bench` drives directly (the command line a run gets); everything else is private,
+/// so the compiler reports what nothing uses.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::config::Config;
+    pub use crate::runner::argv::build as build_argv;
+    pub use crate::runner::{CliArgs, SessionFlag};
+}
 
 /// Exit codes shared by every command (SPEC 1).
-pub mod exit {
+mod exit {
     pub const OK: i32 = 0;
     pub const FAILED: i32 = 1;
     pub const USAGE: i32 = 2;

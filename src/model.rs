@@ -193,10 +193,6 @@ impl Priority {
     pub fn new(n: u64) -> Option<Priority> {
         (u64::from(Priority::MIN)..=u64::from(Priority::MAX)).contains(&n).then_some(Priority(n as u8))
     }
-
-    pub fn get(self) -> u8 {
-        self.0
-    }
 }
 
 impl Default for Priority {

@@ -102,7 +102,6 @@ pub struct RateLimit {
 #[serde(rename_all = "camelCase")]
 pub struct Statistics {
     pub enabled: bool,
-    pub collection_interval: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -227,7 +226,7 @@ impl Config {
             rate_limit: RateLimit { enabled: true, window_ms: 60_000, max_requests: 100 },
             default_model: "claude-sonnet-4-5".into(),
             max_budget_usd: 10.0,
-            statistics: Statistics { enabled: true, collection_interval: 60_000 },
+            statistics: Statistics { enabled: true },
             mcp: Mcp { enabled: false, config_path: None },
             log_level: LogLevel::Info,
             storage_type: StorageType::File,

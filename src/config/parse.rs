@@ -94,7 +94,10 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
                     let key = key.as_str();
                     match sub.as_str() {
                         "enabled" => c.statistics.enabled = boolean(key, v)?,
-                        "collectionInterval" => c.statistics.collection_interval = int(key, v, 1_000, 86_400_000)?,
+                        // The original server's flush interval: ccs writes each run's figures as it ends.
+                        "collectionInterval" => warnings.push(format!(
+                            "config key \"{key}\" is ignored: ccs records statistics as each run ends; remove it"
+                        )),
                         _ => warnings.push(unknown(key)),
                     }
                 }
@@ -295,6 +298,14 @@ mod tests {
             assert_eq!(err.key, key, "for {value}");
             assert!(err.to_string().contains(key));
         }
+    }
+
+    #[test]
+    fn the_statistics_interval_of_the_original_server_is_ignored_with_a_warning() {
+        let (c, w) = from_value(&json!({"statistics": {"collectionInterval": 5000}}), base()).unwrap();
+        assert_eq!(c, base());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("\"statistics.collectionInterval\" is ignored"), "{w:?}");
     }
 
     #[test]

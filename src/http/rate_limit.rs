@@ -89,7 +89,8 @@ impl RateLimiter {
         }
     }
 
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         self.state.lock().counts.len()
     }
 }

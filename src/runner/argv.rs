@@ -4,8 +4,6 @@
 /// How a run relates to a CLI session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionFlag {
-    /// No session handling (the CLI makes up its own id).
-    None,
     /// The first turn: `--session-id <id>` creates the session with our id.
     Create(String),
     /// A later turn: `--resume=<id>` continues it.
@@ -62,7 +60,6 @@ fn options(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<Opt> {
         }
     }
     match session {
-        SessionFlag::None => {}
         SessionFlag::Create(id) => opts.push(opt("--session-id", vec![id.clone()])),
         SessionFlag::Resume(id) => opts.push(Opt { flag: "--resume", values: vec![id.clone()], inline: true }),
     }
@@ -94,9 +91,14 @@ pub fn flags(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<&'stati
 mod tests {
     use super::*;
 
+    fn first_turn() -> SessionFlag {
+        SessionFlag::Create("s-1".into())
+    }
+
     #[test]
     fn minimal_run_is_print_with_json_output() {
-        assert_eq!(build(&CliArgs::default(), &SessionFlag::None, false), ["-p", "--output-format", "json"]);
+        let argv = build(&CliArgs::default(), &first_turn(), false);
+        assert_eq!(argv, ["-p", "--output-format", "json", "--session-id", "s-1"]);
     }
 
     #[test]
@@ -123,7 +125,7 @@ mod tests {
             disallowed_tools: vec!["Edit".into()],
             agent: Some("reviewer".into()),
         };
-        let argv = build(&args, &SessionFlag::None, false);
+        let argv = build(&args, &first_turn(), false);
         let expected = [
             "-p",
             "--output-format",
@@ -149,14 +151,18 @@ mod tests {
             "Read",
             "--disallowedTools",
             "Edit",
+            "--session-id",
+            "s-1",
         ];
         assert_eq!(argv, expected);
     }
 
     #[test]
     fn streaming_asks_for_every_event() {
-        let argv = build(&CliArgs::default(), &SessionFlag::None, true);
-        assert_eq!(argv, ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]);
+        let argv = build(&CliArgs::default(), &first_turn(), true);
+        let expected =
+            ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages", "--session-id", "s-1"];
+        assert_eq!(argv, expected);
     }
 
     #[test]
@@ -187,6 +193,6 @@ mod tests {
     #[test]
     fn whole_dollar_budget_prints_without_fraction() {
         let args = CliArgs { max_budget_usd: Some(10.0), ..CliArgs::default() };
-        assert_eq!(&build(&args, &SessionFlag::None, false)[3..], ["--max-budget-usd", "10"]);
+        assert_eq!(&build(&args, &first_turn(), false)[3..5], ["--max-budget-usd", "10"]);
     }
 }

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::model::{Task, TaskStatus};
 
 pub use control::{cancel, refuse_waiting, retry, set_priority, Cancelling};
-pub use execution::{cli_args, execute, fail_internally};
+pub use execution::{execute, fail_internally};
 pub use intake::{submit, submit_awaited};
 pub use recovery::recover;
 
