@@ -4,6 +4,8 @@
 pub mod claude;
 mod config;
 mod fields;
+#[cfg(test)]
+mod handler_tests;
 mod health;
 mod metrics;
 mod sessions;

@@ -1,0 +1,125 @@
+//! Handlers called as plain functions, without a socket: an `App` with the memory store and no
+//! worker threads (a test takes tasks from the queue itself), and a `Ctx` built by hand.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::config::{ConfigSource, StorageType};
+use crate::http::{ApiError, Ctx, Reply};
+use crate::store::Store;
+
+fn app() -> Arc<App> {
+    let home = std::path::Path::new("/nonexistent/ccs-home");
+    let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
+    let config = source.defaults();
+    App::new(config, source, Store::open(StorageType::Memory, home).unwrap())
+}
+
+fn with_body(body: Value) -> Ctx {
+    Ctx { body: Some(body), ..Ctx::default() }
+}
+
+fn for_task(id: &str, body: Option<Value>) -> Ctx {
+    Ctx { params: vec![("id".into(), id.into())], body, ..Ctx::default() }
+}
+
+/// The project folder of the tests: one that exists everywhere.
+fn project() -> String {
+    std::env::temp_dir().to_string_lossy().into_owned()
+}
+
+fn queue_async(app: &App, prompt: &str) -> String {
+    let body = json!({"prompt": prompt, "project_path": project(), "async": true});
+    let reply = super::claude::post(app, &with_body(body)).unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    reply.body["task_id"].as_str().unwrap().to_string()
+}
+
+fn error_of(answer: Result<Reply, ApiError>) -> ApiError {
+    match answer {
+        Ok(reply) => panic!("expected an error, got {} {}", reply.status, reply.body),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn an_async_run_is_answered_at_once_and_waits_in_the_queue() {
+    let app = app();
+    let id = queue_async(&app, "hello");
+    assert_eq!(app.queue.counts(), (1, 0));
+    let (entry, _) = app.queue.take().unwrap();
+    assert_eq!(entry.task_id, id);
+    assert_eq!(app.store.tasks.get(&id).unwrap().status, crate::model::TaskStatus::Pending);
+}
+
+#[test]
+fn a_typo_in_a_field_is_a_400_that_names_it_and_nothing_is_queued() {
+    let app = app();
+    let err = error_of(super::claude::post(&app, &with_body(json!({"prompt": "x", "promt": "y"}))));
+    assert_eq!(err.status, 400);
+    assert!(err.message.contains("\"promt\" is not allowed"), "{}", err.message);
+    assert_eq!(app.queue.counts(), (0, 0));
+}
+
+#[test]
+fn a_sync_run_is_answered_when_its_task_ends_and_a_gone_client_cancels_it() {
+    let app = app();
+    let reply = super::claude::post(&app, &with_body(json!({"prompt": "x", "project_path": project()}))).unwrap();
+    let after = reply.after.expect("a sync run is answered when its task ends");
+    assert_eq!(after.tasks.len(), 1);
+    let id = after.tasks[0].as_ref().unwrap().clone();
+    let on_gone = after.on_gone.expect("a gone client stops its run");
+    on_gone(&app, &id);
+    let task = app.store.tasks.get(&id).unwrap();
+    assert_eq!(task.status, crate::model::TaskStatus::Cancelled);
+    // Its end was kept for the request: the answer is the 409 of a cancelled run.
+    let heard = Arc::new(parking_lot::Mutex::new(None));
+    let into = heard.clone();
+    app.ends.listen(&id, || None, Box::new(move |end| *into.lock() = Some(end)));
+    let end = heard.lock().take().expect("the end was kept until asked for");
+    assert_eq!(error_of((after.answer)(vec![Ok(end)])).status, 409);
+}
+
+#[test]
+fn priority_bounds_are_checked_and_a_new_priority_reorders_the_queue() {
+    let app = app();
+    let first = queue_async(&app, "first");
+    let second = queue_async(&app, "second");
+    for bad in [json!(0), json!(11), json!(5.5), json!("7")] {
+        let err = error_of(super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": bad})))));
+        assert_eq!((err.status, err.message.as_str()), (400, "\"priority\" must be an integer from 1 to 10"));
+    }
+    let reply = super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": 9})))).unwrap();
+    assert_eq!(reply.body["old_priority"], 5);
+    assert_eq!(reply.body["new_priority"], 9);
+    assert_eq!(app.store.tasks.get(&second).unwrap().priority, crate::model::Priority::new(9).unwrap());
+    assert_eq!(app.queue.take().unwrap().0.task_id, second, "the higher priority runs first");
+    assert_eq!(app.queue.take().unwrap().0.task_id, first);
+    // A running task keeps its priority.
+    let err = error_of(super::tasks::set_priority(&app, &for_task(&first, Some(json!({"priority": 2})))));
+    assert_eq!(err.status, 409);
+}
+
+#[test]
+fn cancelling_a_waiting_task_answers_at_once_and_a_running_one_when_it_ends() {
+    let app = app();
+    let running = queue_async(&app, "running");
+    let waiting = queue_async(&app, "waiting");
+    let (taken, cancel) = app.queue.take().unwrap();
+    assert_eq!(taken.task_id, running);
+    let reply = super::tasks::cancel(&app, &for_task(&waiting, None)).unwrap();
+    assert!(reply.after.is_none(), "a waiting task is answered at once");
+    assert_eq!((reply.status, &reply.body["status"]), (200, &json!("cancelled")));
+    assert_eq!(app.queue.counts(), (0, 1));
+    // The running one: its kill is asked for, and the answer waits for its end.
+    let reply = super::tasks::cancel(&app, &for_task(&running, None)).unwrap();
+    let after = reply.after.expect("a running task is answered when it has ended");
+    assert_eq!(after.tasks.len(), 1);
+    assert!(after.on_gone.is_none(), "a DELETE client that leaves does not undo the cancel");
+    assert!(cancel.is_cancelled());
+    // Cancelled twice: the second finds it ended.
+    let err = error_of(super::tasks::cancel(&app, &for_task(&waiting, None)));
+    assert_eq!(err.status, 409);
+}
