@@ -4,6 +4,7 @@
 
 mod support;
 
+mod architecture;
 mod claude_api;
 mod cli_versions;
 mod crash_recovery;
