@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::StorageType;
-use crate::model::{Delivery, Session, Task, Turn};
+use crate::model::{Day, Delivery, Session, Task, Turn};
 
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
@@ -217,7 +217,7 @@ pub struct Store {
     pub tasks: Table<Task>,
     pub deliveries: Table<Delivery>,
     /// Statistics, one record per day (`YYYY-MM-DD`).
-    pub statistics: Table<crate::stats::Day>,
+    pub statistics: Table<Day>,
 }
 
 impl Store {
