@@ -13,9 +13,10 @@
 //! failed batch again. If that fails too the journal is faulted: the writers who waited for the
 //! batch are told it failed (their change was never shown, and is dropped), every new change is
 //! refused, and the changes readers can already see (`Soon` ones) are kept in order and written
-//! first, into a new file, by a retry every second, before any new change is taken. So no
-//! change is durable while an earlier one is not: a `Now` write makes every earlier write
-//! durable, or fails. A failed write that was never acknowledged may still be found after a
+//! first, into a new file, by a retry every second, before any new change is taken (with nothing
+//! held back, a retry that can start a new file is enough: on a full disk the fault then clears
+//! until the next write fails again). So no change is durable while an earlier one is not: a
+//! `Now` write makes every earlier write durable, or fails. A failed write that was never acknowledged may still be found after a
 //! crash (part of it can have reached the abandoned file), like any write whose answer was lost.
 //!
 //! Frames: `len u32 | sum u64 | payload`, little-endian, `sum` the FNV-1a hash of the payload;

@@ -176,8 +176,13 @@ fn a_sync_request_on_a_full_disk_answers_at_once_and_its_task_ends_failed() {
         );
         return;
     };
-    let server = Server::start_with(json!({"dataDir": disk.0.path().join("data")}));
+    let mut server = Server::start_with(json!({"dataDir": disk.0.path().join("data")}));
     assert_eq!(server.ask("while there is room").status, 200);
+    // A clean stop empties the journal into the record files: the journal the next server starts
+    // is empty, so retiring it after the failed write frees no room (else the retry could
+    // succeed in the room it freed, and the disk would not be full any more).
+    assert_eq!(server.terminate(), Some(0));
+    server.launch();
     disk.fill();
     let asked = std::time::Instant::now();
     let r = server.ask("on a full disk");
@@ -188,6 +193,9 @@ fn a_sync_request_on_a_full_disk_answers_at_once_and_its_task_ends_failed() {
     let task = &failed["tasks"][0];
     assert!(task["error"].as_str().unwrap_or_default().contains("could not be saved"), "{failed}");
     assert_eq!(server.get("/api/tasks?status=processing").json["tasks"], json!([]));
+    let health = server.get("/health").json;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["store"]["reason"].as_str().unwrap_or_default().contains("No space left"), "{health}");
     drop(server);
 }
 
