@@ -279,9 +279,9 @@ fn sync_file_system(root: &Path) -> io::Result<()> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::journal::encode;
     use super::*;
     use crate::fsutil::TempDir;
+    use crate::store::journal::encode;
 
     fn change(id: &str, bytes: Option<&str>) -> Change {
         Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }

@@ -170,12 +170,12 @@ mod tests {
 
     use serde_json::{json, Value};
 
-    use super::super::file::FileBackend;
-    use super::super::flaky::FlakyDisk;
-    use super::super::journal::CHECKPOINT_BYTES;
-    use super::super::memory::MemoryBackend;
     use super::*;
     use crate::fsutil::TempDir;
+    use crate::store::file::FileBackend;
+    use crate::store::flaky::FlakyDisk;
+    use crate::store::journal::CHECKPOINT_BYTES;
+    use crate::store::memory::MemoryBackend;
 
     type Things = Box<dyn Records<Value>>;
 
