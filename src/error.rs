@@ -22,7 +22,7 @@ pub enum Error {
     CliFailed { message: String, task_id: Option<String>, session_id: Option<String> },
     /// The CLI ran out of time (504).
     CliTimeout { message: String, task_id: String, session_id: Option<String> },
-    /// Writing state failed (500).
+    /// Writing state failed, or the store refuses writes until it can save again (503).
     Storage(Arc<StoreError>),
 }
 

@@ -3,7 +3,7 @@
 //! one. `write_atomic` also fsyncs the file and the folder, so the new file survives a crash;
 //! `replace` leaves that to the caller (the store's journal keeps what it writes durable);
 //! `write_private` is for files that hold secrets (0600). Folders ccs creates are 0700. And the
-//! process's limit of open files, raised at start.
+//! process's limit of open files, raised at start; for the unit tests, `TempDir`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -117,13 +117,44 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64, u64)> {
     Ok((before, limit.rlim_cur, limit.rlim_max))
 }
 
+/// A new folder under the system's temp folder for one unit test, removed on drop (so also when
+/// the test panics).
+#[cfg(test)]
+pub struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    /// `ccs-<tag>-<uuid>`, created empty.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ccs-{tag}-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).expect("cannot create a temp folder for a test");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `path` joined with `relative`.
+    pub fn join(&self, relative: impl AsRef<Path>) -> std::path::PathBuf {
+        self.0.join(relative)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_private_file_is_created_for_its_owner_only_and_keeps_a_mode_it_was_given() {
-        let dir = std::env::temp_dir().join(format!("ccs-fsutil-{}", uuid::Uuid::new_v4()));
+        let dir = TempDir::new("fsutil");
         let path = dir.join("home").join("config.json");
         write_private(&path, b"{}").unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -133,6 +164,5 @@ mod tests {
         write_private(&path, b"{\"a\":1}").unwrap();
         assert_eq!(mode(&path), 0o640, "a rewrite keeps the mode the owner chose");
         assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
-        fs::remove_dir_all(dir).ok();
     }
 }

@@ -5,72 +5,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{Days, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::app::App;
+// A day's counters are a record of the store (`model`); named here too for the API.
+pub use crate::model::{Day, ModelCount};
 use crate::model::{Task, TaskStatus};
 use crate::money;
 use crate::store::Durable;
-
-/// The counters of one day (UTC).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Day {
-    pub date: String,
-    pub total_requests: u64,
-    pub successful_requests: u64,
-    pub failed_requests: u64,
-    pub cost_micros: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub duration_ms: u64,
-    pub models: BTreeMap<String, ModelCount>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ModelCount {
-    pub count: u64,
-    pub cost_micros: u64,
-}
-
-impl Day {
-    fn add(&mut self, other: &Day) {
-        self.total_requests += other.total_requests;
-        self.successful_requests += other.successful_requests;
-        self.failed_requests += other.failed_requests;
-        self.cost_micros += other.cost_micros;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.duration_ms += other.duration_ms;
-        for (name, m) in &other.models {
-            let mine = self.models.entry(name.clone()).or_default();
-            mine.count += m.count;
-            mine.cost_micros += m.cost_micros;
-        }
-    }
-
-    fn avg_duration_ms(&self) -> u64 {
-        self.duration_ms.checked_div(self.total_requests).unwrap_or(0)
-    }
-
-    /// The day as the API shows it.
-    pub fn to_api(&self) -> Value {
-        let models: BTreeMap<&String, u64> = self.models.iter().map(|(k, m)| (k, m.count)).collect();
-        json!({
-            "date": self.date,
-            "total_requests": self.total_requests,
-            "successful_requests": self.successful_requests,
-            "failed_requests": self.failed_requests,
-            "total_cost_usd": money::to_usd(self.cost_micros),
-            "total_input_tokens": self.input_tokens,
-            "total_output_tokens": self.output_tokens,
-            "avg_duration_ms": self.avg_duration_ms(),
-            "models": models,
-        })
-    }
-}
 
 /// Counts one finished run of the CLI (when `statistics.enabled`).
 pub fn record(app: &App, task: &Task) {

@@ -76,12 +76,13 @@ pub fn load_or_create(path: &Path, defaults: Config) -> Result<(Config, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::TempDir;
 
     #[test]
     fn first_load_writes_every_default_key() {
-        let dir = std::env::temp_dir().join(format!("ccs-cfg-{}", uuid::Uuid::new_v4()));
+        let dir = TempDir::new("cfg");
         let path = dir.join("config.json");
-        let defaults = Config::defaults(&dir, Path::new("/home/u"));
+        let defaults = Config::defaults(dir.path(), Path::new("/home/u"));
         let (config, _) = load_or_create(&path, defaults.clone()).unwrap();
         assert_eq!(config, defaults);
         let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -93,17 +94,14 @@ mod tests {
         let (again, warnings) = load_or_create(&path, defaults.clone()).unwrap();
         assert_eq!(again, defaults);
         assert!(warnings.is_empty());
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
     fn syntax_errors_name_the_file_and_position() {
-        let dir = std::env::temp_dir().join(format!("ccs-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("cfg");
         let path = dir.join("config.json");
         std::fs::write(&path, "{\"port\": 1,\n}").unwrap();
-        let err = load_or_create(&path, Config::defaults(&dir, &dir)).unwrap_err().to_string();
+        let err = load_or_create(&path, Config::defaults(dir.path(), dir.path())).unwrap_err().to_string();
         assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
-        std::fs::remove_dir_all(dir).ok();
     }
 }

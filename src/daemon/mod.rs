@@ -255,6 +255,9 @@ fn status_into(config: &Config, state: State, r: &mut Report) -> i32 {
             ));
             r.say(format!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]));
             r.say(cli_line(&h["cli"]));
+            if let Some(reason) = h["store"]["reason"].as_str() {
+                r.say(format!("store: degraded: {reason}"));
+            }
             exit::OK
         }
         Err(err) => {

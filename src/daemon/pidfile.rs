@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn a_file_naming_a_dead_or_foreign_process_is_stale() {
-        let dir = std::env::temp_dir().join(format!("ccs-pid-{}", uuid::Uuid::new_v4()));
+        let dir = crate::fsutil::TempDir::new("pid");
         let path = dir.join("server.pid");
         assert_eq!(state(&path), State::Stopped);
         write(&path, std::process::id()).unwrap();
@@ -68,6 +68,5 @@ mod tests {
         assert!(!path.exists());
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(state(&path), State::Stopped);
-        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -77,9 +77,10 @@ impl From<Error> for ApiError {
             Error::CliTimeout { task_id, session_id, .. } => {
                 ApiError::new(504, message).with("task_id", task_id).with("session_id", session_id)
             }
+            // The store refuses writes until it can save again (GET /health says so): retry later.
             Error::Storage(e) => {
                 log::error!("{e}");
-                ApiError::new(500, message)
+                ApiError::new(503, message)
             }
         }
     }
@@ -88,6 +89,7 @@ impl From<Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[test]
     fn each_kind_has_its_status() {
@@ -99,6 +101,7 @@ mod tests {
             (Error::Unavailable("x".into()), 503),
             (Error::CliFailed { message: "x".into(), task_id: None, session_id: None }, 502),
             (Error::CliTimeout { message: "x".into(), task_id: "t".into(), session_id: None }, 504),
+            (Error::from(StoreError { kind: "tasks", id: "t".into(), source: std::io::Error::other("x") }), 503),
         ];
         for (err, status) in cases {
             let api = ApiError::from(err);

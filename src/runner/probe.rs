@@ -289,6 +289,7 @@ fn log_probe(target: &Target, probed: &Probed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::TempDir;
     use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
@@ -298,26 +299,19 @@ mod tests {
         path.display().to_string()
     }
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ccs-probe-{tag}-{}", uuid::Uuid::new_v4()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn target(program: String) -> Target {
         Target { program, env: vec![("CCS_PROBE_TEST".into(), "1".into())] }
     }
 
     #[test]
     fn a_cli_that_hangs_is_killed_at_the_timeout() {
-        let dir = temp_dir("hang");
-        let program = script(&dir, "claude", "sleep 30");
+        let dir = TempDir::new("probe-hang");
+        let program = script(dir.path(), "claude", "sleep 30");
         let started = Instant::now();
         let probed = probe(&target(program), Duration::from_millis(300), &Cancel::default());
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         let err = probed.caps.unwrap_err();
         assert!(err.contains("--version` did not finish within 0.3 s and was killed"), "{err}");
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -329,11 +323,11 @@ mod tests {
 
     #[test]
     fn the_environment_reaches_the_probe_and_a_failure_quotes_stderr() {
-        let dir = temp_dir("env");
+        let dir = TempDir::new("probe-env");
         let body = "[ \"$CCS_PROBE_TEST\" = 1 ] || { echo 'no env' >&2; exit 3; }\n\
                     case \"$1\" in --version) echo '1.0.128 (Claude Code)';; \
                     *) echo 'error: unknown option' >&2; exit 1;; esac";
-        let program = script(&dir, "claude", body);
+        let program = script(dir.path(), "claude", body);
         let err = probe(&target(program.clone()), PROBE_TIMEOUT, &Cancel::default()).caps.unwrap_err();
         assert!(err.contains("--help` exited with code 1: error: unknown option"), "{err}");
         let bare = Target { program, env: Vec::new() };
@@ -341,13 +335,12 @@ mod tests {
             .caps
             .unwrap_err()
             .contains("exited with code 3: no env"));
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_cancelled_run_stops_its_probe_at_once_and_leaves_nothing_cached() {
-        let dir = temp_dir("cancel");
-        let program = script(&dir, "claude", "sleep 5; echo '1.0.128 (Claude Code)'");
+        let dir = TempDir::new("probe-cancel");
+        let program = script(dir.path(), "claude", "sleep 5; echo '1.0.128 (Claude Code)'");
         let probes = Arc::new(Probes::default());
         let t = target(program.clone());
         let cancel = Cancel::default();
@@ -361,15 +354,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
         assert!(probed.caps.as_ref().unwrap_err().contains("was stopped"), "{:?}", probed.caps);
         assert!(probes.cached(&t).is_none(), "a probe cut short is not what the CLI accepts");
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn the_cache_probes_again_when_the_executable_changes() {
-        let dir = temp_dir("cache");
+        let dir = TempDir::new("probe-cache");
         let help = "echo '  -p, --print  Print'";
         let body = |v: &str| format!("case \"$1\" in --version) echo '{v} (Claude Code)';; *) {help};; esac");
-        let program = script(&dir, "claude", &body("1.0.128"));
+        let program = script(dir.path(), "claude", &body("1.0.128"));
         let probes = Arc::new(Probes::default());
         let t = target(program.clone());
         assert!(probes.status(&program).probing);
@@ -380,12 +372,11 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &probes.get(&t, &Cancel::default())), "a second run uses the cache");
         assert_eq!(probes.status(&program).version.as_deref(), Some("1.0.128"));
         // An upgrade in place: another size (and mtime).
-        script(&dir, "claude", &format!("{}\n# upgraded", body("2.1.332")));
+        script(dir.path(), "claude", &format!("{}\n# upgraded", body("2.1.332")));
         assert!(probes.cached(&t).is_none(), "the stamp changed");
         assert_eq!(probes.get(&t, &Cancel::default()).caps.as_ref().unwrap().version.to_string(), "2.1.332");
         // Another environment is another target.
         let other = Target { program: program.clone(), env: Vec::new() };
         assert!(probes.cached(&other).is_none());
-        let _ = fs::remove_dir_all(dir);
     }
 }

@@ -305,13 +305,11 @@ mod tests {
         assert_eq!(none.kind(), io::ErrorKind::NotFound);
         let folder = spawn("sh", &[], Path::new("/nonexistent/folder"), &[]).err().unwrap();
         assert_eq!(folder.kind(), io::ErrorKind::NotFound, "{folder}");
-        let dir = std::env::temp_dir().join(format!("ccs-spawn-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::fsutil::TempDir::new("spawn");
         let file = dir.join("claude");
         std::fs::write(&file, "#!/bin/sh\n").unwrap();
         let refused = spawn(file.to_str().unwrap(), &[], Path::new("/"), &[]).err().unwrap();
         assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{refused}");
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

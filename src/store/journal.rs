@@ -1,39 +1,50 @@
 //! The write-ahead journal of the file store. Every change is appended here first, by one
 //! committer thread that makes a whole batch durable with one fdatasync however many threads
-//! wrote to it (group commit). An applier thread then replaces the record files, atomically
-//! (temp file + rename: a reader never sees half a file) but without fsync of their own, off
-//! the commit path. Every 16 MB the committer goes on in a new journal file, and the applier,
-//! once it has applied the old one, syncs the file system (syncfs) and deletes it. At open,
-//! whatever journal files a crash left are read first: their records are served from them (not
-//! from the record files, which a crash can leave stale or empty) and the applier rewrites them.
-//! After a clean stop no journal file is left and every record file is current.
+//! wrote to it (group commit). Committed changes go, in order, to whoever applies them to the
+//! record files (`file`'s applier, through the `Work` channel `open` returns), and so does
+//! every full journal file (every 16 MB the committer goes on in a new one) to be retired once
+//! applied. At open, whatever journal files a crash left are read first: their records are
+//! served from them (not from the record files, which a crash can leave stale or empty) and
+//! handed to the applier before anything new.
+//!
+//! Faults. A journal file whose write or fdatasync failed is never appended to again: after a
+//! failed fdatasync the kernel may have dropped the pages it could not write, so the file's
+//! content is unknown. The committer retires it and goes on in a new file, at once, writing the
+//! failed batch again. If that fails too the journal is faulted: the writers who waited for the
+//! batch are told it failed (their change was never shown, and is dropped), every new change is
+//! refused, and the changes readers can already see (`Soon` ones) are kept in order and written
+//! first, into a new file, by a retry every second, before any new change is taken (with nothing
+//! held back, a retry that can start a new file is enough: on a full disk the fault then clears
+//! until the next write fails again). So no change is durable while an earlier one is not: a
+//! `Now` write makes every earlier write durable, or fails. A failed write that was never acknowledged may still be found after a
+//! crash (part of it can have reached the abandoned file), like any write whose answer was lost.
 //!
 //! Frames: `len u32 | sum u64 | payload`, little-endian, `sum` the FNV-1a hash of the payload;
 //! payload `op u8 | kind len u8 | kind | id len u16 | id | bytes`. A torn last frame (the crash
 //! came during its write, so nobody was told about it) fails its length or sum and ends replay.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use super::file::record_path;
 use crate::fsutil::sync_dir;
 
 /// A journal file is retired (and a new one started) once it holds this much.
-const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 /// How long changes nobody waits for may sit before they are committed (a change that is
 /// waited for commits them at once).
 const SOON: Duration = Duration::from_millis(5);
-/// Failed batches remembered for the writers still to wake up.
-const MAX_FAILURES: usize = 64;
+/// How often a faulted journal tries again to write what failed.
+pub const RETRY: Duration = Duration::from_secs(1);
 /// Journal files are `journal-<n>`, replayed in the order of n.
 const PREFIX: &str = "journal-";
 
@@ -46,11 +57,83 @@ pub struct Change {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// What the applier does, in order.
+pub enum Work {
+    /// Write these committed changes to the record files.
+    Apply(Vec<Change>),
+    /// Every change of this journal file has been applied: sync the records, delete the file.
+    Retire(PathBuf),
+}
+
+/// The last state of every record named in the journal files left from before: `None` when
+/// the record was removed.
+pub type Replayed = HashMap<(String, String), Option<Vec<u8>>>;
+
+/// Why the journal refuses changes, and since when.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the store's journal cannot be written since {} ({}); changes are refused until it can be \
+             (retried every {} s)",
+            self.since.to_rfc3339_opts(SecondsFormat::Millis, true),
+            self.reason,
+            RETRY.as_secs()
+        )
+    }
+}
+
+/// The committer's only contact with the disk. `Folder` is the data folder; the tests put one
+/// in front that fails on demand.
+pub trait Disk: Send {
+    /// Starts the empty journal file `number`, its name durable; appends go to it from now on.
+    fn start(&mut self, number: u64) -> io::Result<PathBuf>;
+    /// Appends `bytes` to the current journal file and returns once they are on disk.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// Journal files in the data folder. A file is opened for each commit rather than held open:
+/// between commits ccs holds no file of the data folder open for writing, so the folder's file
+/// system can be remounted read-only (for maintenance; the tests do it). The open costs
+/// microseconds next to the fdatasync.
+pub struct Folder {
+    root: PathBuf,
+    current: Option<PathBuf>,
+}
+
+impl Folder {
+    pub fn new(root: &Path) -> Folder {
+        Folder { root: root.to_path_buf(), current: None }
+    }
+}
+
+impl Disk for Folder {
+    fn start(&mut self, number: u64) -> io::Result<PathBuf> {
+        self.current = None;
+        let path = self.root.join(format!("{PREFIX}{number}"));
+        OpenOptions::new().create(true).append(true).open(&path)?;
+        sync_dir(&self.root)?;
+        self.current = Some(path.clone());
+        Ok(path)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let path = self.current.as_ref().ok_or_else(|| io::Error::other("no journal file was started"))?;
+        let mut file = OpenOptions::new().append(true).open(path)?;
+        file.write_all(bytes)?;
+        file.sync_data()
+    }
+}
+
 pub struct Journal {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    /// The applier's work until `start_applying` starts it.
-    unstarted: Mutex<Option<(PathBuf, Receiver<Work>)>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -63,54 +146,50 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    pending: Vec<Change>,
+    pending: Vec<Entry>,
     /// Someone waits for a pending change: commit without delay.
     awaited: bool,
     /// Sequence numbers: of the last change appended, and of the last one on disk.
     appended: u64,
     durable: u64,
-    /// Batches that could not be committed: (first, last) sequence numbers and the reason.
-    failures: VecDeque<(u64, u64, String)>,
+    /// Waited-for changes that could not be written, by sequence number: why. Each is taken by
+    /// the writer who waits for it.
+    failed: HashMap<u64, String>,
+    /// Set while the journal cannot be written: changes are refused.
+    fault: Option<Fault>,
     stopping: bool,
     stopped: bool,
     /// Batches committed (each one fdatasync), for the tests of group commit.
     commits: u64,
 }
 
-/// What the applier thread does, in order.
-enum Work {
-    /// Write these committed changes to the record files.
-    Apply(Vec<Change>),
-    /// Every change of this journal file has been applied: sync the records, delete the file.
-    Retire(PathBuf),
+/// A change in the committer's hands.
+struct Entry {
+    seq: u64,
+    change: Change,
+    /// Its writer waits for it (a `Now` write): if it cannot be written, the writer is told and
+    /// the change is dropped; a change nobody waits for is already shown, so it is kept.
+    awaited: bool,
 }
 
-/// The last state of every record named in the journal files left from before: `None` when
-/// the record was removed.
-pub type Replayed = HashMap<(String, String), Option<Vec<u8>>>;
-
 impl Journal {
-    /// Starts a new journal file with its committer and applier threads. What the journal files
-    /// left under `root` hold (a crash came before they were retired) is returned, to be read
-    /// instead of the record files, and handed to the applier first: it writes those records and
-    /// retires the old files while the server already runs (a start does not wait for thousands
-    /// of files to be written).
-    pub fn open(root: &Path) -> io::Result<(Journal, Replayed)> {
-        Journal::open_with_limit(root, CHECKPOINT_BYTES)
-    }
-
-    /// `open`, with journal files retired once they hold `limit` bytes.
-    fn open_with_limit(root: &Path, limit: u64) -> io::Result<(Journal, Replayed)> {
+    /// Starts a journal file in `root`, written through `disk`, with its committer thread; every
+    /// `limit` bytes it goes on in a new file. Returns what the journal files left under `root`
+    /// hold (a crash came before they were retired), to be read instead of the record files, and
+    /// the applier's work, which begins with those old files: the applier writes their records
+    /// and retires them while the server already runs (a start does not wait for thousands of
+    /// files to be written).
+    pub fn open_on(root: &Path, disk: Box<dyn Disk>, limit: u64) -> io::Result<(Journal, Replayed, Receiver<Work>)> {
         let old = journal_files(root)?;
+        let (to_applier, work) = crossbeam_channel::unbounded();
         let mut replayed = Replayed::new();
-        let mut leftovers = Vec::new();
-        for (_, path) in old.iter() {
+        for (_, path) in &old {
             let changes = read_changes(path)?;
             for change in &changes {
                 replayed.insert((change.kind.clone(), change.id.clone()), change.bytes.clone());
             }
-            leftovers.push(Work::Apply(changes));
-            leftovers.push(Work::Retire(path.clone()));
+            let _ = to_applier.send(Work::Apply(changes));
+            let _ = to_applier.send(Work::Retire(path.clone()));
         }
         if !replayed.is_empty() {
             log::info!(
@@ -118,55 +197,42 @@ impl Journal {
                 replayed.len()
             );
         }
-        let number = old.last().map_or(1, |(n, _)| n + 1);
-        let (file, path) = create_journal(root, number)?;
         let shared =
             Arc::new(Shared { state: Mutex::new(State::default()), work: Condvar::new(), committed: Condvar::new() });
-        let (to_applier, work) = crossbeam_channel::unbounded();
-        for item in leftovers {
-            let _ = to_applier.send(item);
-        }
-        let committer = Committer {
+        let mut committer = Committer {
             shared: shared.clone(),
-            file,
-            path,
-            number,
-            written: 0,
+            disk,
+            number: old.last().map_or(0, |(n, _)| *n),
+            current: None,
             limit,
-            root: root.to_path_buf(),
+            unsaved: Vec::new(),
             to_applier,
         };
-        let threads = vec![std::thread::Builder::new().name("journal".into()).spawn(move || committer.run())?];
-        let unstarted = Mutex::new(Some((root.to_path_buf(), work)));
-        Ok((Journal { shared, threads: Mutex::new(threads), unstarted }, replayed))
-    }
-
-    /// Starts writing record files; called once they have all been read (the applier's temp
-    /// files must not meet a load that clears leftover temp files).
-    pub fn start_applying(&self) -> io::Result<()> {
-        let Some((root, work)) = self.unstarted.lock().take() else { return Ok(()) };
-        let applier =
-            std::thread::Builder::new().name("journal-apply".into()).spawn(move || run_applier(&root, &work))?;
-        self.threads.lock().push(applier);
-        Ok(())
+        committer.start_next()?;
+        let thread = std::thread::Builder::new().name("journal".into()).spawn(move || committer.run())?;
+        Ok((Journal { shared, committer: Mutex::new(Some(thread)) }, replayed, work))
     }
 
     /// Appends `change`; with `wait`, returns once it (and every change before it) is durable.
+    /// Refused while the journal is faulted.
     pub fn append(&self, change: Change, wait: bool) -> io::Result<()> {
         let mut state = self.shared.state.lock();
         if state.stopped {
             return Err(io::Error::other("the store is closed"));
         }
-        state.pending.push(change);
+        if let Some(fault) = &state.fault {
+            return Err(io::Error::other(fault.to_string()));
+        }
         state.appended += 1;
         let seq = state.appended;
+        state.pending.push(Entry { seq, change, awaited: wait });
         state.awaited |= wait;
         self.shared.work.notify_one();
         if !wait {
             return Ok(());
         }
         loop {
-            if let Some((_, _, reason)) = state.failures.iter().find(|(from, to, _)| (*from..=*to).contains(&seq)) {
+            if let Some(reason) = state.failed.remove(&seq) {
                 return Err(io::Error::other(format!("the journal could not be written: {reason}")));
             }
             if state.durable >= seq {
@@ -179,15 +245,17 @@ impl Journal {
         }
     }
 
-    /// Commits what is pending, applies everything to the record files, syncs them, removes
-    /// the journal file and stops both threads.
+    /// Why changes are refused now, if they are.
+    pub fn fault(&self) -> Option<Fault> {
+        self.shared.state.lock().fault.clone()
+    }
+
+    /// Commits what is pending (a faulted journal tries once more) and stops the committer; the
+    /// applier's work channel ends with the retirement of the last journal file.
     pub fn close(&self) {
-        if let Err(e) = self.start_applying() {
-            log::error!("cannot start the store's applier ({e}); the next start applies the journal");
-        }
         self.shared.state.lock().stopping = true;
         self.shared.work.notify_one();
-        for thread in self.threads.lock().drain(..) {
+        if let Some(thread) = self.committer.lock().take() {
             let _ = thread.join();
         }
     }
@@ -206,134 +274,166 @@ impl Drop for Journal {
 
 struct Committer {
     shared: Arc<Shared>,
-    file: File,
-    path: PathBuf,
+    disk: Box<dyn Disk>,
+    /// The number of the last journal file started.
     number: u64,
-    /// Bytes in the current journal file, and how many it may take.
-    written: u64,
+    /// The journal file being written and the bytes in it; `None` once a failure abandoned it.
+    current: Option<(PathBuf, u64)>,
+    /// A journal file is retired (and a new one started) once it holds this much.
     limit: u64,
-    root: PathBuf,
+    /// Changes readers already see that a failed commit did not write, in order: they are
+    /// written before anything newer.
+    unsaved: Vec<Entry>,
     to_applier: Sender<Work>,
 }
 
 impl Committer {
     fn run(mut self) {
         loop {
-            let (batch, upto, stopping) = self.next_batch();
-            if !batch.is_empty() {
-                let result = self.commit(&batch);
-                self.report(&result, upto, batch.len() as u64);
-                if result.is_ok() {
-                    let _ = self.to_applier.send(Work::Apply(batch));
-                }
+            let (batch, faulted, stopping) = self.next_batch();
+            if !batch.is_empty() || faulted {
+                self.commit(batch, faulted);
             }
             if stopping {
-                let _ = self.to_applier.send(Work::Retire(self.path.clone()));
                 break;
             }
-            if self.written >= self.limit {
-                if let Err(e) = self.rotate() {
-                    log::error!("could not start a new journal file ({e}); the current one keeps growing");
-                }
+            if self.current.as_ref().is_some_and(|(_, written)| *written >= self.limit) {
+                self.rotate();
             }
         }
-        let mut state = self.shared.state.lock();
-        state.stopped = true;
-        self.shared.committed.notify_all();
+        self.stop();
     }
 
-    /// Waits for changes (nobody waiting for them: up to `SOON` for more); takes them all.
-    fn next_batch(&self) -> (Vec<Change>, u64, bool) {
+    /// Waits for changes (nobody waiting for them: up to `SOON` for more; faulted: `RETRY`,
+    /// then tries again with whatever is there); takes them all.
+    fn next_batch(&self) -> (Vec<Entry>, bool, bool) {
         let mut state = self.shared.state.lock();
-        while state.pending.is_empty() && !state.stopping {
-            self.shared.work.wait(&mut state);
-        }
-        let deadline = Instant::now() + SOON;
-        while !state.awaited && !state.stopping {
-            if self.shared.work.wait_until(&mut state, deadline).timed_out() {
-                break;
+        let faulted = state.fault.is_some();
+        if faulted {
+            let deadline = Instant::now() + RETRY;
+            while !state.stopping && !self.shared.work.wait_until(&mut state, deadline).timed_out() {}
+        } else {
+            while state.pending.is_empty() && !state.stopping {
+                self.shared.work.wait(&mut state);
+            }
+            let deadline = Instant::now() + SOON;
+            while !state.awaited && !state.stopping {
+                if self.shared.work.wait_until(&mut state, deadline).timed_out() {
+                    break;
+                }
             }
         }
         state.awaited = false;
-        (std::mem::take(&mut state.pending), state.appended, state.stopping)
+        (std::mem::take(&mut state.pending), faulted, state.stopping)
     }
 
-    /// One append and one fdatasync for the batch.
-    fn commit(&mut self, batch: &[Change]) -> io::Result<()> {
+    /// Writes what failed before and `batch`, then tells the writers how it went. A first failure
+    /// is tried again at once in a new file: a passing fault costs nobody an error.
+    fn commit(&mut self, batch: Vec<Entry>, faulted: bool) {
+        let mut entries = std::mem::take(&mut self.unsaved);
+        entries.extend(batch);
         let mut frames = Vec::new();
-        for change in batch {
-            encode(change, &mut frames);
+        for entry in &entries {
+            encode(&entry.change, &mut frames);
         }
-        if let Err(e) = self.file.write_all(&frames).and_then(|()| self.file.sync_data()) {
-            // A partial frame must not stay in front of the next batch's frames.
-            let _ = self.file.set_len(self.written);
-            return Err(e);
+        let mut written = self.write(&frames);
+        if written.is_err() && !faulted {
+            written = self.write(&frames);
         }
-        self.written += frames.len() as u64;
-        Ok(())
-    }
-
-    /// Tells the writers of changes up to `upto` how their batch of `count` went.
-    fn report(&self, result: &io::Result<()>, upto: u64, count: u64) {
         let mut state = self.shared.state.lock();
         state.commits += 1;
-        match result {
-            Ok(()) => state.durable = upto,
-            Err(e) => {
-                log::error!("the journal could not be written ({e}); changes were not saved");
-                if state.failures.len() == MAX_FAILURES {
-                    state.failures.pop_front();
+        match written {
+            Ok(()) => {
+                state.durable = entries.last().map_or(state.durable, |e| e.seq);
+                if let Some(fault) = state.fault.take() {
+                    log::warn!(
+                        "the store's journal is written again (it could not be since {}); {} change(s) held back \
+                         are on disk, and changes are taken again",
+                        fault.since.to_rfc3339_opts(SecondsFormat::Millis, true),
+                        entries.len()
+                    );
                 }
-                state.failures.push_back((upto + 1 - count, upto, e.to_string()));
+                let _ = self.to_applier.send(Work::Apply(entries.into_iter().map(|e| e.change).collect()));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if state.fault.is_none() {
+                    log::error!(
+                        "the store's journal could not be written ({reason}); changes are refused until it can be, \
+                         retried every {} s",
+                        RETRY.as_secs()
+                    );
+                    state.fault = Some(Fault { reason: reason.clone(), since: Utc::now() });
+                }
+                let (awaited, shown): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| e.awaited);
+                state.failed.extend(awaited.into_iter().map(|e| (e.seq, reason.clone())));
+                self.unsaved = shown;
             }
         }
         self.shared.committed.notify_all();
     }
 
-    /// Goes on in a new journal file; the applier retires the old one once it applied it.
-    fn rotate(&mut self) -> io::Result<()> {
-        let (file, path) = create_journal(&self.root, self.number + 1)?;
-        let old = std::mem::replace(&mut self.path, path);
-        self.file = file;
-        self.number += 1;
-        self.written = 0;
-        let _ = self.to_applier.send(Work::Retire(old));
-        Ok(())
-    }
-}
-
-/// The applier thread: writes committed changes to the record files (off the commit path:
-/// creating a file can take longer than a commit) and retires journal files. After a failure it
-/// retires nothing more: the next start must read every journal file from that one on, in order.
-fn run_applier(root: &Path, work: &Receiver<Work>) {
-    let mut broken = false;
-    for item in work {
-        match item {
-            Work::Apply(batch) => {
-                for change in &batch {
-                    if let Err(e) = apply(root, change) {
-                        log::error!(
-                            "{} record {} could not be written ({e}); the journal keeps it for the next start",
-                            change.kind,
-                            change.id
-                        );
-                        broken = true;
-                    }
+    /// Appends `frames` to the current journal file (a new one if a failure abandoned it) and
+    /// makes them durable. After a failure the file is abandoned.
+    fn write(&mut self, frames: &[u8]) -> io::Result<()> {
+        if self.current.is_none() {
+            self.start_next()?;
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        match self.disk.append(frames) {
+            Ok(()) => {
+                if let Some((_, written)) = &mut self.current {
+                    *written += frames.len() as u64;
                 }
+                Ok(())
             }
-            Work::Retire(_) if broken => {}
-            Work::Retire(path) => {
-                let retired =
-                    sync_file_system(root).and_then(|()| fs::remove_file(&path)).and_then(|()| sync_dir(root));
-                if let Err(e) = retired {
-                    log::error!(
-                        "could not retire the journal file {} ({e}); the next start reads it again",
-                        path.display()
-                    );
-                    broken = true;
-                }
+            Err(e) => {
+                self.retire_current();
+                Err(e)
             }
         }
+    }
+
+    /// Starts the next journal file; appends go to it from now on.
+    fn start_next(&mut self) -> io::Result<()> {
+        self.number += 1;
+        let path = self.disk.start(self.number)?;
+        self.current = Some((path, 0));
+        Ok(())
+    }
+
+    /// Nothing more is appended to the current journal file: the applier retires it once it
+    /// applied what was committed to it.
+    fn retire_current(&mut self) {
+        if let Some((path, _)) = self.current.take() {
+            let _ = self.to_applier.send(Work::Retire(path));
+        }
+    }
+
+    /// Goes on in a new journal file.
+    fn rotate(&mut self) {
+        self.retire_current();
+        if let Err(e) = self.start_next() {
+            // The next commit starts one, or faults the journal.
+            log::error!("could not start a new journal file ({e}); the next commit tries again");
+        }
+    }
+
+    /// The last commit is done: the current file is retired, and later appends fail.
+    fn stop(mut self) {
+        if !self.unsaved.is_empty() {
+            log::error!(
+                "{} change(s) nobody was told about could not be saved before the stop (the journal could not \
+                 be written); a restart finds the state before them",
+                self.unsaved.len()
+            );
+        }
+        self.retire_current();
+        let mut state = self.shared.state.lock();
+        state.stopped = true;
+        self.shared.committed.notify_all();
     }
 }
 
@@ -349,35 +449,6 @@ fn journal_files(root: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     files.sort();
     Ok(files)
-}
-
-/// A new, empty journal file whose name is on disk before anything is committed to it.
-fn create_journal(root: &Path, number: u64) -> io::Result<(File, PathBuf)> {
-    let path = root.join(format!("{PREFIX}{number}"));
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
-    sync_dir(root)?;
-    Ok((file, path))
-}
-
-fn apply(root: &Path, change: &Change) -> io::Result<()> {
-    let path = record_path(root, &change.kind, &change.id);
-    match &change.bytes {
-        Some(bytes) => crate::fsutil::replace(&path, bytes),
-        None => match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-    }
-}
-
-/// Makes every file under `root` (and all else on its file system) durable.
-fn sync_file_system(root: &Path) -> io::Result<()> {
-    let folder = File::open(root)?;
-    // SAFETY: syncfs only flushes the file system of a descriptor we own.
-    if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The changes of every whole frame of the journal file at `path`.
@@ -448,25 +519,36 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::TempDir;
+    use crate::store::flaky::FlakyDisk;
 
     fn change(id: &str, bytes: Option<&str>) -> Change {
         Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
     }
 
-    fn temp_root() -> PathBuf {
-        let root = std::env::temp_dir().join(format!("ccs-journal-{}", uuid::Uuid::new_v4()));
-        fs::create_dir_all(&root).unwrap();
-        root
+    fn open(root: &Path) -> (Journal, Replayed, Receiver<Work>) {
+        Journal::open_on(root, Box::new(Folder::new(root)), CHECKPOINT_BYTES).unwrap()
+    }
+
+    fn replayed(root: &Path) -> Replayed {
+        open(root).1
+    }
+
+    fn record(replayed: &Replayed, id: &str) -> Option<Option<Vec<u8>>> {
+        replayed.get(&("things".to_string(), id.to_string())).cloned()
+    }
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
-    fn opening_reads_the_journal_files_in_order_and_the_applier_retires_them() {
-        let root = temp_root();
-        // What a crash can leave: a record file emptied by a write that had not reached the
-        // disk, and a removal that did not reach the record files at all.
-        fs::create_dir_all(root.join("things")).unwrap();
-        fs::write(root.join("things/a.json"), b"").unwrap();
-        fs::write(root.join("things/b.json"), b"{\"old\":true}").unwrap();
+    fn opening_replays_the_journal_files_in_order_and_hands_them_to_the_applier() {
+        let root = TempDir::new("journal");
         let (mut first, mut second) = (Vec::new(), Vec::new());
         encode(&change("a", Some("{\"n\":1}")), &mut first);
         encode(&change("b", None), &mut first);
@@ -474,69 +556,74 @@ mod tests {
         fs::write(root.join("journal-9"), &first).unwrap();
         fs::write(root.join("journal-10"), &second).unwrap();
 
-        let (journal, replayed) = Journal::open(&root).unwrap();
-        let record = |id: &str| replayed.get(&("things".to_string(), id.to_string())).cloned();
-        assert_eq!(record("a"), Some(Some(b"{\"n\":2}".to_vec())), "the last change wins");
-        assert_eq!(record("b"), Some(None), "a removal is remembered");
-        let numbers: Vec<u64> = journal_files(&root).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(*numbers.last().unwrap(), 11, "the new journal file follows the old ones");
-        drop(journal);
-        assert_eq!(fs::read_to_string(root.join("things/a.json")).unwrap(), "{\"n\":2}");
-        assert!(!root.join("things/b.json").exists());
-        assert!(journal_files(&root).unwrap().is_empty(), "the old files were applied and retired");
-        fs::remove_dir_all(root).ok();
-    }
-
-    #[test]
-    fn concurrent_writers_share_fsyncs_and_close_leaves_complete_files() {
-        let root = temp_root();
-        let (journal, _) = Journal::open(&root).unwrap();
-        let journal = Arc::new(journal);
-        let writers: Vec<_> = (0..8)
-            .map(|w| {
-                let journal = journal.clone();
-                std::thread::spawn(move || {
-                    for i in 0..25 {
-                        journal.append(change(&format!("w{w}-{i}"), Some("{}")), true).unwrap();
-                    }
-                })
+        let (journal, replayed, work) = open(root.path());
+        assert_eq!(record(&replayed, "a"), Some(Some(b"{\"n\":2}".to_vec())), "the last change wins");
+        assert_eq!(record(&replayed, "b"), Some(None), "a removal is remembered");
+        let numbers: Vec<u64> = journal_files(root.path()).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(numbers, [9, 10, 11], "the new journal file follows the old ones");
+        let retired: Vec<PathBuf> = work
+            .try_iter()
+            .filter_map(|w| match w {
+                Work::Retire(path) => Some(path),
+                Work::Apply(_) => None,
             })
             .collect();
-        writers.into_iter().for_each(|w| w.join().unwrap());
-        journal.append(change("last", Some("{\"soon\":true}")), false).unwrap();
-        let commits = journal.commits();
-        assert!(commits < 200, "200 waited-for changes took {commits} commits: no grouping");
-        journal.close();
-        assert_eq!(fs::read_dir(root.join("things")).unwrap().count(), 201);
-        assert_eq!(fs::read_to_string(root.join("things/last.json")).unwrap(), "{\"soon\":true}");
-        assert!(journal_files(&root).unwrap().is_empty(), "a clean close leaves no journal");
-        assert!(journal.append(change("late", Some("{}")), true).is_err(), "a closed journal refuses writes");
-        fs::remove_dir_all(root).ok();
+        assert_eq!(retired, [root.join("journal-9"), root.join("journal-10")]);
+        drop(journal);
     }
 
     #[test]
-    fn full_journal_files_are_retired_once_applied() {
-        let root = temp_root();
-        let (journal, _) = Journal::open_with_limit(&root, 1024).unwrap();
-        journal.start_applying().unwrap();
-        for i in 0..40 {
-            journal
-                .append(change(&format!("r{i}"), Some(&format!("{{\"pad\":\"{}\"}}", "x".repeat(100)))), true)
-                .unwrap();
-        }
-        let retired = || journal_files(&root).unwrap().len() == 1;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !retired() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let current = journal_files(&root).unwrap();
-        assert_eq!(current.len(), 1, "{current:?}");
-        assert!(current[0].0 > 3, "40 changes of 130 bytes fill several 1 KB files: {current:?}");
+    fn a_journal_file_is_never_appended_to_after_a_failed_fdatasync() {
+        let root = TempDir::new("journal");
+        let disk = FlakyDisk::new(root.path());
+        let faults = disk.faults();
+        let (journal, _, _work) = Journal::open_on(root.path(), Box::new(disk), CHECKPOINT_BYTES).unwrap();
+        journal.append(change("a", Some("1")), true).unwrap();
+        faults.lock().fail_next_sync = true;
+        // Written to the file, then the fdatasync fails: the batch goes again, into a new file.
+        journal.append(change("b", Some("2")), true).unwrap();
+        journal.append(change("c", Some("3")), true).unwrap();
+        assert!(journal.fault().is_none(), "a passing fault costs nobody an error");
+        let appends = faults.lock().appends.clone();
+        let failed = appends.iter().position(|(_, ok)| !ok).expect("one append failed");
+        let (abandoned, _) = &appends[failed];
+        assert!(
+            appends[failed + 1..].iter().all(|(path, ok)| path != abandoned && *ok),
+            "appended to {} after its fdatasync failed: {appends:?}",
+            abandoned.display()
+        );
         drop(journal);
-        let (_reopened, replayed) = Journal::open(&root).unwrap();
-        assert!(replayed.is_empty(), "a clean close leaves nothing to replay");
-        assert_eq!(fs::read_dir(root.join("things")).unwrap().count(), 40);
-        fs::remove_dir_all(root).ok();
+        let replayed = replayed(root.path());
+        for (id, bytes) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            assert_eq!(record(&replayed, id), Some(Some(bytes.as_bytes().to_vec())), "{id}");
+        }
+    }
+
+    #[test]
+    fn after_a_failed_commit_no_change_is_taken_until_the_failed_ones_are_on_disk() {
+        let root = TempDir::new("journal");
+        let disk = FlakyDisk::new(root.path());
+        let faults = disk.faults();
+        let (journal, _, _work) = Journal::open_on(root.path(), Box::new(disk), CHECKPOINT_BYTES).unwrap();
+        faults.lock().down = true;
+        journal.append(change("shown", Some("soon")), false).unwrap();
+        let waited = journal.append(change("waited", Some("now")), true).unwrap_err();
+        assert!(waited.to_string().contains("Read-only file system"), "{waited}");
+        let fault = journal.fault().expect("the journal is faulted");
+        let refused = journal.append(change("refused", Some("now")), true).unwrap_err().to_string();
+        assert!(refused.contains("refused") && refused.contains(&fault.reason), "{refused}");
+        assert!(journal.append(change("refused-soon", Some("soon")), false).is_err());
+
+        faults.lock().down = false;
+        wait_until("a retry wrote what failed", || journal.fault().is_none());
+        journal.append(change("after", Some("now")), true).unwrap();
+        drop(journal);
+        let replayed = replayed(root.path());
+        assert_eq!(record(&replayed, "shown"), Some(Some(b"soon".to_vec())), "a shown change is written by the retry");
+        assert_eq!(record(&replayed, "after"), Some(Some(b"now".to_vec())));
+        for dropped in ["waited", "refused", "refused-soon"] {
+            assert_eq!(record(&replayed, dropped), None, "{dropped}: its writer was told it failed");
+        }
     }
 
     #[test]

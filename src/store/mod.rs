@@ -1,34 +1,50 @@
-//! Records on disk (or only in memory), one record per key, each written on its own so the cost
-//! of a write does not grow with the number of records. Every table keeps all its records in
-//! memory, loaded once at start: reads and listings never parse files.
+//! The store: records by kind and id, and the one interface to them the rest of ccs uses
+//! (`Records`, one per kind, gathered in `Store`).
 //!
-//! Every write says when it must be on disk (`Durable`). The rule: whatever a client is told
-//! (an id, an answer, a webhook) is durable before it is told. A `Now` write is durable before
-//! the in-memory copy changes; a `Soon` write is visible at once and durable within a few
-//! milliseconds, and is for states nobody has been told about, followed by a `Now` write: the
-//! file store's journal is ordered, so a `Now` write makes every earlier write durable too.
-//! Changes to an existing record go through `update`, which holds that record's lock (one of a
-//! few stripes) from read to write, so two writers never lose each other's changes.
+//! ARCHITECTURE: what any implementation of `Records` (the local one here, `Table` over a
+//! `Backend`; a Redis one shared by several servers later) must guarantee.
+//! - **Records by kind and id.** A record is a serde value under an id of ASCII letters, digits,
+//!   `-`, `_` and `.` (not first); other ids are refused.
+//! - **Durable before anyone is told.** Every write says when it must be durable (`Durable`):
+//!   whatever a client is told (an id, an answer, a webhook) is durable before it is told. A
+//!   `Now` write is durable before the call returns and before anyone can read it; a `Soon`
+//!   write is visible at once and durable within a few milliseconds, and is for states nobody has
+//!   been told about, followed by a `Now` write. Writes are ordered: a `Now` write makes every
+//!   earlier write durable, or fails. After a failed write no later write succeeds until what
+//!   failed and was shown is durable: the store refuses writes meanwhile (`StoreError`, which the
+//!   API answers 503) and says why in `faults` (which `/health` shows), and recovers by itself.
+//! - **`update` holds a per-record lock from read to write**, so two writers never lose each
+//!   other's changes; for a shared store the lock holds across servers. It calls `change` at
+//!   most once.
+//! - **`scan` by prefix returns records in id order.** `get` and `scan` are cheap (an index);
+//!   `all` and `len` read every record of the kind: for listings and counts that need them, not
+//!   for a request's hot path.
+//! - **Nothing outside the store may assume it holds every record in memory**, or that this
+//!   server is the only writer: read through `get`/`scan`/`all` each time, change through
+//!   `update`/`upsert`, and never keep a copy as the truth.
+//!
+//! The local implementation keeps every record in memory, loaded once at start (reads and
+//! listings never parse files), over a `Backend` of bytes: the file backend's journal (see
+//! `journal`: ordered, group-committed, retried after a fault) or memory only.
 
 mod file;
+#[cfg(test)]
+mod flaky;
 mod journal;
 mod memory;
+mod table;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 use crate::config::StorageType;
-use crate::model::{Delivery, Session, Task, Turn};
+use crate::model::{Day, Delivery, Session, Task, Turn};
 
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
+pub use table::{Backend, Table};
 
 /// When a write must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,20 +55,74 @@ pub enum Durable {
     Soon,
 }
 
-/// Where records live: bytes by (kind, id).
-pub trait Backend: Send + Sync {
-    /// Every record of `kind`; records that cannot be read are moved aside and skipped.
-    fn load(&self, kind: &str) -> io::Result<Vec<(String, Vec<u8>)>>;
-    fn write(&self, kind: &str, id: &str, bytes: &[u8], durable: Durable) -> io::Result<()>;
-    fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()>;
-    /// Moves a record that does not parse out of the way; returns where it went.
-    fn quarantine(&self, kind: &str, id: &str) -> io::Result<String>;
-    /// Every table has loaded its records.
-    fn loaded(&self) -> io::Result<()> {
-        Ok(())
+/// The records of one kind (see the ARCHITECTURE note above for what an implementation
+/// guarantees). Object-safe; call sites use the generic `update` and `upsert` of
+/// `dyn Records<T>`.
+pub trait Records<T>: Send + Sync {
+    fn get(&self, id: &str) -> Option<Arc<T>>;
+
+    /// Stores `record` under `id` and makes it visible (see `Durable` for the order).
+    fn put(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError>;
+
+    /// Changes the stored record `id` with `change`, which says whether to write; returns the
+    /// record as written (`None`: no such record, or nothing to write).
+    fn update_with(
+        &self,
+        id: &str,
+        durable: Durable,
+        change: &mut dyn FnMut(&mut T) -> bool,
+    ) -> Result<Option<Arc<T>>, StoreError>;
+
+    /// Like `update_with`, but a missing record starts as `fresh()`: two first writers of one
+    /// id cannot both create it and lose one change.
+    fn upsert_with(
+        &self,
+        id: &str,
+        durable: Durable,
+        fresh: &mut dyn FnMut() -> T,
+        change: &mut dyn FnMut(&mut T),
+    ) -> Result<Arc<T>, StoreError>;
+
+    /// Shows `record` to this server's readers without saving it, for a state that could not
+    /// be saved but that readers must see; a restart (or another server) finds the last saved
+    /// state instead.
+    fn show_unsaved(&self, id: &str, record: T) -> Arc<T>;
+
+    fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
+
+    /// Records whose id starts with `prefix`, in id order.
+    fn scan(&self, prefix: &str) -> Vec<Arc<T>>;
+
+    /// Every record of the kind (reads them all).
+    fn all(&self) -> Vec<Arc<T>>;
+
+    /// How many records of the kind there are (may count them all).
+    fn len(&self) -> usize;
+}
+
+impl<T> dyn Records<T> + '_ {
+    /// `update_with` for a closure that may take what it captures.
+    pub fn update(
+        &self,
+        id: &str,
+        durable: Durable,
+        change: impl FnOnce(&mut T) -> bool,
+    ) -> Result<Option<Arc<T>>, StoreError> {
+        // Called at most once (the contract above); a second call would change nothing.
+        let mut change = Some(change);
+        self.update_with(id, durable, &mut |record| change.take().is_some_and(|change| change(record)))
     }
-    /// Writes what is pending; later writes fail.
-    fn close(&self) {}
+
+    /// `upsert_with` for plain closures.
+    pub fn upsert(
+        &self,
+        id: &str,
+        durable: Durable,
+        mut fresh: impl FnMut() -> T,
+        mut change: impl FnMut(&mut T),
+    ) -> Result<Arc<T>, StoreError> {
+        self.upsert_with(id, durable, &mut fresh, &mut change)
+    }
 }
 
 /// A failed write or removal.
@@ -67,7 +137,8 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "could not save {} record {}: {} (check free disk space and the permissions of dataDir)",
+            "could not save {} record {}: {} (check free disk space, the permissions of dataDir and that \
+             its file system is writable; GET /health says when the store writes again)",
             self.kind, self.id, self.source
         )
     }
@@ -75,145 +146,15 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// One kind of record, indexed in memory by id (ordered, so prefix scans are cheap).
-pub struct Table<T> {
-    kind: &'static str,
-    backend: Arc<dyn Backend>,
-    rows: RwLock<BTreeMap<String, Arc<T>>>,
-    writers: [Mutex<()>; STRIPES],
-}
-
-const STRIPES: usize = 16;
-
-impl<T: Serialize + DeserializeOwned + Clone> Table<T> {
-    fn open(kind: &'static str, backend: Arc<dyn Backend>) -> io::Result<Table<T>> {
-        let mut rows = BTreeMap::new();
-        for (id, bytes) in backend.load(kind)? {
-            match serde_json::from_slice::<T>(&bytes) {
-                Ok(record) => {
-                    rows.insert(id, Arc::new(record));
-                }
-                Err(err) => match backend.quarantine(kind, &id) {
-                    Ok(to) => {
-                        log::warn!("{kind} record {id} is corrupt ({err}); moved it aside to {to}")
-                    }
-                    Err(e) => log::warn!("{kind} record {id} is corrupt ({err}) and could not be moved aside: {e}"),
-                },
-            }
-        }
-        Ok(Table { kind, backend, rows: RwLock::new(rows), writers: Default::default() })
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<T>> {
-        self.rows.read().get(id).cloned()
-    }
-
-    /// Stores `record` under `id` and makes it visible (see `Durable` for the order).
-    pub fn put(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
-        let _writer = self.writers[stripe(id)].lock();
-        self.write(id, record, durable)
-    }
-
-    /// The write itself; the caller holds the record's stripe lock, so writes of one record
-    /// reach the backend in the order they become visible.
-    fn write(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
-        let error = |source| StoreError { kind: self.kind, id: id.to_string(), source };
-        if !is_safe_id(id) {
-            return Err(error(io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
-        }
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| error(e.into()))?;
-        self.backend.write(self.kind, id, &bytes, durable).map_err(error)?;
-        let record = Arc::new(record);
-        self.rows.write().insert(id.to_string(), record.clone());
-        Ok(record)
-    }
-
-    /// Changes the stored record `id` with `change`, which says whether to write; returns the
-    /// record as written (`None`: no such record, or nothing to write).
-    pub fn update(
-        &self,
-        id: &str,
-        durable: Durable,
-        change: impl FnOnce(&mut T) -> bool,
-    ) -> Result<Option<Arc<T>>, StoreError> {
-        let _writer = self.writers[stripe(id)].lock();
-        let Some(current) = self.get(id) else { return Ok(None) };
-        let mut next = (*current).clone();
-        if !change(&mut next) {
-            return Ok(None);
-        }
-        self.write(id, next, durable).map(Some)
-    }
-
-    /// Like `update`, but a missing record starts as `fresh()`: two first writers of one id
-    /// cannot both create it and lose one change.
-    pub fn upsert(
-        &self,
-        id: &str,
-        durable: Durable,
-        fresh: impl FnOnce() -> T,
-        change: impl FnOnce(&mut T),
-    ) -> Result<Arc<T>, StoreError> {
-        let _writer = self.writers[stripe(id)].lock();
-        let mut next = self.get(id).map_or_else(fresh, |current| (*current).clone());
-        change(&mut next);
-        self.write(id, next, durable)
-    }
-
-    /// Shows `record` without saving it, for a state that could not be saved (the disk is
-    /// full) but that readers must see; a restart finds the last saved state instead.
-    pub fn show_unsaved(&self, id: &str, record: T) -> Arc<T> {
-        let _writer = self.writers[stripe(id)].lock();
-        let record = Arc::new(record);
-        self.rows.write().insert(id.to_string(), record.clone());
-        record
-    }
-
-    pub fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError> {
-        let _writer = self.writers[stripe(id)].lock();
-        self.backend.remove(self.kind, id, durable).map_err(|source| StoreError {
-            kind: self.kind,
-            id: id.to_string(),
-            source,
-        })?;
-        self.rows.write().remove(id);
-        Ok(())
-    }
-
-    /// Records whose id starts with `prefix`, in id order.
-    pub fn scan(&self, prefix: &str) -> Vec<Arc<T>> {
-        let rows = self.rows.read();
-        rows.range(prefix.to_string()..).take_while(|(id, _)| id.starts_with(prefix)).map(|(_, r)| r.clone()).collect()
-    }
-
-    pub fn all(&self) -> Vec<Arc<T>> {
-        self.rows.read().values().cloned().collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.read().len()
-    }
-}
-
-fn stripe(id: &str) -> usize {
-    id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % STRIPES
-}
-
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// Every table of ccs.
+/// Every kind of record of ccs.
 pub struct Store {
     backend: Arc<dyn Backend>,
-    pub sessions: Table<Session>,
-    pub turns: Table<Turn>,
-    pub tasks: Table<Task>,
-    pub deliveries: Table<Delivery>,
+    pub sessions: Box<dyn Records<Session>>,
+    pub turns: Box<dyn Records<Turn>>,
+    pub tasks: Box<dyn Records<Task>>,
+    pub deliveries: Box<dyn Records<Delivery>>,
     /// Statistics, one record per day (`YYYY-MM-DD`).
-    pub statistics: Table<crate::stats::Day>,
+    pub statistics: Box<dyn Records<Day>>,
 }
 
 impl Store {
@@ -230,140 +171,29 @@ impl Store {
         Store::with_backend(backend)
     }
 
+    /// The local store: every kind a `Table` over `backend`.
     pub fn with_backend(backend: Arc<dyn Backend>) -> io::Result<Store> {
         let store = Store {
-            sessions: Table::open("sessions", backend.clone())?,
-            turns: Table::open("turns", backend.clone())?,
-            tasks: Table::open("tasks", backend.clone())?,
-            deliveries: Table::open("deliveries", backend.clone())?,
-            statistics: Table::open("statistics", backend.clone())?,
+            sessions: Box::new(Table::open("sessions", backend.clone())?),
+            turns: Box::new(Table::open("turns", backend.clone())?),
+            tasks: Box::new(Table::open("tasks", backend.clone())?),
+            deliveries: Box::new(Table::open("deliveries", backend.clone())?),
+            statistics: Box::new(Table::open("statistics", backend.clone())?),
             backend,
         };
         store.backend.loaded()?;
         Ok(store)
     }
 
+    /// What keeps the store from writing now (empty: nothing), each with what it does about
+    /// it; `/health` shows them.
+    pub fn faults(&self) -> Vec<String> {
+        self.backend.faults()
+    }
+
     /// At a clean stop: everything written is made durable (the file store's journal is emptied
     /// into the record files); later writes fail.
     pub fn close(&self) {
         self.backend.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{json, Value};
-
-    fn temp_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ccs-store-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn table(dir: &Path) -> Table<Value> {
-        Table::open("things", Arc::new(FileBackend::new(dir).unwrap())).unwrap()
-    }
-
-    #[test]
-    fn records_survive_a_reopen_and_scan_by_prefix() {
-        let dir = temp_dir();
-        let t = table(&dir);
-        t.put("a.00000001", json!({"n": 1}), Durable::Now).unwrap();
-        t.put("a.00000002", json!({"n": 2}), Durable::Soon).unwrap();
-        t.put("b.00000001", json!({"n": 3}), Durable::Now).unwrap();
-        t.put("a.00000001", json!({"n": 10}), Durable::Soon).unwrap();
-        t.remove("b.00000001", Durable::Now).unwrap();
-        drop(t);
-        let reopened = table(&dir);
-        let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
-        assert_eq!(scanned, [10, 2]);
-        assert_eq!(reopened.len(), 2);
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn corrupt_records_are_moved_aside_and_leftover_temp_files_removed() {
-        let dir = temp_dir();
-        table(&dir).put("good", json!({"ok": true}), Durable::Now).unwrap();
-        std::fs::write(dir.join("things/bad.json"), b"{\"half\": ").unwrap();
-        std::fs::write(dir.join("things/.good.json.1.2.tmp"), b"{").unwrap();
-        let t = table(&dir);
-        assert_eq!(t.len(), 1);
-        let names: Vec<String> = std::fs::read_dir(dir.join("things"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(names.iter().any(|n| n.starts_with("bad.json.corrupt-")), "{names:?}");
-        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn a_data_folder_has_one_owner_at_a_time() {
-        let dir = temp_dir();
-        let first = FileBackend::new(&dir).unwrap();
-        let err = FileBackend::new(&dir).err().unwrap();
-        assert!(err.to_string().contains("another ccs server"), "{err}");
-        drop(first);
-        assert!(FileBackend::new(&dir).is_ok());
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn concurrent_updates_of_one_record_lose_nothing() {
-        let t: Arc<Table<Value>> = Arc::new(Table::open("things", Arc::new(MemoryBackend)).unwrap());
-        t.put("n", json!({"a": 0, "b": 0}), Durable::Now).unwrap();
-        let threads: Vec<_> = ["a", "b"]
-            .into_iter()
-            .map(|field| {
-                let t = t.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..500 {
-                        t.update("n", Durable::Now, |v| {
-                            v[field] = json!(v[field].as_i64().unwrap() + 1);
-                            true
-                        })
-                        .unwrap();
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(*t.get("n").unwrap(), json!({"a": 500, "b": 500}));
-        assert!(t.update("missing", Durable::Now, |_| true).unwrap().is_none());
-    }
-
-    #[test]
-    fn concurrent_upserts_of_a_new_record_lose_nothing() {
-        let t: Arc<Table<Value>> = Arc::new(Table::open("things", Arc::new(MemoryBackend)).unwrap());
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let t = t.clone();
-                std::thread::spawn(move || {
-                    t.upsert("day", Durable::Now, || json!(0), |v| *v = json!(v.as_i64().unwrap() + 1)).unwrap();
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(*t.get("day").unwrap(), json!(8));
-    }
-
-    #[test]
-    fn unsafe_ids_are_refused() {
-        let dir = temp_dir();
-        let t = table(&dir);
-        assert!(t.put("../escape", json!(1), Durable::Now).is_err());
-        assert!(t.put("", json!(1), Durable::Now).is_err());
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn memory_backend_keeps_nothing_across_opens() {
-        let t: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
-        t.put("x", json!(1), Durable::Now).unwrap();
-        assert_eq!(t.get("x").as_deref(), Some(&json!(1)));
-        let again: Table<Value> = Table::open("things", Arc::new(MemoryBackend)).unwrap();
-        assert_eq!(again.len(), 0);
     }
 }
