@@ -8,13 +8,46 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::config::{ConfigSource, StorageType};
 use crate::http::{ApiError, Ctx, Reply};
-use crate::store::Store;
+use crate::store::{Backend, Durable, Store};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn app() -> Arc<App> {
+    app_on(Store::open(StorageType::Memory, std::path::Path::new("/nonexistent")).unwrap())
+}
+
+fn app_on(store: Store) -> Arc<App> {
     let home = std::path::Path::new("/nonexistent/ccs-home");
     let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
     let config = source.defaults();
-    App::new(config, source, Store::open(StorageType::Memory, home).unwrap())
+    App::new(config, source, store)
+}
+
+/// Keeps nothing; every write fails while `failing` is set (a disk that went read-only).
+#[derive(Default)]
+struct FailingDisk {
+    failing: AtomicBool,
+}
+
+impl Backend for FailingDisk {
+    fn load(&self, _kind: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+
+    fn write(&self, _kind: &str, _id: &str, _bytes: &[u8], _durable: Durable) -> io::Result<()> {
+        match self.failing.load(Ordering::SeqCst) {
+            true => Err(io::Error::from_raw_os_error(libc::EROFS)),
+            false => Ok(()),
+        }
+    }
+
+    fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()> {
+        self.write(kind, id, &[], durable)
+    }
+
+    fn quarantine(&self, _kind: &str, id: &str) -> io::Result<String> {
+        Ok(id.to_string())
+    }
 }
 
 fn with_body(body: Value) -> Ctx {
@@ -122,4 +155,18 @@ fn cancelling_a_waiting_task_answers_at_once_and_a_running_one_when_it_ends() {
     // Cancelled twice: the second finds it ended.
     let err = error_of(super::tasks::cancel(&app, &for_task(&waiting, None)));
     assert_eq!(err.status, 409);
+}
+
+#[test]
+fn a_new_priority_that_cannot_be_saved_changes_neither_the_record_nor_the_queue() {
+    let disk = Arc::new(FailingDisk::default());
+    let app = app_on(Store::with_backend(disk.clone()).unwrap());
+    let first = queue_async(&app, "first");
+    let second = queue_async(&app, "second");
+    disk.failing.store(true, Ordering::SeqCst);
+    let err = error_of(super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": 9})))));
+    assert_eq!(err.status, 503, "{}", err.message);
+    assert!(err.message.contains("could not save"), "{}", err.message);
+    assert_eq!(app.store.tasks.get(&second).unwrap().priority, crate::model::Priority::DEFAULT);
+    assert_eq!(app.queue.take().unwrap().0.task_id, first, "the queue kept its order");
 }
