@@ -116,7 +116,7 @@ fn answer_run(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
 /// The client of a sync run went away: its task is cancelled (SPEC 6).
 pub fn cancel_run(app: &App, id: &str) {
     log::info!("task {id}: its sync client went away; cancelling it");
-    let _ = tasks::cancel(app, id);
+    let _ = tasks::cancel(app, id, "its client went away before the answer");
 }
 
 /// The answer to a finished sync task: 200 with the result, or the error status of its end.

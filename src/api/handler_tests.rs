@@ -107,6 +107,7 @@ fn a_sync_run_is_answered_when_its_task_ends_and_a_gone_client_cancels_it() {
     on_gone(&app, &id);
     let task = app.store.tasks.get(&id).unwrap();
     assert_eq!(task.status, crate::model::TaskStatus::Cancelled);
+    assert!(task.error.as_deref().unwrap_or_default().contains("its client went away"), "{:?}", task.error);
     // Its end was kept for the request: the answer is the 409 of a cancelled run.
     let heard = Arc::new(parking_lot::Mutex::new(None));
     let into = heard.clone();

@@ -84,7 +84,7 @@ fn relay(app: &App, task: &Task, events: Receiver<Event>, mut out: Box<dyn Write
     }
     if cancel_on_disconnect {
         log::info!("task {}: the streaming client went away; cancelling the run", task.id);
-        let _ = tasks::cancel(app, &task.id);
+        let _ = tasks::cancel(app, &task.id, "its streaming client went away");
     }
 }
 

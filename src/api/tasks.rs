@@ -55,7 +55,7 @@ pub fn set_priority(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 /// end recorded (within `taskQueue.killGraceMs` and a moment), without holding an acceptor.
 pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = ctx.param("id");
-    match tasks::cancel(app, id)? {
+    match tasks::cancel(app, id, &format!("DELETE /api/tasks/{id}"))? {
         tasks::Cancelling::Ended(task) => Ok(Reply::ok(cancelled_body(&task))),
         tasks::Cancelling::Stopping => Ok(Reply::after_tasks(AfterTasks {
             tasks: vec![Ok(id.to_string())],

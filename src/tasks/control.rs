@@ -23,10 +23,10 @@ pub enum Cancelling {
     Stopping,
 }
 
-/// DELETE of a task: a waiting one never runs; a running one has its process group killed; a
-/// finished one is a conflict. Never waits: the end of a stopping task is told to whoever
-/// listens (`App::ends`).
-pub fn cancel(app: &App, id: &str) -> Result<Cancelling, Error> {
+/// Cancels a task (`why`: who asked, for its error message): a waiting one never runs; a
+/// running one has its process group killed; a finished one is a conflict. Never waits: the
+/// end of a stopping task is told to whoever listens (`App::ends`).
+pub fn cancel(app: &App, id: &str, why: &str) -> Result<Cancelling, Error> {
     let task = get(app, id)?;
     if task.status.is_final() {
         return Err(already_ended(&task));
@@ -35,7 +35,7 @@ pub fn cancel(app: &App, id: &str) -> Result<Cancelling, Error> {
         return Ok(Cancelling::Stopping);
     }
     // Out of the queue (or on its way in: a worker skips a task that is no longer pending).
-    let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
+    let err = Error::Conflict(format!("task {id} was cancelled ({why})"));
     if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err) {
         log::info!("task {id} cancelled before it ran");
         return Ok(Cancelling::Ended(task));
