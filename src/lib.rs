@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod signals;
 pub mod stats;
 pub mod store;
+pub mod sys;
 pub mod tasks;
 pub mod tui;
 pub mod webhook;
