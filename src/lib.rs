@@ -4,6 +4,10 @@
 //! → `tasks` (submit, cancel, retry) → `queue` (priority heap, per-session order, workers) →
 //! `runner` (the claude child process) → `store` (records on disk), `sessions` (turns, budgets)
 //! and `webhook` (the sender thread). The core modules never import `http`.
+//!
+//! No `unsafe` outside `sys`, the one module of raw system calls.
+
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod app;

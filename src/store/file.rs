@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::journal::{Change, Journal, Replayed};
@@ -32,16 +31,15 @@ impl FileBackend {
     pub fn new(root: &Path) -> io::Result<FileBackend> {
         crate::fsutil::create_private_dir(root)?;
         let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(".lock"))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::WouldBlock {
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
                     "another ccs server is using this data folder; stop it first, or give this one its own --home",
-                ));
+                ))
             }
-            return Err(err);
+            Err(fs::TryLockError::Error(err)) => return Err(err),
         }
         let (journal, replayed) = Journal::open(root)?;
         Ok(FileBackend { root: root.to_path_buf(), journal, replayed: parking_lot::Mutex::new(replayed), _lock: lock })
