@@ -100,21 +100,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Raises the soft limit of open files to the hard limit (a server that runs out of descriptors
 /// refuses connections); returns (soft before, soft now, hard).
 pub fn raise_open_files_limit() -> io::Result<(u64, u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
+    let (before, hard) = crate::sys::open_files_limit()?;
+    if before < hard {
+        crate::sys::set_open_files_limit(hard, hard)?;
     }
-    let before = limit.rlim_cur;
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit = raised;
-    }
-    Ok((before, limit.rlim_cur, limit.rlim_max))
+    Ok((before, hard, hard))
 }
 
 /// A new folder under the system's temp folder for one unit test, removed on drop (so also when

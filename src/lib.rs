@@ -1,9 +1,14 @@
 //! ccs: a small HTTP server that runs the Claude Code CLI (`claude -p`) as a REST API.
 //!
 //! Data flow: `http` (acceptor threads, routing, body limits) → `api` (one file per resource)
-//! → `tasks` (submit, cancel, retry) → `queue` (priority heap, per-session order, workers) →
-//! `runner` (the claude child process) → `store` (records on disk), `sessions` (turns, budgets)
-//! and `webhook` (the sender thread). The core modules never import `http`.
+//! → `tasks` (submit, run, cancel, retry; the worker threads) → `queue` (priority heap,
+//! per-session order), `runner` (the claude child process), `store` (records on disk),
+//! `sessions` (turns, budgets) and `webhook` (the sender thread). The core modules never import
+//! `http`; no module imports one that imports it back (README, "Who imports whom").
+//!
+//! No `unsafe` outside `sys`, the one module of raw system calls.
+
+#![deny(unsafe_code)]
 
 mod api;
 mod app;
@@ -28,17 +33,20 @@ mod sessions;
 mod signals;
 mod stats;
 mod store;
+mod sys;
 mod tasks;
 mod tui;
 mod webhook;
 
-/// What `make bench` drives directly (the command line a run gets); everything else is private,
-/// so the compiler reports what nothing uses.
+/// What the benchmarks drive directly (`make bench`: the command line a run gets;
+/// docs/spawn-cost: starting the CLI); everything else is private, so the compiler reports
+/// what nothing uses.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::config::Config;
     pub use crate::runner::argv::build as build_argv;
-    pub use crate::runner::{CliArgs, SessionFlag};
+    pub use crate::runner::process::execute as execute_cli;
+    pub use crate::runner::{Cancel, CliArgs, Invocation, SessionFlag};
 }
 
 /// Exit codes shared by every command (SPEC 1).

@@ -245,15 +245,21 @@ pub struct Task {
     pub seq: u64,
     #[serde(default)]
     pub request: TurnRequest,
+    /// The process group of its CLI (the CLI's pid), recorded when it starts: a start after a
+    /// crash kills that group if it still carries this task's `CCS_TASK_ID`. Never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i32>,
 }
 
 impl Task {
-    /// The task as the API shows it (the stored request and arrival number left out).
+    /// The task as the API shows it (the stored request, arrival number and process group left
+    /// out).
     pub fn to_api(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.remove("request");
             map.remove("seq");
+            map.remove("pgid");
         }
         value
     }

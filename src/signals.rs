@@ -18,11 +18,9 @@ pub fn install() -> Result<Receiver<()>, String> {
         let _ = tx.send(());
     })
     .map_err(|e| format!("cannot install the SIGINT/SIGTERM handler: {e}"))?;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    let previous = unsafe { libc::signal(libc::SIGHUP, on_sighup as extern "C" fn(libc::c_int) as libc::sighandler_t) };
-    if previous == libc::SIG_ERR {
-        return Err("cannot install the SIGHUP handler".into());
-    }
+    // The handler only stores to an atomic, which is async-signal-safe.
+    crate::sys::on_signal(crate::sys::SIGHUP, on_sighup)
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     Ok(rx)
 }
 

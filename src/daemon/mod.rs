@@ -5,7 +5,6 @@
 pub mod pidfile;
 
 use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -134,15 +133,8 @@ fn spawn_detached(source: &ConfigSource, config: &Config) -> std::io::Result<u32
     }
     command.arg("serve").env(DAEMON_ENV, "1").current_dir("/");
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-    // SAFETY: setsid only detaches the child from our session and terminal.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Its own session: no terminal of ours, and a Ctrl-C here does not reach it.
+    crate::sys::start_in_new_session(&mut command);
     // The daemon is not waited for: once this command exits, init adopts it.
     Ok(command.spawn()?.id())
 }
@@ -199,11 +191,11 @@ fn stop_into(config: &Config, state: State, r: &mut Report) -> i32 {
             return exit::OK;
         }
     };
-    signal(pid, libc::SIGTERM);
+    signal(pid, crate::sys::SIGTERM);
     let grace = Duration::from_millis(config.task_queue.kill_grace_ms) + Duration::from_secs(15);
     if !wait_gone(pid, grace) {
         r.err.push(format!("ccs: pid {pid} did not stop within {} s; killing it", grace.as_secs()));
-        signal(pid, libc::SIGKILL);
+        signal(pid, crate::sys::SIGKILL);
         wait_gone(pid, Duration::from_secs(5));
     }
     pidfile::remove_if_ours(&config.pid_file, pid as u32);
@@ -212,10 +204,8 @@ fn stop_into(config: &Config, state: State, r: &mut Report) -> i32 {
 }
 
 fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill only sends a signal to the pid we read and checked.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+    // A server that is already gone is what we wanted.
+    let _ = crate::sys::signal_process(pid, sig);
 }
 
 fn wait_gone(pid: i32, limit: Duration) -> bool {

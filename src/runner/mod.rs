@@ -1,15 +1,18 @@
-//! Running the claude CLI once (SPEC 4): build the command line, run the child process, and
-//! turn what it printed into a `RunResult`; and knowing which CLI that is (`probe`, `caps`:
-//! its version and options, so no run passes a flag it lacks, and `budget` where it has no
-//! `--max-budget-usd`). Knows nothing of HTTP, sessions or storage.
+//! Running the claude CLI once (SPEC 4): build the command line (`argv`), run the child process
+//! (`process`: std's `Command`, the CLI leading its own process group, which is killed whole on
+//! a timeout, a cancel or a stop), and turn what it printed into a `RunResult`; knowing which
+//! CLI that is (`probe`, `caps`: its version and options, so no run passes a flag it lacks, and
+//! `budget` where it has no `--max-budget-usd`); and, at a start after a crash, killing what the
+//! dead server left running (`leftovers`: a recorded group, only if it still carries the task's
+//! `CCS_TASK_ID`). Knows nothing of HTTP, sessions or storage.
 
 pub mod argv;
 pub mod budget;
 pub mod caps;
+pub mod leftovers;
 pub mod output;
 pub mod probe;
 pub mod process;
-pub mod spawn;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -34,8 +37,12 @@ pub struct Invocation {
     pub lines: Option<LineSink>,
 }
 
-/// A callback for stdout lines, called on the reader thread (so every line is delivered before
-/// the run returns).
+/// The variable that marks a CLI (and whatever it starts) as a task's: `CCS_TASK_ID=<id>`.
+/// A restart kills a recorded process group only if one of its processes carries it.
+pub const TASK_ID_ENV: &str = "CCS_TASK_ID";
+
+/// A callback for stdout lines, called on the thread that runs the CLI (so every line is
+/// delivered before the run returns).
 #[derive(Clone)]
 pub struct LineSink(pub Arc<dyn Fn(&str) + Send + Sync>);
 
@@ -116,9 +123,15 @@ impl std::fmt::Display for SpawnError {
     }
 }
 
-/// Runs the CLI and interprets the outcome.
-pub fn run(inv: &Invocation, cancel: &Cancel) -> Result<RunResult, SpawnError> {
-    let raw = process::execute(inv, cancel).map_err(|source| SpawnError { program: inv.program.clone(), source })?;
+/// Called with the process group id (the child's pid) of a CLI that was just started, on the
+/// thread that runs it, before the prompt is written. `false` calls the run off: the group is
+/// killed and the run ends with an `Interrupted` error.
+pub type OnStart<'a> = &'a mut dyn FnMut(i32) -> bool;
+
+/// Runs the CLI and interprets the outcome; `on_start` is told its process group first.
+pub fn run(inv: &Invocation, cancel: &Cancel, on_start: OnStart) -> Result<RunResult, SpawnError> {
+    let raw = process::execute(inv, cancel, on_start)
+        .map_err(|source| SpawnError { program: inv.program.clone(), source })?;
     Ok(interpret(&raw, inv.timeout))
 }
 

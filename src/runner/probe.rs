@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use super::caps::Caps;
-use super::{process, spawn, Cancel, Invocation, SpawnError};
+use super::{process, Cancel, Invocation, SpawnError};
 
 /// How long each of `--version` and `--help` may take (the JS CLIs take about 1 s on 2 cores).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ struct Stamp {
 
 /// `None` when the program cannot be found (the probe then fails, and says so).
 fn stamp(target: &Target) -> Option<Stamp> {
-    let found = spawn::resolve(&target.program, &target.env).ok()?;
+    let found = process::resolve(&target.program, &target.env).ok()?;
     let path = fs::canonicalize(&found).unwrap_or(found);
     let meta = fs::metadata(&path).ok()?;
     Some(Stamp { path, modified: meta.modified().ok(), len: meta.len() })
@@ -79,7 +79,7 @@ fn call(target: &Target, flag: &str, timeout: Duration, cancel: &Cancel) -> Resu
         kill_grace: Duration::from_millis(500),
         lines: None,
     };
-    let raw = process::execute(&invocation, cancel)
+    let raw = process::execute(&invocation, cancel, &mut |_| true)
         .map_err(|source| SpawnError { program: target.program.clone(), source }.to_string())?;
     let program = &target.program;
     if raw.cancelled {

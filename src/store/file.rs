@@ -2,18 +2,17 @@
 //! goes through the journal first (`<dataDir>/journal-<n>`, see `journal`), which makes it
 //! durable; then the applier thread here replaces the record files, atomically (temp file +
 //! rename: a reader never sees half a file) but without fsync of their own, off the commit path,
-//! and retires each journal file once it applied it: it syncs the file system (syncfs) and
-//! deletes the file. After a clean stop no journal is left and every record file is current.
+//! and retires each journal file once it applied it: it fsyncs the record files (and folders)
+//! it wrote since the last one, then deletes the file. After a clean stop no journal is left and every record file is current.
 //!
 //! The applier takes its work in order. When a record file cannot be written it tries the same
 //! work again every second and does nothing after it meanwhile (a record file must never get an
 //! older state after a newer one); the journal keeps every change until then, and a stop while
 //! it fails leaves the journal files for the next start to apply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -104,18 +103,14 @@ fn lock_folder(root: &Path) -> io::Result<File> {
         }
         opened => opened?,
     };
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::WouldBlock {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another ccs server is using this data folder; stop it first, or give this one its own --home",
-            ));
-        }
-        return Err(err);
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another ccs server is using this data folder; stop it first, or give this one its own --home",
+        )),
+        Err(fs::TryLockError::Error(err)) => Err(err),
     }
-    Ok(lock)
 }
 
 impl Backend for FileBackend {
@@ -198,8 +193,9 @@ impl Drop for FileBackend {
 /// The applier thread: does each piece of work until it is done, in order, until the journal
 /// stops sending any, or the store closes while a piece fails.
 fn run_applier(root: &Path, work: &Receiver<Work>, stopped: &Receiver<()>, fault: &Mutex<Option<String>>) {
+    let mut written = Written::default();
     for item in work {
-        if !do_until_done(root, &item, stopped, fault) {
+        if !do_until_done(root, &item, &mut written, stopped, fault) {
             log::error!("the store closed while record files could not be written; the next start applies its journal");
             return;
         }
@@ -207,9 +203,15 @@ fn run_applier(root: &Path, work: &Receiver<Work>, stopped: &Receiver<()>, fault
 }
 
 /// Does `item`, and again every `RETRY` while it fails; `false`: the store closed meanwhile.
-fn do_until_done(root: &Path, item: &Work, stopped: &Receiver<()>, fault: &Mutex<Option<String>>) -> bool {
+fn do_until_done(
+    root: &Path,
+    item: &Work,
+    written: &mut Written,
+    stopped: &Receiver<()>,
+    fault: &Mutex<Option<String>>,
+) -> bool {
     loop {
-        match do_work(root, item) {
+        match do_work(root, item, written) {
             Ok(()) => {
                 if let Some(was) = fault.lock().take() {
                     log::warn!("record files are written again (after: {was})");
@@ -234,19 +236,51 @@ fn do_until_done(root: &Path, item: &Work, stopped: &Receiver<()>, fault: &Mutex
 }
 
 /// Applies committed changes to the record files, or retires an applied journal file.
-fn do_work(root: &Path, item: &Work) -> Result<(), String> {
+fn do_work(root: &Path, item: &Work, written: &mut Written) -> Result<(), String> {
     match item {
         Work::Apply(batch) => batch.iter().try_for_each(|change| {
-            apply(root, change)
+            apply(root, change, written)
                 .map_err(|e| format!("{} record {} could not be written to its file ({e})", change.kind, change.id))
         }),
-        Work::Retire(path) => retire(root, path)
+        Work::Retire(path) => retire(root, path, written)
             .map_err(|e| format!("the applied journal file {} could not be removed ({e})", path.display())),
     }
 }
 
-fn apply(root: &Path, change: &Change) -> io::Result<()> {
+/// The record files (and their folders) changed since the last journal file was retired: what
+/// must be made durable before the next one goes.
+#[derive(Default)]
+struct Written {
+    files: HashSet<PathBuf>,
+    folders: HashSet<PathBuf>,
+}
+
+impl Written {
+    /// fsync of every file, then of every folder (their renames and removals).
+    fn make_durable(&mut self) -> io::Result<()> {
+        for file in &self.files {
+            match File::open(file).and_then(|f| f.sync_all()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        for folder in &self.folders {
+            sync_dir(folder)?;
+        }
+        self.files.clear();
+        self.folders.clear();
+        Ok(())
+    }
+}
+
+fn apply(root: &Path, change: &Change, written: &mut Written) -> io::Result<()> {
     let path = record_path(root, &change.kind, &change.id);
+    if let Some(folder) = path.parent() {
+        written.folders.insert(folder.to_path_buf());
+    }
+    if change.bytes.is_some() {
+        written.files.insert(path.clone());
+    }
     match &change.bytes {
         Some(bytes) => fsutil::replace(&path, bytes),
         None => match fs::remove_file(&path) {
@@ -256,23 +290,14 @@ fn apply(root: &Path, change: &Change) -> io::Result<()> {
     }
 }
 
-/// Makes every record file durable, then removes the journal file `path` durably.
-fn retire(root: &Path, path: &Path) -> io::Result<()> {
-    sync_file_system(root)?;
+/// Makes the record files written since the last retirement durable, then removes the journal
+/// file `path` durably.
+fn retire(root: &Path, path: &Path, written: &mut Written) -> io::Result<()> {
+    written.make_durable()?;
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => sync_dir(root),
     }
-}
-
-/// Makes every file under `root` (and all else on its file system) durable.
-fn sync_file_system(root: &Path) -> io::Result<()> {
-    let folder = File::open(root)?;
-    // SAFETY: syncfs only flushes the file system of a descriptor we own.
-    if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -29,27 +29,30 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
         return end_without_running(app, task_id, TaskStatus::Cancelled, err);
     }
-    // An async task that was started is never started again by itself (after a crash it is
-    // `interrupted`), so that is on disk before its CLI runs. A sync one's client is told only
-    // its end, and a restart cancels it whether it had started or not.
+    // The task is marked started, with its CLI's process group (a start after a crash kills
+    // it), once that CLI runs and before it gets its prompt (so it can do nothing before). An
+    // async task that was started is never started again by itself (after a crash it is
+    // `interrupted`), so that is on disk before the prompt is sent. A sync one's client is told
+    // only its end, and a restart cancels it whether it had started or not; `Soon` puts it in
+    // the journal file within a few milliseconds, long before its CLI is up (0.3 s or more).
     let durable = if task.mode == Mode::Async { Durable::Now } else { Durable::Soon };
-    let started = app.store.tasks.update(task_id, durable, |t| {
-        if t.status != TaskStatus::Pending {
-            return false;
-        }
-        t.status = TaskStatus::Processing;
-        t.started_at = Some(now());
-        t.updated_at = now();
-        true
-    });
-    let started = match started {
-        Ok(Some(started)) => started,
-        Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e),
-    };
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let lines = task.request.stream.then(|| relay_lines(app, task_id));
-    let outcome = run_cli(&config, &task.request, &session, budget, caps.as_ref(), cancel, lines);
+    let mut start = None;
+    let mut record_start = |pgid: i32| {
+        let recorded = app.store.tasks.update(task_id, durable, |t| mark_started(t, pgid));
+        let go_on = matches!(recorded, Ok(Some(_)));
+        start = Some(recorded);
+        go_on
+    };
+    let outcome = run_cli(&config, &task, &session, budget, caps.as_ref(), cancel, lines, &mut record_start);
+    let started = match start {
+        Some(Ok(Some(started))) => started,
+        Some(Ok(None)) => return, // it ended meanwhile; its CLI was killed before its prompt
+        Some(Err(e)) => return end_unsaved(app, task_id, e),
+        // The CLI could not be started: the end goes on the task as it waited.
+        None => task,
+    };
     let cli_has_session = matches!(&outcome, Ok(run) if run.report.is_some());
     let at = now();
     let mut ended = (*started).clone();
@@ -74,6 +77,22 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
     }
     finished(app, task, None);
+}
+
+/// Marks a task started by its CLI of process group `pgid`; false when it no longer waits for
+/// that (it ended meanwhile). A resume retry (a second CLI) only records its group.
+fn mark_started(t: &mut Task, pgid: i32) -> bool {
+    match t.status {
+        TaskStatus::Pending => {
+            t.status = TaskStatus::Processing;
+            t.started_at = Some(now());
+        }
+        TaskStatus::Processing => {}
+        _ => return false,
+    }
+    t.pgid = Some(pgid);
+    t.updated_at = now();
+    true
 }
 
 /// Sends each line of a stream-json run to the task's followers.
@@ -138,15 +157,20 @@ pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f
 
 type Outcome = Result<RunResult, SpawnError>;
 
+/// Runs the CLI for `task` (its environment marked with the task's id); `on_start` is told the
+/// process group of each CLI started.
+#[allow(clippy::too_many_arguments)] // each from another step of `execute`
 fn run_cli(
     config: &Config,
-    req: &TurnRequest,
+    task: &Task,
     session: &Session,
     budget: f64,
     caps: Option<&Caps>,
     cancel: &runner::Cancel,
     lines: Option<runner::LineSink>,
+    on_start: runner::OnStart,
 ) -> Outcome {
+    let req = &task.request;
     let mut args = cli_args(config, req, session, budget);
     // A CLI without --max-budget-usd gets no budget flag; ccs checks the cost after the run.
     let own_budget = caps.filter(|c| !c.supports("--max-budget-usd"));
@@ -163,18 +187,18 @@ fn run_cli(
         args: runner::argv::build(&args, flag, req.stream),
         prompt: req.prompt.clone(),
         cwd: session.project_path.clone().into(),
-        env: config.child_env(),
+        env: [config.child_env(), vec![(runner::TASK_ID_ENV.to_string(), task.id.clone())]].concat(),
         timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
         kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
         lines: lines.clone(),
     };
-    let mut outcome = runner::run(&invocation(&flag), cancel)?;
+    let mut outcome = runner::run(&invocation(&flag), cancel, &mut *on_start)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
     // the conversation exists, so continue it instead.
     let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
         log::warn!("session {} already exists in the CLI; resuming it", session.id);
-        outcome = runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel)?;
+        outcome = runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel, on_start)?;
     }
     if let Some(caps) = own_budget {
         runner::budget::enforce(&mut outcome, budget, &format!("claude {}", caps.version));

@@ -104,6 +104,7 @@ fn new_task(request: TurnRequest, session: &Session, mode: Mode, seq: u64) -> Ta
         webhook: None,
         seq,
         request,
+        pgid: None,
     }
 }
 

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::model::{now, Mode, Task, TaskStatus};
+use crate::runner;
 use crate::store::Durable;
 
 use super::ends::{finished, update};
 use super::intake::entry_of;
 
-/// After a start: tasks that were running become `interrupted` (never re-run by themselves),
+/// After a start: tasks that were running become `interrupted` (never re-run by themselves;
+/// the CLI a crash left running is killed first),
 /// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
 /// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
 pub fn recover(app: &App) -> (usize, usize, usize) {
@@ -29,6 +31,7 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
         };
         match (task.status, task.mode) {
             (TaskStatus::Processing, _) => {
+                kill_leftover_cli(&task);
                 let message = "the server stopped while this task ran; retry it (POST /api/tasks/<id>/retry) if its side effects allow";
                 if let Some(task) = end(TaskStatus::Interrupted, message) {
                     finished(app, task, None);
@@ -50,4 +53,18 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
         }
     }
     (interrupted, requeued, cancelled)
+}
+
+/// Kills the CLI a dead server left running for `task` (its recorded process group, if that
+/// still carries the task's marker), and says so.
+fn kill_leftover_cli(task: &Task) {
+    let Some(pgid) = task.pgid else { return };
+    match runner::leftovers::kill_if_ours(pgid, &task.id) {
+        Ok(pids) if pids.is_empty() => {}
+        Ok(pids) => log::warn!(
+            "task {}: killed process group {pgid} (pids {pids:?}), the CLI the previous server left running",
+            task.id
+        ),
+        Err(e) => log::error!("task {}: could not kill process group {pgid} of its CLI: {e}", task.id),
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::support::{eventually, Server};
+use crate::support::{alive, eventually, Server};
 use serde_json::json;
 
 #[test]
@@ -33,6 +33,27 @@ fn kill_9_with_one_task_running_and_several_waiting() {
     // `retry` is how it runs again.
     let retry = server.post(&format!("/api/tasks/{running}/retry"), json!({}));
     assert_eq!(retry.status, 201, "{}", retry.text);
+}
+
+#[test]
+fn a_cli_left_running_by_a_killed_server_dies_with_its_grandchild_at_the_next_start() {
+    let mut server = Server::start();
+    let id = server.submit(json!({"prompt": "@@grandchild @@sleep=60"}));
+    assert!(eventually(10, || server.calls().iter().any(|c| c["grandchild_pid"].is_u64())));
+    let cli = server.starts()[0]["pid"].as_u64().unwrap() as u32;
+    let grandchild = server.calls().iter().find_map(|c| c["grandchild_pid"].as_u64()).unwrap() as u32;
+
+    server.kill9();
+    // Nothing ties the CLI to the server: its group runs on until the next start.
+    assert!(alive(cli) && alive(grandchild), "the group should outlive a kill -9 of the server");
+    server.launch();
+
+    assert!(eventually(5, || !alive(cli) && !alive(grandchild)), "a process of the run survived the restart");
+    let task = server.get(&format!("/api/tasks/{id}")).json["task"].clone();
+    assert_eq!(task["status"], "interrupted", "{task}");
+    assert!(task.get("pgid").is_none(), "the process group is not part of the API: {task}");
+    let log = server.log_text();
+    assert!(log.contains(&format!("task {id}: killed process group {cli} (pids ")), "{log}");
 }
 
 #[test]

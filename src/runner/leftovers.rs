@@ -1,0 +1,125 @@
+//! What a server that died (`kill -9`, a crash, the OOM killer) left running. Nothing ties a
+//! CLI to the server's life, so its process group runs on; the task records the group id, and
+//! the next start kills it before it marks the task `interrupted`.
+//!
+//! A pid, and so a group id, can be reused once its processes are gone, so a recorded group is
+//! killed only while one of its processes still carries the task's marker
+//! (`CCS_TASK_ID=<id>` in `/proc/<pid>/environ`, which every process of the CLI inherits).
+//! Processes of other users cannot be read, and are never taken for ours.
+
+use std::fs;
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::TASK_ID_ENV;
+use crate::sys;
+
+/// How long to wait for the killed processes to be gone.
+const GONE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Kills the process group `pgid` if it is still the CLI of task `task_id`, and waits (bounded)
+/// until it is gone. Returns the pids it had (empty: nothing of ours was left).
+pub fn kill_if_ours(pgid: i32, task_id: &str) -> io::Result<Vec<i32>> {
+    let members = group_members(pgid)?;
+    let marker = format!("{TASK_ID_ENV}={task_id}");
+    if !members.iter().any(|pid| carries(*pid, &marker)) {
+        return Ok(Vec::new());
+    }
+    sys::signal_group(pgid, sys::SIGKILL)?;
+    let deadline = Instant::now() + GONE_WITHIN;
+    while group_members(pgid).is_ok_and(|left| !left.is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(members)
+}
+
+/// The live (not zombie) processes whose process group is `pgid`.
+fn group_members(pgid: i32) -> io::Result<Vec<i32>> {
+    let mut members = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        // A process that ended meanwhile has no stat any more.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        if let Some((state, group)) = state_and_group(&stat) {
+            if group == pgid && state != "Z" {
+                members.push(pid);
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// The state and process group of a `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp ...`,
+/// where comm may hold spaces and parentheses (so the fields start after the last `)`).
+fn state_and_group(stat: &str) -> Option<(&str, i32)> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
+/// Whether the environment of `pid` holds exactly the entry `marker`.
+fn carries(pid: i32, marker: &str) -> bool {
+    fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|b| *b == 0).any(|entry| entry == marker.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command};
+
+    fn sleeper(marker: Option<&str>) -> Child {
+        let mut command = Command::new("sh");
+        // The group: sh and a sleep it starts, which outlives it unless the group is killed.
+        command.args(["-c", "sleep 30 & wait"]).process_group(0);
+        if let Some(task_id) = marker {
+            command.env(TASK_ID_ENV, task_id);
+        }
+        command.spawn().expect("sh starts")
+    }
+
+    fn wait_for_members(pgid: i32, n: usize) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let members = group_members(pgid).unwrap();
+            if members.len() >= n || Instant::now() > deadline {
+                return members;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_group_that_carries_the_tasks_marker_is_killed_whole() {
+        let mut child = sleeper(Some("task-1"));
+        let pgid = child.id() as i32;
+        assert_eq!(wait_for_members(pgid, 2).len(), 2, "sh and its sleep");
+        let killed = kill_if_ours(pgid, "task-1").unwrap();
+        assert_eq!(killed.len(), 2, "{killed:?}");
+        let _ = child.wait();
+        assert!(group_members(pgid).unwrap().is_empty(), "a process of the group survived");
+    }
+
+    #[test]
+    fn a_recorded_group_without_the_marker_is_left_alone() {
+        for marker in [None, Some("another-task")] {
+            let mut child = sleeper(marker);
+            let pgid = child.id() as i32;
+            assert_eq!(wait_for_members(pgid, 2).len(), 2);
+            assert!(kill_if_ours(pgid, "task-1").unwrap().is_empty());
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(child.try_wait().unwrap().is_none(), "a group that is not ours was killed");
+            assert_eq!(group_members(pgid).unwrap().len(), 2);
+            sys::signal_group(pgid, sys::SIGKILL).unwrap();
+            let _ = child.wait();
+        }
+    }
+
+    #[test]
+    fn stat_lines_with_odd_command_names_are_read() {
+        assert_eq!(state_and_group("42 (a (b) c) S 1 42 42 0 -1"), Some(("S", 42)));
+        assert_eq!(state_and_group("garbage"), None);
+    }
+}
