@@ -58,5 +58,9 @@ mod exit {
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
+    if args.first().is_some_and(|first| first == runner::launch::RUN_IN) {
+        return runner::launch::run_in(args.into_iter().skip(1));
+    }
+    runner::launch::this_is_ccs();
     cli::main(args)
 }

@@ -9,6 +9,7 @@
 pub mod argv;
 pub mod budget;
 pub mod caps;
+pub mod launch;
 pub mod leftovers;
 pub mod output;
 pub mod probe;

@@ -1,8 +1,9 @@
 //! One claude child process, run to its end on the calling (worker) thread.
 //!
 //! std's `Command` starts it: the program looked up once on the child's PATH (which has
-//! `nvmBin` first), in the project folder, leading its own process group, with piped stdin,
-//! stdout and stderr, and no `pre_exec` hook (so std may use its posix_spawn path). Whoever
+//! `nvmBin` first), in the project folder (entered by the launcher, `launch`), leading its own
+//! process group, with piped stdin, stdout and stderr, and no `pre_exec` hook, so std uses its
+//! posix_spawn path and never forks the server. Whoever
 //! asked is told the group (`on_start`) before the prompt is written: a CLI can do
 //! nothing without its prompt, so a crash before its group is recorded leaves a CLI that reads
 //! an empty stdin and ends.
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{Cancel, Invocation, LineSink, OnStart};
+use super::{launch, Cancel, Invocation, LineSink, OnStart};
 use crate::sys;
 
 /// Most of stdout kept (a result bigger than this is reported as a failure).
@@ -98,11 +99,24 @@ pub fn execute(inv: &Invocation, cancel: &Cancel, on_start: OnStart) -> io::Resu
     Ok(run)
 }
 
-/// Starts the CLI in its own process group, the environment of the invocation on top of ours.
+/// Starts the CLI in its own process group, the environment of the invocation on top of ours,
+/// in its folder: through the launcher (`launch`), so the server itself never forks.
 fn start(inv: &Invocation) -> io::Result<Child> {
-    Command::new(resolve(&inv.program, &inv.env)?)
+    let program = resolve(&inv.program, &inv.env)?;
+    if !inv.cwd.is_dir() {
+        let message = format!("the folder {} does not exist (or is not a folder)", inv.cwd.display());
+        return Err(io::Error::new(io::ErrorKind::NotFound, message));
+    }
+    let mut command = match launch::through_launcher(&inv.cwd, &program) {
+        Some(command) => command,
+        None => {
+            let mut command = Command::new(&program);
+            command.current_dir(&inv.cwd);
+            command
+        }
+    };
+    command
         .args(&inv.args)
-        .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(Stdio::piped())

@@ -5,10 +5,12 @@
 use crate::support::{alive, eventually, max_overlap, Server};
 use serde_json::{json, Value};
 
-/// Starts a long task that holds the only worker; returns its id once it runs.
+/// Starts a long task that holds the only worker; returns its id once it runs (a task is
+/// `processing` from the moment its CLI has started).
 fn occupy_the_worker(server: &Server, secs: f64) -> String {
     let id = server.submit(json!({"prompt": format!("blocker @@sleep={secs}")}));
-    server.wait_for_runs(1);
+    let task = server.wait_task(&id, 15, |t| t["status"] == "processing");
+    assert_eq!(task["status"], "processing", "{task}");
     id
 }
 
