@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::error::Error;
+use crate::events::TaskEnd;
 use crate::model::{now, Mode, Priority, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::store::Durable;
@@ -48,6 +49,17 @@ pub fn cancel(app: &App, id: &str) -> Result<Cancelling, Error> {
     match app.queue.cancel(id) {
         Cancelled::Running => Ok(Cancelling::Stopping),
         _ => Err(Error::Conflict(format!("task {id} could not be cancelled; try again"))),
+    }
+}
+
+/// What a cancel that waited for a running task achieved: the task, cancelled; the store's error
+/// when its end could not be saved; or a conflict when it ended otherwise before the kill reached
+/// it (its CLI had finished, failed, timed out).
+pub fn cancelled_end(end: TaskEnd) -> Result<Arc<Task>, Error> {
+    match (end.task.status, end.error) {
+        (TaskStatus::Cancelled, _) => Ok(end.task),
+        (_, Some(err @ Error::Storage(_))) => Err(err),
+        _ => Err(already_ended(&end.task)),
     }
 }
 
