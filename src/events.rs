@@ -43,10 +43,18 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Follows task `id` from its first line (as far as the backlog reaches).
-    pub fn subscribe(&self, id: &str) -> Receiver<Event> {
+    /// Follows task `id` from its first line (as far as the backlog reaches). With no topic for
+    /// it, `ended_already` is asked under the lock `end` takes: a task that ended while nobody
+    /// followed it gets its end at once, and no topic is made that nothing would ever end.
+    pub fn subscribe(&self, id: &str, ended_already: impl FnOnce() -> Option<Arc<Task>>) -> Receiver<Event> {
         let (tx, rx) = unbounded();
         let mut topics = self.topics.lock();
+        if !topics.contains_key(id) {
+            if let Some(task) = ended_already() {
+                let _ = tx.send(Event::End(task));
+                return rx;
+            }
+        }
         let topic = topics.entry(id.to_string()).or_default();
         for line in &topic.backlog {
             let _ = tx.send(Event::Line(line.clone()));
@@ -194,15 +202,33 @@ mod tests {
     #[test]
     fn early_and_late_subscribers_see_every_line_then_the_end() {
         let hub = Hub::default();
-        let early = hub.subscribe("t");
+        let early = hub.subscribe("t", || None);
         hub.publish("t", "one");
-        let late = hub.subscribe("t");
+        let late = hub.subscribe("t", || None);
         hub.publish("t", "two");
         hub.end(task("t"));
-        let after = hub.subscribe("t");
+        let after = hub.subscribe("t", || Some(task("t")));
         assert_eq!(lines(&early), ["one", "two", "end t"]);
         assert_eq!(lines(&late), ["one", "two", "end t"]);
         assert_eq!(lines(&after), ["one", "two", "end t"]);
+    }
+
+    #[test]
+    fn following_a_task_that_ended_unfollowed_gets_its_end_at_once_and_keeps_nothing() {
+        let hub = Hub::default();
+        // Ended while nobody followed it (no topic), then followed again and again, each
+        // follower gone right after its answer.
+        hub.end(task("old"));
+        for _ in 0..3 {
+            let rx = hub.subscribe("old", || Some(task("old")));
+            assert_eq!(lines(&rx), ["end old"]);
+        }
+        assert!(hub.topics.lock().is_empty(), "a topic that nothing will end is kept for every follower");
+        // A task that has not ended is followed as before.
+        let live = hub.subscribe("live", || None);
+        hub.publish("live", "one");
+        hub.end(task("live"));
+        assert_eq!(lines(&live), ["one", "end live"]);
     }
 
     fn collect(into: &Arc<Mutex<Vec<String>>>) -> Listener {
