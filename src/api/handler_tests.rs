@@ -198,3 +198,26 @@ fn a_cancel_that_a_running_task_outran_is_a_409_not_a_success() {
     let end = crate::events::TaskEnd { task: shown.unwrap().unwrap(), error: Some(unsaved.into()) };
     assert_eq!(error_of((after.answer)(vec![Ok(end)])).status, 503);
 }
+
+#[test]
+fn two_priority_changes_at_once_leave_the_record_and_the_queue_agreeing() {
+    let app = app();
+    for round in 0..2000 {
+        let id = queue_async(&app, "contested");
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let changes: Vec<_> = [3, 9]
+            .into_iter()
+            .map(|priority| {
+                let (app, id, start) = (app.clone(), id.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    super::tasks::set_priority(&app, &for_task(&id, Some(json!({"priority": priority})))).unwrap();
+                })
+            })
+            .collect();
+        changes.into_iter().for_each(|c| c.join().unwrap());
+        let (entry, _) = app.queue.take().unwrap();
+        app.queue.done(&entry.task_id);
+        assert_eq!(entry.priority, app.store.tasks.get(&id).unwrap().priority, "round {round}");
+    }
+}

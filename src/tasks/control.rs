@@ -72,8 +72,10 @@ fn already_ended(task: &Task) -> Error {
 }
 
 /// PATCH priority of a waiting task; returns (old, new). The record is written first, then
-/// the queue follows: a write that fails leaves both as they were.
+/// the queue follows: a write that fails leaves both as they were. One change at a time
+/// (`App::priority_change`), so the last change is the one both keep.
 pub fn set_priority(app: &App, id: &str, priority: Priority) -> Result<(Priority, Priority), Error> {
+    let _one_at_a_time = app.priority_change.lock();
     let not_pending =
         || Error::Conflict(format!("task {id} is no longer pending; only waiting tasks can change priority"));
     let mut old = get(app, id)?.priority;
