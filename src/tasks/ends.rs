@@ -26,9 +26,10 @@ pub(super) fn update(
     }
 }
 
-/// Ends a task that did not run (or whose run broke down): `status` with `err`'s message.
+/// Ends a task that did not run (or whose run broke down): `status` with `err`'s message. A
+/// task that has ended meanwhile keeps its end (a final state never changes).
 pub(super) fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
-    end_early(app, task_id, status, err, |_| true);
+    end_early(app, task_id, status, err, |t| !t.status.is_final());
 }
 
 /// Ends a task that is still waiting; `None` when it was not (a worker took it, or it ended).

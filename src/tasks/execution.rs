@@ -233,3 +233,29 @@ fn describe(task: &Task) -> String {
         (status, None) => format!("ended {}", status.name()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, StorageType};
+    use crate::store::Store;
+
+    #[test]
+    fn a_panic_after_the_end_was_recorded_leaves_the_final_state_as_it_is() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let app = App::new(source.defaults(), source, Store::open(StorageType::Memory, home).unwrap());
+        let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
+        let task = crate::tasks::submit(&app, request, Mode::Async).unwrap();
+        // The run ended and was recorded; then something after it (telling who waits) panicked.
+        app.store
+            .tasks
+            .update(&task.id, Durable::Now, |t| {
+                t.status = TaskStatus::Completed;
+                true
+            })
+            .unwrap();
+        fail_internally(&app, &task.id);
+        assert_eq!(app.store.tasks.get(&task.id).unwrap().status, TaskStatus::Completed);
+    }
+}
