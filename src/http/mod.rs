@@ -374,7 +374,8 @@ fn deliver(
 }
 
 /// Keeps the request until its tasks have ended, then answers it from their ends (on a thread
-/// of its own, so the worker that ends the last task never waits on the client). A client that leaves first has its tasks stopped (`on_gone`).
+/// of its own, so the worker that ends the last task never waits on the client). A client that
+/// leaves first has its tasks stopped (`on_gone`).
 fn answer_after_tasks(
     app: &Arc<App>,
     edge: &Arc<EdgeState>,
@@ -425,7 +426,8 @@ impl Waiting {
         }
         let Some(rq) = w.rq.take() else { return };
         let ends = w.ends.drain(..).flatten().collect();
-        let answer = (w.answer)(ends);
+        // Handler code, run on the worker that ended the last task: a panic is this request's 500.
+        let answer = guard_panics(&w.info.line, || (w.answer)(ends));
         let (rq, response) = answer_of(app, rq, answer, &w.info);
         drop(w);
         // Called on a worker, which must not wait on a slow client: written on a thread of its
@@ -520,6 +522,41 @@ mod tests {
         assert_eq!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:2:ffff::9")));
         assert_ne!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:3::1")));
         assert_eq!(client_address(None), "ip:unknown");
+    }
+
+    fn shape_panics(_: Vec<Awaited>) -> Result<Reply, ApiError> {
+        panic!("a bug in shaping an answer")
+    }
+
+    #[test]
+    fn a_panic_shaping_a_deferred_answer_is_a_500_and_the_worker_goes_on() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let store = crate::store::Store::open(config::StorageType::Memory, home).unwrap();
+        let app = App::new(source.defaults(), source, store);
+        let edge = Arc::new(EdgeState {
+            routes: Router::default(),
+            limiter: RateLimiter::default(),
+            failures: RateLimiter::default(),
+            stopping: AtomicBool::new(false),
+            pending: AtomicUsize::new(1),
+        });
+        let info = RequestInfo {
+            method: Method::Post,
+            line: "POST /api/claude".into(),
+            route: "/api/claude".into(),
+            headers: Vec::new(),
+            started: Instant::now(),
+        };
+        let rq: tiny_http::Request = tiny_http::TestRequest::new().into();
+        let waiting = parking_lot::Mutex::new(Waiting { ends: Vec::new(), rq: Some(rq), info, answer: shape_panics });
+        // Called by the worker that ended the last task: it must not unwind into the worker.
+        Waiting::answer_if_complete(&waiting, &app, &edge);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while edge.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(edge.pending.load(Ordering::SeqCst), 0, "the answer (a 500) was sent and counted");
     }
 
     #[test]
