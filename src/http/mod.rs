@@ -3,10 +3,11 @@
 //! is read once (`target`), routed, authenticated (every route but `/health`), rate limited, and
 //! handed to its handler; a panic in a handler becomes a 500 for that request only. A body is
 //! read on a thread of its own, so a slow upload never holds an acceptor. A handler may answer
-//! later (a sync run): the request then travels with the task and the acceptor moves on, so no
-//! acceptor ever waits on a CLI; if its client hangs up first, the work is stopped. Answers are
-//! written by each connection's own tiny_http thread, so a client that does not read its answers
-//! holds only that.
+//! when tasks have ended (`AfterTasks`: a sync run, a batch, a cancel waiting for the kill): the
+//! request then waits for their ends (`App::ends`) and the acceptor moves on, so no acceptor ever
+//! waits on a CLI; if its client hangs up first, its tasks are stopped (`on_gone`). Answers are
+//! written by each connection's own tiny_http thread (a deferred one by a thread of its own), so
+//! a client that does not read its answers holds only that.
 
 pub mod auth;
 mod browser;
