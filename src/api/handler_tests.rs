@@ -221,3 +221,14 @@ fn two_priority_changes_at_once_leave_the_record_and_the_queue_agreeing() {
         assert_eq!(entry.priority, app.store.tasks.get(&id).unwrap().priority, "round {round}");
     }
 }
+
+#[test]
+fn cancelling_a_waiting_task_that_cannot_be_saved_is_a_503() {
+    let disk = Arc::new(FailingDisk::default());
+    let app = app_on(Store::with_backend(disk.clone()).unwrap());
+    let id = queue_async(&app, "doomed");
+    disk.failing.store(true, Ordering::SeqCst);
+    let err = error_of(super::tasks::cancel(&app, &for_task(&id, None)));
+    assert_eq!(err.status, 503, "{}", err.message);
+    assert!(err.message.contains("could not save"), "{}", err.message);
+}

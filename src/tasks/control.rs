@@ -37,7 +37,7 @@ pub fn cancel(app: &App, id: &str) -> Result<Cancelling, Error> {
     }
     // Out of the queue (or on its way in: a worker skips a task that is no longer pending).
     let err = Error::Conflict(format!("task {id} was cancelled (DELETE /api/tasks/{id})"));
-    if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err) {
+    if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err)? {
         log::info!("task {id} cancelled before it ran");
         return Ok(Cancelling::Ended(task));
     }

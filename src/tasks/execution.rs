@@ -45,7 +45,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let started = match started {
         Ok(Some(started)) => started,
         Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e),
+        Err(e) => return end_unsaved(app, task_id, e.into()),
     };
     log::info!("task {task_id} runs turn {} of session {}", session.messages_count + 1, session.id);
     let lines = task.request.stream.then(|| relay_lines(app, task_id));
@@ -67,7 +67,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let task = match ended {
         Ok(Some(task)) => task,
         Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e),
+        Err(e) => return end_unsaved(app, task_id, e.into()),
     };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
