@@ -25,6 +25,10 @@ pub struct App {
     pub queue: Box<dyn Queue>,
     /// The ends of tasks that HTTP requests wait for.
     pub ends: crate::events::Ends,
+    /// Held by a priority change (`tasks::set_priority`): the record and the queue are two
+    /// steps, and two changes interleaved (record A, record B, queue B, queue A) would leave
+    /// them disagreeing.
+    pub priority_change: Mutex<()>,
     /// Ids of webhook deliveries that are due now, for the sender thread (`webhook`).
     pub webhook_tx: Sender<String>,
     webhook_rx: Mutex<Option<Receiver<String>>>,
@@ -53,6 +57,7 @@ impl App {
             store,
             queue: Box::new(LocalQueue::new(next_seq)),
             ends: Default::default(),
+            priority_change: Mutex::new(()),
             webhook_tx,
             webhook_rx: Mutex::new(Some(webhook_rx)),
             worker_threads: Mutex::new(Vec::new()),

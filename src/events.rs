@@ -43,10 +43,18 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Follows task `id` from its first line (as far as the backlog reaches).
-    pub fn subscribe(&self, id: &str) -> Receiver<Event> {
+    /// Follows task `id` from its first line (as far as the backlog reaches). With no topic for
+    /// it, `ended_already` is asked under the lock `end` takes: a task that ended while nobody
+    /// followed it gets its end at once, and no topic is made that nothing would ever end.
+    pub fn subscribe(&self, id: &str, ended_already: impl FnOnce() -> Option<Arc<Task>>) -> Receiver<Event> {
         let (tx, rx) = unbounded();
         let mut topics = self.topics.lock();
+        if !topics.contains_key(id) {
+            if let Some(task) = ended_already() {
+                let _ = tx.send(Event::End(task));
+                return rx;
+            }
+        }
         let topic = topics.entry(id.to_string()).or_default();
         for line in &topic.backlog {
             let _ = tx.send(Event::Line(line.clone()));
@@ -98,9 +106,9 @@ pub type Listener = Box<dyn FnOnce(TaskEnd) + Send>;
 
 /// The ends of tasks somebody waits for, by task id.
 #[derive(Default)]
-pub struct Ends(Mutex<HashMap<String, Awaited>>);
+pub struct Ends(Mutex<HashMap<String, Watch>>);
 
-enum Awaited {
+enum Watch {
     /// A sync task whose request will ask for its end: the end is kept until it does.
     Kept(Option<TaskEnd>),
     /// Those to tell when it ends.
@@ -111,7 +119,7 @@ impl Ends {
     /// Task `id` will be asked for by its request: its end is kept until then. Call before the
     /// task is queued.
     pub fn keep(&self, id: &str) {
-        self.0.lock().insert(id.to_string(), Awaited::Kept(None));
+        self.0.lock().insert(id.to_string(), Watch::Kept(None));
     }
 
     /// Calls `listener` with the end of task `id`: at once when it has ended (kept, or
@@ -120,11 +128,11 @@ impl Ends {
     pub fn listen(&self, id: &str, ended_already: impl FnOnce() -> Option<Arc<Task>>, listener: Listener) {
         let mut awaited = self.0.lock();
         let now = match awaited.remove(id) {
-            Some(Awaited::Kept(Some(end))) => Some(end),
-            Some(Awaited::Kept(None)) => None,
-            Some(Awaited::Listeners(mut listeners)) => {
+            Some(Watch::Kept(Some(end))) => Some(end),
+            Some(Watch::Kept(None)) => None,
+            Some(Watch::Listeners(mut listeners)) => {
                 listeners.push(listener);
-                awaited.insert(id.to_string(), Awaited::Listeners(listeners));
+                awaited.insert(id.to_string(), Watch::Listeners(listeners));
                 return;
             }
             None => ended_already().map(|task| TaskEnd { task, error: None }),
@@ -135,7 +143,7 @@ impl Ends {
                 listener(end);
             }
             None => {
-                awaited.insert(id.to_string(), Awaited::Listeners(vec![listener]));
+                awaited.insert(id.to_string(), Watch::Listeners(vec![listener]));
             }
         }
     }
@@ -144,16 +152,16 @@ impl Ends {
     pub fn ended(&self, id: &str, end: TaskEnd) {
         let mut awaited = self.0.lock();
         match awaited.remove(id) {
-            Some(Awaited::Listeners(listeners)) => {
+            Some(Watch::Listeners(listeners)) => {
                 drop(awaited);
                 for listener in listeners {
                     listener(end.clone());
                 }
             }
-            Some(Awaited::Kept(None)) => {
-                awaited.insert(id.to_string(), Awaited::Kept(Some(end)));
+            Some(Watch::Kept(None)) => {
+                awaited.insert(id.to_string(), Watch::Kept(Some(end)));
             }
-            Some(kept @ Awaited::Kept(Some(_))) => {
+            Some(kept @ Watch::Kept(Some(_))) => {
                 awaited.insert(id.to_string(), kept);
             }
             None => {}
@@ -194,15 +202,33 @@ mod tests {
     #[test]
     fn early_and_late_subscribers_see_every_line_then_the_end() {
         let hub = Hub::default();
-        let early = hub.subscribe("t");
+        let early = hub.subscribe("t", || None);
         hub.publish("t", "one");
-        let late = hub.subscribe("t");
+        let late = hub.subscribe("t", || None);
         hub.publish("t", "two");
         hub.end(task("t"));
-        let after = hub.subscribe("t");
+        let after = hub.subscribe("t", || Some(task("t")));
         assert_eq!(lines(&early), ["one", "two", "end t"]);
         assert_eq!(lines(&late), ["one", "two", "end t"]);
         assert_eq!(lines(&after), ["one", "two", "end t"]);
+    }
+
+    #[test]
+    fn following_a_task_that_ended_unfollowed_gets_its_end_at_once_and_keeps_nothing() {
+        let hub = Hub::default();
+        // Ended while nobody followed it (no topic), then followed again and again, each
+        // follower gone right after its answer.
+        hub.end(task("old"));
+        for _ in 0..3 {
+            let rx = hub.subscribe("old", || Some(task("old")));
+            assert_eq!(lines(&rx), ["end old"]);
+        }
+        assert!(hub.topics.lock().is_empty(), "a topic that nothing will end is kept for every follower");
+        // A task that has not ended is followed as before.
+        let live = hub.subscribe("live", || None);
+        hub.publish("live", "one");
+        hub.end(task("live"));
+        assert_eq!(lines(&live), ["one", "end live"]);
     }
 
     fn collect(into: &Arc<Mutex<Vec<String>>>) -> Listener {

@@ -171,3 +171,65 @@ fn a_new_priority_that_cannot_be_saved_changes_neither_the_record_nor_the_queue(
     assert_eq!(app.store.tasks.get(&second).unwrap().priority, crate::model::Priority::DEFAULT);
     assert_eq!(app.queue.take().unwrap().0.task_id, first, "the queue kept its order");
 }
+
+#[test]
+fn a_cancel_that_a_running_task_outran_is_a_409_not_a_success() {
+    let app = app();
+    let id = queue_async(&app, "almost done");
+    let (_, cancel) = app.queue.take().unwrap();
+    let reply = super::tasks::cancel(&app, &for_task(&id, None)).unwrap();
+    let after = reply.after.expect("a running task is answered when it has ended");
+    assert!(cancel.is_cancelled());
+    // The CLI had finished before the kill reached it: the task ended completed.
+    let ended = app.store.tasks.update(&id, Durable::Now, |t| {
+        t.status = crate::model::TaskStatus::Completed;
+        true
+    });
+    let end = crate::events::TaskEnd { task: ended.unwrap().unwrap(), error: None };
+    let err = error_of((after.answer)(vec![Ok(end)]));
+    assert_eq!(err.status, 409);
+    assert!(err.message.contains("already completed"), "{}", err.message);
+    // Killed, but its end could not be saved (it shows `failed`): the store's 503, not a 409.
+    let unsaved =
+        crate::store::StoreError { kind: "task", id: id.clone(), source: io::Error::from_raw_os_error(libc::ENOSPC) };
+    let shown = app.store.tasks.update(&id, Durable::Now, |t| {
+        t.status = crate::model::TaskStatus::Failed;
+        true
+    });
+    let end = crate::events::TaskEnd { task: shown.unwrap().unwrap(), error: Some(unsaved.into()) };
+    assert_eq!(error_of((after.answer)(vec![Ok(end)])).status, 503);
+}
+
+#[test]
+fn two_priority_changes_at_once_leave_the_record_and_the_queue_agreeing() {
+    let app = app();
+    for round in 0..2000 {
+        let id = queue_async(&app, "contested");
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let changes: Vec<_> = [3, 9]
+            .into_iter()
+            .map(|priority| {
+                let (app, id, start) = (app.clone(), id.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    super::tasks::set_priority(&app, &for_task(&id, Some(json!({"priority": priority})))).unwrap();
+                })
+            })
+            .collect();
+        changes.into_iter().for_each(|c| c.join().unwrap());
+        let (entry, _) = app.queue.take().unwrap();
+        app.queue.done(&entry.task_id);
+        assert_eq!(entry.priority, app.store.tasks.get(&id).unwrap().priority, "round {round}");
+    }
+}
+
+#[test]
+fn cancelling_a_waiting_task_that_cannot_be_saved_is_a_503() {
+    let disk = Arc::new(FailingDisk::default());
+    let app = app_on(Store::with_backend(disk.clone()).unwrap());
+    let id = queue_async(&app, "doomed");
+    disk.failing.store(true, Ordering::SeqCst);
+    let err = error_of(super::tasks::cancel(&app, &for_task(&id, None)));
+    assert_eq!(err.status, 503, "{}", err.message);
+    assert!(err.message.contains("could not save"), "{}", err.message);
+}

@@ -29,7 +29,7 @@ pub fn run(app: &App, mut request: TurnRequest) -> Result<Reply, ApiError> {
     request.stream = true;
     let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
     let task = tasks::submit(&app, request, Mode::Sync)?;
-    let events = app.events.subscribe(&task.id);
+    let events = app.events.subscribe(&task.id, || ended(&app, &task.id));
     Ok(Reply::stream(move |writer| relay(&app, &task, events, writer, true)))
 }
 
@@ -37,23 +37,14 @@ pub fn run(app: &App, mut request: TurnRequest) -> Result<Reply, ApiError> {
 pub fn follow(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let task = tasks::get(app, ctx.param("id"))?;
     let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    let events = app.events.subscribe(&task.id);
-    // A task that ended before anyone followed it has no live topic: its record says it all.
-    let events = if task.status.is_final() { ended(&task, events) } else { events };
+    let events = app.events.subscribe(&task.id, || ended(&app, &task.id));
     Ok(Reply::stream(move |writer| relay(&app, &task, events, writer, false)))
 }
 
-fn ended(task: &Arc<Task>, live: Receiver<Event>) -> Receiver<Event> {
-    let events: Vec<Event> = live.try_iter().collect();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let had_end = events.iter().any(|e| matches!(e, Event::End(_)));
-    for event in events {
-        let _ = tx.send(event);
-    }
-    if !had_end {
-        let _ = tx.send(Event::End(task.clone()));
-    }
-    rx
+/// The record of a task that has ended: a task that ended before anyone followed it (or, for a
+/// run, before its own request did: a DELETE came first) has no live topic, its record says it all.
+fn ended(app: &App, id: &str) -> Option<Arc<Task>> {
+    app.store.tasks.get(id).filter(|t| t.status.is_final())
 }
 
 fn relay(app: &App, task: &Task, events: Receiver<Event>, mut out: Box<dyn Write + Send>, cancel_on_disconnect: bool) {

@@ -52,7 +52,8 @@ pub fn set_priority(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 /// A waiting task is answered at once; a running one when its process group is gone and its
-/// end recorded (within `taskQueue.killGraceMs` and a moment), without holding an acceptor.
+/// end recorded (within `taskQueue.killGraceMs` and a moment), without holding an acceptor: 409
+/// if it ended otherwise first (it completed before the kill reached it).
 pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = ctx.param("id");
     match tasks::cancel(app, id, &format!("DELETE /api/tasks/{id}"))? {
@@ -67,7 +68,7 @@ pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 
 fn answer_cancelled(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
     match ends.pop() {
-        Some(Ok(end)) => Ok(Reply::ok(cancelled_body(&end.task))),
+        Some(Ok(end)) => Ok(Reply::ok(cancelled_body(&*tasks::cancelled_end(end)?))),
         Some(Err(err)) => Err(err.into()),
         None => Err(ApiError::internal("a cancel without its task")),
     }

@@ -3,11 +3,11 @@
 //! is read once (`target`), routed, authenticated (every route but `/health`), rate limited, and
 //! handed to its handler; a panic in a handler becomes a 500 for that request only. A body is
 //! read on a thread of its own, so a slow upload never holds an acceptor. A handler may answer
-//! "when these tasks end" (`AfterTasks`: a sync run, a batch, the cancel of a running task): the
-//! request is kept, listening for the ends (`App::ends`), and the acceptor moves on, so no
-//! acceptor ever waits on a CLI; if its client hangs up first, its tasks are stopped. Answers
-//! are written by each connection's own tiny_http thread, so a client that does not read its
-//! answers holds only that.
+//! when tasks have ended (`AfterTasks`: a sync run, a batch, a cancel waiting for the kill): the
+//! request then waits for their ends (`App::ends`) and the acceptor moves on, so no acceptor ever
+//! waits on a CLI; if its client hangs up first, its tasks are stopped (`on_gone`). Answers are
+//! written by each connection's own tiny_http thread (a deferred one by a thread of its own), so
+//! a client that does not read its answers holds only that.
 
 pub mod auth;
 mod browser;
@@ -375,7 +375,8 @@ fn deliver(
 }
 
 /// Keeps the request until its tasks have ended, then answers it from their ends (on a thread
-/// of its own, so the worker that ends the last task never waits on the client). A client that leaves first has its tasks stopped (`on_gone`).
+/// of its own, so the worker that ends the last task never waits on the client). A client that
+/// leaves first has its tasks stopped (`on_gone`).
 fn answer_after_tasks(
     app: &Arc<App>,
     edge: &Arc<EdgeState>,
@@ -426,7 +427,8 @@ impl Waiting {
         }
         let Some(rq) = w.rq.take() else { return };
         let ends = w.ends.drain(..).flatten().collect();
-        let answer = (w.answer)(ends);
+        // Handler code, run on the worker that ended the last task: a panic is this request's 500.
+        let answer = guard_panics(&w.info.line, || (w.answer)(ends));
         let (rq, response) = answer_of(app, rq, answer, &w.info);
         drop(w);
         // Called on a worker, which must not wait on a slow client: written on a thread of its
@@ -521,6 +523,41 @@ mod tests {
         assert_eq!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:2:ffff::9")));
         assert_ne!(client_address(ip("2001:db8:1:2::1")), client_address(ip("2001:db8:1:3::1")));
         assert_eq!(client_address(None), "ip:unknown");
+    }
+
+    fn shape_panics(_: Vec<Awaited>) -> Result<Reply, ApiError> {
+        panic!("a bug in shaping an answer")
+    }
+
+    #[test]
+    fn a_panic_shaping_a_deferred_answer_is_a_500_and_the_worker_goes_on() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let store = crate::store::Store::open(config::StorageType::Memory, home).unwrap();
+        let app = App::new(source.defaults(), source, store);
+        let edge = Arc::new(EdgeState {
+            routes: Router::default(),
+            limiter: RateLimiter::default(),
+            failures: RateLimiter::default(),
+            stopping: AtomicBool::new(false),
+            pending: AtomicUsize::new(1),
+        });
+        let info = RequestInfo {
+            method: Method::Post,
+            line: "POST /api/claude".into(),
+            route: "/api/claude".into(),
+            headers: Vec::new(),
+            started: Instant::now(),
+        };
+        let rq: tiny_http::Request = tiny_http::TestRequest::new().into();
+        let waiting = parking_lot::Mutex::new(Waiting { ends: Vec::new(), rq: Some(rq), info, answer: shape_panics });
+        // Called by the worker that ended the last task: it must not unwind into the worker.
+        Waiting::answer_if_complete(&waiting, &app, &edge);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while edge.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(edge.pending.load(Ordering::SeqCst), 0, "the answer (a 500) was sent and counted");
     }
 
     #[test]

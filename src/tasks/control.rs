@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::error::Error;
+use crate::events::TaskEnd;
 use crate::model::{now, Mode, Priority, Task, TaskStatus, TurnRequest};
 use crate::queue::{Cancelled, Entry};
 use crate::store::Durable;
@@ -36,7 +37,7 @@ pub fn cancel(app: &App, id: &str, why: &str) -> Result<Cancelling, Error> {
     }
     // Out of the queue (or on its way in: a worker skips a task that is no longer pending).
     let err = Error::Conflict(format!("task {id} was cancelled ({why})"));
-    if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err) {
+    if let Some(task) = end_if_pending(app, id, TaskStatus::Cancelled, err)? {
         log::info!("task {id} cancelled before it ran");
         return Ok(Cancelling::Ended(task));
     }
@@ -51,6 +52,17 @@ pub fn cancel(app: &App, id: &str, why: &str) -> Result<Cancelling, Error> {
     }
 }
 
+/// What a cancel that waited for a running task achieved: the task, cancelled; the store's error
+/// when its end could not be saved; or a conflict when it ended otherwise before the kill reached
+/// it (its CLI had finished, failed, timed out).
+pub fn cancelled_end(end: TaskEnd) -> Result<Arc<Task>, Error> {
+    match (end.task.status, end.error) {
+        (TaskStatus::Cancelled, _) => Ok(end.task),
+        (_, Some(err @ Error::Storage(_))) => Err(err),
+        _ => Err(already_ended(&end.task)),
+    }
+}
+
 fn already_ended(task: &Task) -> Error {
     Error::Conflict(format!(
         "task {} is already {}; only pending or processing tasks can be cancelled",
@@ -60,8 +72,10 @@ fn already_ended(task: &Task) -> Error {
 }
 
 /// PATCH priority of a waiting task; returns (old, new). The record is written first, then
-/// the queue follows: a write that fails leaves both as they were.
+/// the queue follows: a write that fails leaves both as they were. One change at a time
+/// (`App::priority_change`), so the last change is the one both keep.
 pub fn set_priority(app: &App, id: &str, priority: Priority) -> Result<(Priority, Priority), Error> {
+    let _one_at_a_time = app.priority_change.lock();
     let not_pending =
         || Error::Conflict(format!("task {id} is no longer pending; only waiting tasks can change priority"));
     let mut old = get(app, id)?.priority;

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::error::Error;
 use crate::events::TaskEnd;
 use crate::model::{now, Mode, Task, TaskStatus};
-use crate::store::{Durable, StoreError};
+use crate::store::Durable;
 use crate::webhook;
 
 /// Changes a task record; logs (and returns `None`) when it cannot be saved.
@@ -26,13 +26,21 @@ pub(super) fn update(
     }
 }
 
-/// Ends a task that did not run (or whose run broke down): `status` with `err`'s message.
+/// Ends a task that did not run (or whose run broke down): `status` with `err`'s message. A
+/// task that has ended meanwhile keeps its end (a final state never changes).
 pub(super) fn end_without_running(app: &App, task_id: &str, status: TaskStatus, err: Error) {
-    end_early(app, task_id, status, err, |_| true);
+    let _ = end_early(app, task_id, status, err, |t| !t.status.is_final());
 }
 
 /// Ends a task that is still waiting; `None` when it was not (a worker took it, or it ended).
-pub(super) fn end_if_pending(app: &App, task_id: &str, status: TaskStatus, err: Error) -> Option<Arc<Task>> {
+/// When its end cannot be saved it shows `failed` (`end_unsaved`) and the store's error is
+/// returned.
+pub(super) fn end_if_pending(
+    app: &App,
+    task_id: &str,
+    status: TaskStatus,
+    err: Error,
+) -> Result<Option<Arc<Task>>, Error> {
     end_early(app, task_id, status, err, |t| t.status == TaskStatus::Pending)
 }
 
@@ -42,7 +50,7 @@ fn end_early(
     status: TaskStatus,
     err: Error,
     applies: impl FnOnce(&Task) -> bool,
-) -> Option<Arc<Task>> {
+) -> Result<Option<Arc<Task>>, Error> {
     let message = err.to_string();
     let task = app.store.tasks.update(task_id, Durable::Now, |t| {
         if !applies(t) {
@@ -58,12 +66,13 @@ fn end_early(
         Ok(Some(task)) => {
             log::info!("task {task_id} ended {} without running: {}", status.name(), err.to_string().escape_debug());
             finished(app, task.clone(), Some(err));
-            Some(task)
+            Ok(Some(task))
         }
-        Ok(None) => None,
+        Ok(None) => Ok(None),
         Err(e) => {
-            end_unsaved(app, task_id, e);
-            None
+            let err = Error::from(e);
+            end_unsaved(app, task_id, err.clone());
+            Err(err)
         }
     }
 }
@@ -71,7 +80,7 @@ fn end_early(
 /// A change of a task's state could not be saved (a full disk, a read-only dataDir): the task
 /// shows `failed` saying so, in memory only (a restart finds its last saved state), and whoever
 /// waits hears it at once. No webhook: nothing unsaved is told.
-pub(super) fn end_unsaved(app: &App, task_id: &str, err: StoreError) {
+pub(super) fn end_unsaved(app: &App, task_id: &str, err: Error) {
     log::error!("task {task_id}: its state could not be saved: {err}");
     let Some(current) = app.store.tasks.get(task_id) else { return };
     let mut task = (*current).clone();
@@ -81,7 +90,7 @@ pub(super) fn end_unsaved(app: &App, task_id: &str, err: StoreError) {
     task.completed_at = Some(task.updated_at);
     let task = app.store.tasks.show_unsaved(task_id, task);
     app.events.end(task.clone());
-    app.ends.ended(task_id, TaskEnd { task, error: Some(err.into()) });
+    app.ends.ended(task_id, TaskEnd { task, error: Some(err) });
 }
 
 /// A task reached its final state (saved): tell its followers and whoever waits for it, and

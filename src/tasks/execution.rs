@@ -49,7 +49,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let started = match start {
         Some(Ok(Some(started))) => started,
         Some(Ok(None)) => return, // it ended meanwhile; its CLI was killed before its prompt
-        Some(Err(e)) => return end_unsaved(app, task_id, e),
+        Some(Err(e)) => return end_unsaved(app, task_id, e.into()),
         // The CLI could not be started: the end goes on the task as it waited.
         None => task,
     };
@@ -70,7 +70,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let task = match ended {
         Ok(Some(task)) => task,
         Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e),
+        Err(e) => return end_unsaved(app, task_id, e.into()),
     };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
@@ -255,5 +255,31 @@ fn describe(task: &Task) -> String {
         // The CLI's own text: escaped, so it cannot start a forged log line.
         (status, Some(error)) => format!("ended {}: {}", status.name(), error.escape_debug()),
         (status, None) => format!("ended {}", status.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, StorageType};
+    use crate::store::Store;
+
+    #[test]
+    fn a_panic_after_the_end_was_recorded_leaves_the_final_state_as_it_is() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let app = App::new(source.defaults(), source, Store::open(StorageType::Memory, home).unwrap());
+        let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
+        let task = crate::tasks::submit(&app, request, Mode::Async).unwrap();
+        // The run ended and was recorded; then something after it (telling who waits) panicked.
+        app.store
+            .tasks
+            .update(&task.id, Durable::Now, |t| {
+                t.status = TaskStatus::Completed;
+                true
+            })
+            .unwrap();
+        fail_internally(&app, &task.id);
+        assert_eq!(app.store.tasks.get(&task.id).unwrap().status, TaskStatus::Completed);
     }
 }

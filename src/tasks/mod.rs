@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::error::Error;
 use crate::model::{Task, TaskStatus};
 
-pub use control::{cancel, refuse_waiting, retry, set_priority, Cancelling};
+pub use control::{cancel, cancelled_end, refuse_waiting, retry, set_priority, Cancelling};
 pub use execution::{execute, fail_internally};
 pub use intake::{submit, submit_awaited};
 pub use recovery::recover;
