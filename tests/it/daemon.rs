@@ -47,7 +47,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
-            crate::support::signal(pid, libc::SIGKILL);
+            crate::support::kill_if_ours(pid, &self.home.path().to_string_lossy());
         }
     }
 }

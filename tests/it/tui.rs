@@ -109,7 +109,7 @@ impl Drop for Tui {
         tmux(&["kill-session", "-t", &self.session]);
         if let Ok(pid) = std::fs::read_to_string(self.home.path().join("state/server.pid")) {
             if let Ok(pid) = pid.trim().parse::<u32>() {
-                crate::support::signal(pid, libc::SIGKILL);
+                crate::support::kill_if_ours(pid, &self.home.path().to_string_lossy());
             }
         }
     }

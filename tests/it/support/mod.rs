@@ -327,7 +327,7 @@ impl Drop for Server {
         // Reap whatever the fake left behind in this home (a failed test must not leak sleepers).
         for event in self.calls() {
             if let Some(pid) = event["grandchild_pid"].as_u64() {
-                signal(pid as u32, libc::SIGKILL);
+                kill_if_ours(pid as u32, &self.home.path().to_string_lossy());
             }
         }
     }
@@ -379,6 +379,19 @@ pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill only sends a signal.
     unsafe {
         libc::kill(pid as i32, sig);
+    }
+}
+
+/// SIGKILL to `pid` if it is still a process of this test: its command line or environment
+/// mentions `marker` (the test's own temp folder). A pid noted a while ago may be another
+/// test's server by now: pids wrap around (at 32,768 on many machines).
+pub fn kill_if_ours(pid: u32, marker: &str) {
+    let mentions = |what: &str| {
+        std::fs::read(format!("/proc/{pid}/{what}"))
+            .is_ok_and(|bytes| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    };
+    if !marker.is_empty() && (mentions("cmdline") || mentions("environ")) {
+        signal(pid, libc::SIGKILL);
     }
 }
 
