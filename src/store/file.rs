@@ -302,11 +302,11 @@ fn retire(root: &Path, path: &Path, written: &mut Written) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::fsutil::TempDir;
     use crate::store::journal::encode;
+    use crate::store::wait_until;
 
     fn change(id: &str, bytes: Option<&str>) -> Change {
         Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
@@ -320,14 +320,6 @@ mod tests {
             .collect();
         names.sort();
         names
-    }
-
-    fn wait_until(what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     #[test]

@@ -521,6 +521,7 @@ mod tests {
     use super::*;
     use crate::fsutil::TempDir;
     use crate::store::flaky::FlakyDisk;
+    use crate::store::wait_until;
 
     fn change(id: &str, bytes: Option<&str>) -> Change {
         Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
@@ -536,14 +537,6 @@ mod tests {
 
     fn record(replayed: &Replayed, id: &str) -> Option<Option<Vec<u8>>> {
         replayed.get(&("things".to_string(), id.to_string())).cloned()
-    }
-
-    fn wait_until(what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     #[test]

@@ -34,6 +34,16 @@ mod journal;
 mod memory;
 mod table;
 
+/// For the store's tests: waits (at most 10 s) until `done`, failing the test with `what`.
+#[cfg(test)]
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 use std::fmt;
 use std::io;
 use std::path::Path;
