@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::config::{ConfigSource, StorageType};
+use crate::fsutil::TempDir;
 use crate::http::{ApiError, Ctx, Reply};
-use crate::store::{Backend, Durable, Store};
+use crate::store::{Durable, Store};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 fn app() -> Arc<App> {
     app_on(Store::open(StorageType::Memory, std::path::Path::new("/nonexistent")).unwrap())
@@ -21,33 +21,6 @@ fn app_on(store: Store) -> Arc<App> {
     let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
     let config = source.defaults();
     App::new(config, source, store)
-}
-
-/// Keeps nothing; every write fails while `failing` is set (a disk that went read-only).
-#[derive(Default)]
-struct FailingDisk {
-    failing: AtomicBool,
-}
-
-impl Backend for FailingDisk {
-    fn load(&self, _kind: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
-        Ok(Vec::new())
-    }
-
-    fn write(&self, _kind: &str, _id: &str, _bytes: &[u8], _durable: Durable) -> io::Result<()> {
-        match self.failing.load(Ordering::SeqCst) {
-            true => Err(io::Error::from_raw_os_error(libc::EROFS)),
-            false => Ok(()),
-        }
-    }
-
-    fn remove(&self, kind: &str, id: &str, durable: Durable) -> io::Result<()> {
-        self.write(kind, id, &[], durable)
-    }
-
-    fn quarantine(&self, _kind: &str, id: &str) -> io::Result<String> {
-        Ok(id.to_string())
-    }
 }
 
 fn with_body(body: Value) -> Ctx {
@@ -160,11 +133,12 @@ fn cancelling_a_waiting_task_answers_at_once_and_a_running_one_when_it_ends() {
 
 #[test]
 fn a_new_priority_that_cannot_be_saved_changes_neither_the_record_nor_the_queue() {
-    let disk = Arc::new(FailingDisk::default());
-    let app = app_on(Store::with_backend(disk.clone()).unwrap());
+    let dir = TempDir::new("handlers");
+    let (store, faults) = Store::on_flaky_disk(dir.path());
+    let app = app_on(store);
     let first = queue_async(&app, "first");
     let second = queue_async(&app, "second");
-    disk.failing.store(true, Ordering::SeqCst);
+    faults.lock().down = true; // the data folder went read-only
     let err = error_of(super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": 9})))));
     assert_eq!(err.status, 503, "{}", err.message);
     assert!(err.message.contains("could not save"), "{}", err.message);
@@ -225,10 +199,11 @@ fn two_priority_changes_at_once_leave_the_record_and_the_queue_agreeing() {
 
 #[test]
 fn cancelling_a_waiting_task_that_cannot_be_saved_is_a_503() {
-    let disk = Arc::new(FailingDisk::default());
-    let app = app_on(Store::with_backend(disk.clone()).unwrap());
+    let dir = TempDir::new("handlers");
+    let (store, faults) = Store::on_flaky_disk(dir.path());
+    let app = app_on(store);
     let id = queue_async(&app, "doomed");
-    disk.failing.store(true, Ordering::SeqCst);
+    faults.lock().down = true; // the data folder went read-only
     let err = error_of(super::tasks::cancel(&app, &for_task(&id, None)));
     assert_eq!(err.status, 503, "{}", err.message);
     assert!(err.message.contains("could not save"), "{}", err.message);

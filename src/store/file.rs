@@ -59,7 +59,7 @@ impl FileBackend {
     }
 
     /// `new`, with the journal written through `disk` and retired every `limit` bytes.
-    pub(super) fn open_on(root: &Path, disk: Box<dyn Disk>, limit: u64) -> io::Result<FileBackend> {
+    pub(crate) fn open_on(root: &Path, disk: Box<dyn Disk>, limit: u64) -> io::Result<FileBackend> {
         fsutil::create_private_dir(root)?;
         let lock = lock_folder(root)?;
         let (journal, replayed, work) = Journal::open_on(root, disk, limit)?;
@@ -305,12 +305,8 @@ mod tests {
 
     use super::*;
     use crate::fsutil::TempDir;
-    use crate::store::journal::encode;
+    use crate::store::journal::leave_two_journal_files;
     use crate::store::wait_until;
-
-    fn change(id: &str, bytes: Option<&str>) -> Change {
-        Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
-    }
 
     fn journal_files(root: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(root)
@@ -330,12 +326,7 @@ mod tests {
         fs::create_dir_all(root.join("things")).unwrap();
         fs::write(root.join("things/a.json"), b"").unwrap();
         fs::write(root.join("things/b.json"), b"{\"old\":true}").unwrap();
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        encode(&change("a", Some("{\"n\":1}")), &mut first);
-        encode(&change("b", None), &mut first);
-        encode(&change("a", Some("{\"n\":2}")), &mut second);
-        fs::write(root.join("journal-9"), &first).unwrap();
-        fs::write(root.join("journal-10"), &second).unwrap();
+        leave_two_journal_files(root.path());
 
         let backend = FileBackend::new(root.path()).unwrap();
         assert_eq!(backend.load("things").unwrap(), [("a".to_string(), b"{\"n\":2}".to_vec())]);

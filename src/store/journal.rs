@@ -516,16 +516,30 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// For the tests: a change of the record `id` of kind `things`.
+#[cfg(test)]
+fn change(id: &str, bytes: Option<&str>) -> Change {
+    Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
+}
+
+/// For the tests: what a crash can leave, two journal files. `journal-9` sets `things/a` to
+/// `{"n":1}` and removes `things/b`; `journal-10` then sets `a` to `{"n":2}`.
+#[cfg(test)]
+pub(super) fn leave_two_journal_files(root: &Path) {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    encode(&change("a", Some("{\"n\":1}")), &mut first);
+    encode(&change("b", None), &mut first);
+    encode(&change("a", Some("{\"n\":2}")), &mut second);
+    fs::write(root.join("journal-9"), &first).unwrap();
+    fs::write(root.join("journal-10"), &second).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fsutil::TempDir;
     use crate::store::flaky::FlakyDisk;
     use crate::store::wait_until;
-
-    fn change(id: &str, bytes: Option<&str>) -> Change {
-        Change { kind: "things".into(), id: id.into(), bytes: bytes.map(|b| b.as_bytes().to_vec()) }
-    }
 
     fn open(root: &Path) -> (Journal, Replayed, Receiver<Work>) {
         Journal::open_on(root, Box::new(Folder::new(root)), CHECKPOINT_BYTES).unwrap()
@@ -542,12 +556,7 @@ mod tests {
     #[test]
     fn opening_replays_the_journal_files_in_order_and_hands_them_to_the_applier() {
         let root = TempDir::new("journal");
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        encode(&change("a", Some("{\"n\":1}")), &mut first);
-        encode(&change("b", None), &mut first);
-        encode(&change("a", Some("{\"n\":2}")), &mut second);
-        fs::write(root.join("journal-9"), &first).unwrap();
-        fs::write(root.join("journal-10"), &second).unwrap();
+        leave_two_journal_files(root.path());
 
         let (journal, replayed, work) = open(root.path());
         assert_eq!(record(&replayed, "a"), Some(Some(b"{\"n\":2}".to_vec())), "the last change wins");

@@ -29,7 +29,7 @@
 
 mod file;
 #[cfg(test)]
-mod flaky;
+pub(crate) mod flaky;
 mod journal;
 mod memory;
 mod table;
@@ -182,6 +182,15 @@ impl Store {
     }
 
     /// The local store: every kind a `Table` over `backend`.
+    /// For tests: the file store in `dir`, its journal on a disk that fails on demand.
+    #[cfg(test)]
+    pub(crate) fn on_flaky_disk(dir: &Path) -> (Store, Arc<parking_lot::Mutex<flaky::Faults>>) {
+        let disk = flaky::FlakyDisk::new(dir);
+        let faults = disk.faults();
+        let backend = FileBackend::open_on(dir, Box::new(disk), journal::CHECKPOINT_BYTES).unwrap();
+        (Store::with_backend(Arc::new(backend)).unwrap(), faults)
+    }
+
     pub fn with_backend(backend: Arc<dyn Backend>) -> io::Result<Store> {
         let store = Store {
             sessions: Box::new(Table::open("sessions", backend.clone())?),

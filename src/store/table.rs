@@ -166,7 +166,6 @@ fn is_safe_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::{Duration, Instant};
 
     use serde_json::{json, Value};
 
@@ -176,6 +175,7 @@ mod tests {
     use crate::store::flaky::FlakyDisk;
     use crate::store::journal::CHECKPOINT_BYTES;
     use crate::store::memory::MemoryBackend;
+    use crate::store::wait_until;
 
     type Things = Box<dyn Records<Value>>;
 
@@ -302,11 +302,7 @@ mod tests {
             true
         })
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while backend.faults().is_empty() {
-            assert!(Instant::now() < deadline, "the failed batch was never reported");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the failed batch is reported", || !backend.faults().is_empty());
         let refused = t.put("refused", json!(1), Durable::Now).unwrap_err().to_string();
         assert!(
             refused.contains("could not save things record refused") && refused.contains("refused until"),
@@ -316,10 +312,7 @@ mod tests {
         assert_eq!(*t.get("kept").unwrap(), json!("shown"));
 
         faults.lock().down = false;
-        while !backend.faults().is_empty() {
-            assert!(Instant::now() < deadline + Duration::from_secs(5), "the store never recovered");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the store recovers", || backend.faults().is_empty());
         t.put("after", json!(2), Durable::Now).unwrap();
         drop(t);
         drop(backend);
