@@ -39,6 +39,8 @@ pub struct App {
     pub events: Arc<crate::events::Hub>,
     /// The claude CLI's version and options, probed once per executable (`probe_cli`).
     pub cli: Arc<crate::runner::probe::Probes>,
+    /// Live claude processes kept for their sessions' next turns, and spares (SPEC 13).
+    pub live: crate::runner::live::Pool,
     /// (mtime, size) of the config file as last applied; the file watcher compares with it.
     pub config_stamp: Mutex<Option<(std::time::SystemTime, u64)>>,
     pub started: Instant,
@@ -64,6 +66,7 @@ impl App {
             metrics: Metrics::default(),
             events: Arc::default(),
             cli: Arc::default(),
+            live: Default::default(),
             config_stamp: Mutex::new(None),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),

@@ -1,7 +1,8 @@
 //! The housekeeping thread: reloads the config when its file changes (mtime poll) or on SIGHUP,
 //! validating first and keeping the running config when the new one is wrong; notices a claude
 //! CLI that was installed, upgraded or removed (and has it probed again); and removes sessions
-//! and tasks past their retention.
+//! and tasks past their retention; retires idle live CLI processes past `liveCli.keepMs` and
+//! starts the spares that are missing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ fn run(app: &App, stop: &Receiver<()>) {
             cleanup(app);
             last_cleanup = Some(Instant::now());
         }
+        // Live processes: idle ones past liveCli.keepMs end, missing spares start.
+        app.live.expire();
+        tasks::live::top_up_spares(app);
         match stop.recv_timeout(POLL) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
@@ -78,10 +82,12 @@ pub fn reload(app: &App) -> Result<Vec<&'static str>, LoadError> {
 }
 
 /// Swaps in a validated config and applies its live keys: the log level, the number of
-/// workers, the CLI (probed again if it changed). Returns the keys that need a restart.
+/// workers, the live processes' limits (retiring idle ones if the CLI starts differently), the
+/// CLI (probed again if it changed). Returns the keys that need a restart.
 pub fn apply(app: &App, next: Config) -> Vec<&'static str> {
     crate::logging::set_level(next.log_level);
     let workers = next.task_queue.concurrency;
+    tasks::live::configure(app, Some(&app.config()), &next);
     let restart = app.swap_config(next);
     tasks::worker::set_workers(app, workers);
     app.probe_cli();

@@ -68,6 +68,7 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
     let (stop_webhooks, webhooks_stop) = crossbeam_channel::bounded::<()>(1);
     let webhooks = webhook::spawn(app.clone(), webhook_rx, webhooks_stop)
         .map_err(|e| ServeError::Start(format!("cannot start the webhook thread: {e}")))?;
+    tasks::live::configure(&app, None, &config);
     tasks::worker::set_workers(&app, config.task_queue.concurrency);
 
     let mut server = http::HttpServer::start(app.clone(), api::routes(), &addr, config.http_threads, &config.http)
@@ -136,7 +137,8 @@ fn claim_pid_file(config: &Config) -> Result<(), ServeError> {
 
 /// The graceful stop (SPEC 7): no new requests or tasks; waiting sync requests are answered 503;
 /// running tasks get `killGraceMs` to finish, then their process groups are killed and they end
-/// `interrupted`; waiting async tasks stay queued on disk for the next start.
+/// `interrupted`; waiting async tasks stay queued on disk for the next start; live CLI processes
+/// end.
 fn stop(app: &App, server: &mut http::HttpServer) {
     let grace = Duration::from_millis(app.config().task_queue.kill_grace_ms);
     log::info!("stopping: no new requests; running tasks get {} ms to finish", grace.as_millis());
@@ -156,6 +158,8 @@ fn stop(app: &App, server: &mut http::HttpServer) {
         );
     }
     tasks::worker::join_workers(app);
+    // Idle live processes and spares end with the server (stdin closed, then their groups).
+    app.live.close(Duration::from_secs(3));
     // The last answers (503s, killed runs) get a moment; a client that does not read them does
     // not hold the stop.
     server.flush(Duration::from_secs(1));

@@ -18,6 +18,8 @@ use crate::store::Durable;
 /// What a new session starts with.
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
+    /// The id to take (a spare live CLI was started with it), else a new one.
+    pub id: Option<String>,
     pub project_path: String,
     pub model: Option<String>,
     pub system_prompt: Option<String>,
@@ -41,7 +43,7 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
     let project_path = project::resolve(&new.project_path, &config)?;
     let now = crate::model::now();
     let session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: new.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         project_path,
         model: new.model.unwrap_or_else(|| config.default_model.clone()),
         system_prompt: new.system_prompt,
@@ -111,6 +113,9 @@ pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Sess
         session.updated_at = crate::model::now();
         true
     })?;
+    if status != SessionStatus::Active {
+        app.live.retire_session(id); // it takes no turn now: its live CLI ends
+    }
     changed.ok_or_else(|| not_found(id))
 }
 
@@ -129,6 +134,7 @@ pub fn delete(app: &App, id: &str) -> Result<(), Error> {
 fn remove_with_turns(app: &App, id: &str) -> Result<(), Error> {
     // The session goes first: a crash in between leaves orphan turns, never a session without them.
     app.store.sessions.remove(id, Durable::Now)?;
+    app.live.retire_session(id);
     for turn in turns(app, id) {
         app.store.turns.remove(&Turn::key(id, turn.seq), Durable::Soon)?;
     }
@@ -159,7 +165,13 @@ pub fn cleanup_expired(app: &App, now: DateTime<Utc>) -> Result<(usize, usize), 
 }
 
 /// The session a turn belongs to: the one named by `session_id`, else a new one.
-pub(crate) fn session_for(app: &App, config: &Config, req: &TurnRequest) -> Result<Arc<Session>, Error> {
+/// `new_id` is the id a new session takes (a spare's), if any.
+pub(crate) fn session_for(
+    app: &App,
+    config: &Config,
+    req: &TurnRequest,
+    new_id: Option<String>,
+) -> Result<Arc<Session>, Error> {
     match &req.session_id {
         Some(id) => {
             let session = get(app, id)?;
@@ -181,6 +193,7 @@ pub(crate) fn session_for(app: &App, config: &Config, req: &TurnRequest) -> Resu
         None => create(
             app,
             NewSession {
+                id: new_id,
                 project_path: project::resolve_or_default(req.project_path.as_deref(), config)?,
                 model: req.model.clone(),
                 system_prompt: req.system_prompt.clone(),

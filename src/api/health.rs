@@ -1,4 +1,5 @@
-//! `GET /health`: liveness, queue depth, the store's state and the claude CLI's version; no
+//! `GET /health`: liveness, queue depth, the store's state, the live claude processes (idle
+//! ones kept for sessions, spares, their memory) and the claude CLI's version; no
 //! auth, no rate limit. Fast whatever the CLI does: it reads the last probe of the CLI and never
 //! starts one. `status` is `"degraded"` while the store cannot save (writes answer 503 then);
 //! the answer stays 200: the server is alive, serves reads and recovers by itself, so a
@@ -23,6 +24,7 @@ pub fn get(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
         "version": env!("CARGO_PKG_VERSION"),
         "queue": {"pending": pending, "processing": processing},
         "store": {"status": status, "reason": reason},
+        "live": app.live.counts(),
         "cli": {
             "path": cli.path,
             "version": cli.version,

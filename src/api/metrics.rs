@@ -42,6 +42,22 @@ pub fn get(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
         app.config().task_queue.concurrency.to_string(),
     );
 
+    let live = app.live.counts();
+    gauge(
+        &mut out,
+        "ccs_live_sessions",
+        "Idle live claude processes kept for their session.",
+        live.sessions.to_string(),
+    );
+    gauge(&mut out, "ccs_live_spares", "Spare claude processes started ahead.", live.spares.to_string());
+    gauge(&mut out, "ccs_live_busy", "Live claude processes answering a turn now.", live.busy.to_string());
+    gauge(
+        &mut out,
+        "ccs_live_rss_bytes",
+        "Resident memory of the idle live and spare claude processes.",
+        live.rss_bytes.to_string(),
+    );
+
     let tasks = app.store.tasks.all();
     let _ = writeln!(out, "# HELP ccs_tasks Stored tasks by status.\n# TYPE ccs_tasks gauge");
     for status in STATUSES {

@@ -7,21 +7,32 @@ use super::fields::Fields;
 use super::{page, within_budget};
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Reply};
-use crate::model::{Session, SessionStatus};
+use crate::model::{Session, SessionStatus, TurnRequest};
 use crate::sessions::{self, Filter, NewSession};
 use crate::store::Durable;
+use crate::tasks;
 
 const CREATE_FIELDS: &[&str] = &["project_path", "model", "system_prompt", "max_budget_usd", "metadata"];
 
 pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), CREATE_FIELDS)?;
-    let new = NewSession {
+    let mut new = NewSession {
+        id: None,
         project_path: f.required_text("project_path")?,
         model: f.text("model")?,
         system_prompt: f.text("system_prompt")?,
         max_budget_usd: f.number("max_budget_usd", 0.0)?,
         metadata: f.object("metadata")?,
     };
+    // A session with nothing of its own takes a spare live CLI, as a first turn would.
+    let as_turn = TurnRequest {
+        project_path: Some(new.project_path.clone()),
+        model: new.model.clone(),
+        system_prompt: new.system_prompt.clone(),
+        max_budget_usd: new.max_budget_usd,
+        ..TurnRequest::default()
+    };
+    new.id = tasks::live::claim_spare(app, &app.config(), &as_turn);
     let session = sessions::create(app, new, Durable::Now)?;
     Ok(Reply::created(json!({"success": true, "session": session.to_api()})))
 }

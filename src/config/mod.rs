@@ -50,6 +50,38 @@ pub struct Config {
     pub allow_caller_overrides: bool,
     pub http_threads: usize,
     pub http: Http,
+    pub live_cli: LiveCli,
+}
+
+/// Live CLI processes (SPEC 13): a session's CLI kept running for its next turn, and spares
+/// started ahead for new sessions (`runner::live`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveCli {
+    /// `false`: every turn starts its own CLI and ends it, as before live processes.
+    pub enabled: bool,
+    /// How long an idle live process waits for its session's next turn.
+    pub keep_ms: u64,
+    /// Processes started ahead for the default options (`auto`: from the memory available).
+    pub spares: Amount,
+    /// Live and spare processes at most (`auto`: from the memory available).
+    pub max_processes: Amount,
+}
+
+/// A count, or `"auto"`: decided from the host's memory when the server starts or reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Auto,
+    Count(usize),
+}
+
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Amount::Auto => serializer.serialize_str("auto"),
+            Amount::Count(n) => serializer.serialize_u64(*n as u64),
+        }
+    }
 }
 
 /// What one client may hold of the HTTP edge (see the README's "Security").
@@ -249,6 +281,7 @@ impl Config {
                 max_head_bytes: 64 * 1024,
                 max_url_bytes: 8 * 1024,
             },
+            live_cli: LiveCli { enabled: true, keep_ms: 300_000, spares: Amount::Auto, max_processes: Amount::Auto },
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::{Config, LogLevel, StorageType};
+use super::{Amount, Config, LogLevel, StorageType};
 
 /// A config value that is wrong: the dotted key and what it must be.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +151,20 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
                     }
                 }
             }
+            "liveCli" => {
+                for (sub, v) in section(k, v)? {
+                    let key = format!("{k}.{sub}");
+                    let key = key.as_str();
+                    let l = &mut c.live_cli;
+                    match sub.as_str() {
+                        "enabled" => l.enabled = boolean(key, v)?,
+                        "keepMs" => l.keep_ms = int(key, v, 0, 86_400_000)?,
+                        "spares" => l.spares = amount(key, v, 16)?,
+                        "maxProcesses" => l.max_processes = amount(key, v, 256)?,
+                        _ => warnings.push(unknown(key)),
+                    }
+                }
+            }
             _ => warnings.push(unknown(k)),
         }
     }
@@ -178,6 +192,15 @@ fn int(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
     match v.as_u64() {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(bad(key, format!("must be an integer from {min} to {max} (got {v})"))),
+    }
+}
+
+/// `"auto"` or a count from 0 to `max`.
+fn amount(key: &str, v: &Value, max: u64) -> Result<Amount, ConfigError> {
+    match (v.as_str(), v.as_u64()) {
+        (Some("auto"), _) => Ok(Amount::Auto),
+        (_, Some(n)) if n <= max => Ok(Amount::Count(n as usize)),
+        _ => Err(bad(key, format!("must be \"auto\" or an integer from 0 to {max} (got {v})"))),
     }
 }
 

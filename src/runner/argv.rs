@@ -32,11 +32,25 @@ struct Opt {
     inline: bool,
 }
 
+/// What the CLI reads and prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// The prompt on stdin, one JSON result.
+    Json,
+    /// The prompt on stdin, every event as NDJSON.
+    Stream,
+    /// A live process: user messages as NDJSON on stdin, every event as NDJSON.
+    Live,
+}
+
 /// The options of a run, in argv order.
-fn options(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<Opt> {
+fn options(args: &CliArgs, session: Option<&SessionFlag>, format: Format) -> Vec<Opt> {
     let opt = |flag, values: Vec<String>| Opt { flag, values, inline: false };
     let mut opts = vec![opt("-p", vec![])];
-    if stream {
+    if format == Format::Live {
+        opts.push(opt("--input-format", vec!["stream-json".into()]));
+    }
+    if format != Format::Json {
         opts.push(opt("--output-format", vec!["stream-json".into()]));
         opts.push(opt("--verbose", vec![]));
         opts.push(opt("--include-partial-messages", vec![]));
@@ -59,18 +73,28 @@ fn options(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<Opt> {
             opts.push(opt(flag, tools.clone()));
         }
     }
-    match session {
-        SessionFlag::Create(id) => opts.push(opt("--session-id", vec![id.clone()])),
-        SessionFlag::Resume(id) => opts.push(Opt { flag: "--resume", values: vec![id.clone()], inline: true }),
-    }
+    opts.extend(session.map(session_opt));
     opts
 }
 
-/// The argv (without the program) for `claude -p`: one JSON result, or with `stream` the
-/// NDJSON event stream (`stream-json`, which needs `--verbose`) with token-level events.
-pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String> {
+fn session_opt(session: &SessionFlag) -> Opt {
+    match session {
+        SessionFlag::Create(id) => Opt { flag: "--session-id", values: vec![id.clone()], inline: false },
+        SessionFlag::Resume(id) => Opt { flag: "--resume", values: vec![id.clone()], inline: true },
+    }
+}
+
+fn format_of(stream: bool) -> Format {
+    if stream {
+        Format::Stream
+    } else {
+        Format::Json
+    }
+}
+
+fn to_argv(opts: Vec<Opt>) -> Vec<String> {
     let mut argv = Vec::new();
-    for opt in options(args, session, stream) {
+    for opt in opts {
         if opt.inline {
             argv.push(format!("{}={}", opt.flag, opt.values.join(" ")));
         } else {
@@ -81,10 +105,27 @@ pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String>
     argv
 }
 
+/// The argv (without the program) for `claude -p`: one JSON result, or with `stream` the
+/// NDJSON event stream (`stream-json`, which needs `--verbose`) with token-level events.
+pub fn build(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<String> {
+    to_argv(options(args, Some(session), format_of(stream)))
+}
+
+/// The argv of a live process (SPEC 13): user messages on stdin and every event on stdout,
+/// both NDJSON, without the session flag (`session_args`), which differs per process.
+pub fn build_live(args: &CliArgs) -> Vec<String> {
+    to_argv(options(args, None, Format::Live))
+}
+
+/// The session flag as argv elements.
+pub fn session_args(session: &SessionFlag) -> Vec<String> {
+    to_argv(vec![session_opt(session)])
+}
+
 /// The flags `build` puts on the command line for these arguments, in argv order, so they can
 /// be checked against what the CLI accepts (`caps`).
 pub fn flags(args: &CliArgs, session: &SessionFlag, stream: bool) -> Vec<&'static str> {
-    options(args, session, stream).into_iter().map(|opt| opt.flag).collect()
+    options(args, Some(session), format_of(stream)).into_iter().map(|opt| opt.flag).collect()
 }
 
 #[cfg(test)]
@@ -188,6 +229,25 @@ mod tests {
         assert_eq!(flags, expected);
         // A value that looks like a flag is a value, not a flag of the run.
         assert_eq!(build(&args, &session, true)[5..7], ["--model", "--max-turns"]);
+    }
+
+    #[test]
+    fn a_live_process_reads_messages_and_prints_every_event_and_takes_its_session_apart() {
+        let args = CliArgs { model: Some("opus".into()), ..CliArgs::default() };
+        let expected = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+            "--model",
+            "opus",
+        ];
+        assert_eq!(build_live(&args), expected);
+        assert_eq!(session_args(&SessionFlag::Resume("s".into())), ["--resume=s"]);
+        assert_eq!(session_args(&first_turn()), ["--session-id", "s-1"]);
     }
 
     #[test]

@@ -22,19 +22,16 @@ use crate::money;
 
 use super::{RunResult, RunStatus};
 
-/// Marks `run` as over budget when it succeeded at a cost above `cap`; `cli` names the CLI
-/// (`claude 1.0.128`) in the message. Returns whether it did.
-pub fn enforce(run: &mut RunResult, cap: f64, cli: &str) -> bool {
+/// Marks `run` as over budget when it succeeded at a cost above `cap`; `why` says why ccs, not
+/// the CLI, checked it. Returns whether it did.
+pub fn enforce(run: &mut RunResult, cap: f64, why: &str) -> bool {
     let Some(report) = run.report.as_mut() else { return false };
     if run.status != RunStatus::Completed || money::to_micros(report.cost_usd) <= money::to_micros(cap) {
         return false;
     }
     let reason = format!("Reached maximum budget (${cap})");
-    let message = format!(
-        "{reason}: the run cost ${}; {cli} has no --max-budget-usd, so ccs checked the cost when the run ended \
-         (the answer is kept in the task's result)",
-        report.cost_usd
-    );
+    let message =
+        format!("{reason}: the run cost ${}; {why} (the answer is kept in the task's result)", report.cost_usd);
     report.is_error = true;
     report.subtype = Some("error_max_budget_usd".into());
     report.errors = vec![reason];
@@ -56,7 +53,7 @@ mod tests {
     #[test]
     fn a_run_over_its_cap_fails_as_the_cli_would_fail_it() {
         let mut r = run(RunStatus::Completed, 0.0125);
-        assert!(enforce(&mut r, 0.01, "claude 1.0.128"));
+        assert!(enforce(&mut r, 0.01, "claude 1.0.128 has no --max-budget-usd"));
         assert_eq!(r.status, RunStatus::Failed);
         let report = r.report.as_ref().unwrap();
         assert!(report.is_error);
@@ -70,7 +67,7 @@ mod tests {
     fn a_run_within_or_at_its_cap_is_left_alone() {
         for cost in [0.0, 0.01, 0.0099999] {
             let mut r = run(RunStatus::Completed, cost);
-            assert!(!enforce(&mut r, 0.01, "claude 1.0.128"), "{cost}");
+            assert!(!enforce(&mut r, 0.01, "claude 1.0.128 has no --max-budget-usd"), "{cost}");
             assert_eq!(r.status, RunStatus::Completed);
         }
     }
@@ -79,9 +76,9 @@ mod tests {
     fn a_run_that_failed_anyway_keeps_its_own_error() {
         let mut r = run(RunStatus::Failed, 5.0);
         r.error = Some("API Error: 529".into());
-        assert!(!enforce(&mut r, 0.01, "claude 1.0.128"));
+        assert!(!enforce(&mut r, 0.01, "claude 1.0.128 has no --max-budget-usd"));
         assert_eq!(r.error.as_deref(), Some("API Error: 529"));
         let mut no_report = RunResult { report: None, ..run(RunStatus::Completed, 0.0) };
-        assert!(!enforce(&mut no_report, 0.0, "claude 1.0.128"));
+        assert!(!enforce(&mut no_report, 0.0, "claude 1.0.128 has no --max-budget-usd"));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! A pid, and so a group id, can be reused once its processes are gone, so a recorded group is
 //! killed only while one of its processes still carries the task's marker
-//! (`CCS_TASK_ID=<id>` in `/proc/<pid>/environ`, which every process of the CLI inherits).
+//! (`CCS_TASK_ID=<id>` in `/proc/<pid>/environ`, which every process of the CLI inherits; a live
+//! process, started by an earlier turn, carries its session's `CCS_SESSION_ID=<id>` too).
 //! Processes of other users cannot be read, and are never taken for ours.
 
 use std::fs;
@@ -17,12 +18,14 @@ use crate::sys;
 /// How long to wait for the killed processes to be gone.
 const GONE_WITHIN: Duration = Duration::from_secs(2);
 
-/// Kills the process group `pgid` if it is still the CLI of task `task_id`, and waits (bounded)
-/// until it is gone. Returns the pids it had (empty: nothing of ours was left).
-pub fn kill_if_ours(pgid: i32, task_id: &str) -> io::Result<Vec<i32>> {
+/// Kills the process group `pgid` if it is still the CLI of task `task_id` (or, a live process,
+/// of its session `session_id`: `CCS_SESSION_ID=<id>`), and waits (bounded) until it is gone.
+/// Returns the pids it had (empty: nothing of ours was left).
+pub fn kill_if_ours(pgid: i32, task_id: &str, session_id: Option<&str>) -> io::Result<Vec<i32>> {
     let members = group_members(pgid)?;
-    let marker = format!("{TASK_ID_ENV}={task_id}");
-    if !members.iter().any(|pid| carries(*pid, &marker)) {
+    let mut markers = vec![format!("{TASK_ID_ENV}={task_id}")];
+    markers.extend(session_id.map(|id| format!("{}={id}", super::live::SESSION_ID_ENV)));
+    if !members.iter().any(|pid| markers.iter().any(|marker| carries(*pid, marker))) {
         return Ok(Vec::new());
     }
     sys::signal_group(pgid, sys::SIGKILL)?;
@@ -34,7 +37,7 @@ pub fn kill_if_ours(pgid: i32, task_id: &str) -> io::Result<Vec<i32>> {
 }
 
 /// The live (not zombie) processes whose process group is `pgid`.
-fn group_members(pgid: i32) -> io::Result<Vec<i32>> {
+pub(crate) fn group_members(pgid: i32) -> io::Result<Vec<i32>> {
     let mut members = Vec::new();
     for entry in fs::read_dir("/proc")? {
         let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
@@ -96,7 +99,7 @@ mod tests {
         let mut child = sleeper(Some("task-1"));
         let pgid = child.id() as i32;
         assert_eq!(wait_for_members(pgid, 2).len(), 2, "sh and its sleep");
-        let killed = kill_if_ours(pgid, "task-1").unwrap();
+        let killed = kill_if_ours(pgid, "task-1", None).unwrap();
         assert_eq!(killed.len(), 2, "{killed:?}");
         let _ = child.wait();
         assert!(group_members(pgid).unwrap().is_empty(), "a process of the group survived");
@@ -108,7 +111,7 @@ mod tests {
             let mut child = sleeper(marker);
             let pgid = child.id() as i32;
             assert_eq!(wait_for_members(pgid, 2).len(), 2);
-            assert!(kill_if_ours(pgid, "task-1").unwrap().is_empty());
+            assert!(kill_if_ours(pgid, "task-1", None).unwrap().is_empty());
             std::thread::sleep(Duration::from_millis(50));
             assert!(child.try_wait().unwrap().is_none(), "a group that is not ours was killed");
             assert_eq!(group_members(pgid).unwrap().len(), 2);

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod caps;
 pub mod launch;
 pub mod leftovers;
+pub mod live;
 pub mod output;
 pub mod probe;
 pub mod process;

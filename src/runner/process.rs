@@ -38,19 +38,19 @@ pub const STDOUT_CAP: usize = 64 * 1024 * 1024;
 /// The tail of stderr kept for error messages.
 pub const STDERR_TAIL: usize = 16 * 1024;
 /// How often the calling thread looks at the cancel flag and the leader while the pipes are quiet.
-const TICK: Duration = Duration::from_millis(50);
+pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// The first wait for the leader's exit once its pipes have closed (doubled up to `TICK`).
 const FIRST_BACKOFF: Duration = Duration::from_micros(50);
 /// How long to read what is left in the pipes after the group was killed.
 const PIPE_DRAIN: Duration = Duration::from_secs(2);
 /// What a write into a new, empty pipe surely takes without blocking (one page, the least a
 /// pipe holds): a prompt this short is written on the calling thread.
-const PIPE_PAGE: usize = 4096;
+pub(crate) const PIPE_PAGE: usize = 4096;
 /// Bytes per read of a pipe, and chunks in flight between a reader and the calling thread.
 const CHUNK: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 64;
 /// The helper threads only copy bytes.
-const HELPER_STACK: usize = 64 * 1024;
+pub(crate) const HELPER_STACK: usize = 64 * 1024;
 
 /// What the process did, before any interpretation.
 #[derive(Debug, Default)]
@@ -102,22 +102,33 @@ pub fn execute(inv: &Invocation, cancel: &Cancel, on_start: OnStart) -> io::Resu
 /// Starts the CLI in its own process group, the environment of the invocation on top of ours,
 /// in its folder: through the launcher (`launch`), so the server itself never forks.
 fn start(inv: &Invocation) -> io::Result<Child> {
-    let program = resolve(&inv.program, &inv.env)?;
-    if !inv.cwd.is_dir() {
-        let message = format!("the folder {} does not exist (or is not a folder)", inv.cwd.display());
+    spawn_group(&inv.program, &inv.args, &inv.cwd, &inv.env)
+}
+
+/// Starts `program` (looked up on the child's PATH) in `cwd`, leading its own process group,
+/// with `env` on top of ours and piped stdin, stdout and stderr.
+pub(crate) fn spawn_group(
+    program: &str,
+    args: &[String],
+    cwd: &std::path::Path,
+    env: &[(String, String)],
+) -> io::Result<Child> {
+    let program = resolve(program, env)?;
+    if !cwd.is_dir() {
+        let message = format!("the folder {} does not exist (or is not a folder)", cwd.display());
         return Err(io::Error::new(io::ErrorKind::NotFound, message));
     }
-    let mut command = match launch::through_launcher(&inv.cwd, &program) {
+    let mut command = match launch::through_launcher(cwd, &program) {
         Some(command) => command,
         None => {
             let mut command = Command::new(&program);
-            command.current_dir(&inv.cwd);
+            command.current_dir(cwd);
             command
         }
     };
     command
-        .args(&inv.args)
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -191,7 +202,7 @@ fn kill_and_reap(child: &mut Child, pgid: i32) -> Option<ExitStatus> {
     child.wait().ok()
 }
 
-fn signal_group(pgid: i32, signal: i32) {
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
     // A group that is already gone (ESRCH) is what we wanted.
     let _ = sys::signal_group(pgid, signal);
 }

@@ -13,6 +13,7 @@ use crate::store::Durable;
 use crate::{cli_support, project, sessions};
 
 use super::ends::{end_unsaved, end_without_running, finished};
+use super::live;
 
 /// Runs a task the queue handed out, records how it ended, and tells whoever waits.
 pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
@@ -45,7 +46,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         start = Some(recorded);
         go_on
     };
-    let outcome = run_cli(&config, &task, &session, budget, caps.as_ref(), cancel, lines, &mut record_start);
+    let outcome = run_cli(app, &config, &task, &session, budget, caps.as_ref(), cancel, lines, &mut record_start);
     let started = match start {
         Some(Ok(Some(started))) => started,
         Some(Ok(None)) => return, // it ended meanwhile; its CLI was killed before its prompt
@@ -157,10 +158,13 @@ pub fn cli_args(config: &Config, req: &TurnRequest, session: &Session, budget: f
 
 type Outcome = Result<RunResult, SpawnError>;
 
-/// Runs the CLI for `task` (its environment marked with the task's id); `on_start` is told the
-/// process group of each CLI started.
+/// Runs the CLI for `task`: on a live process (the session's own, a spare it took, or a new
+/// one that stays for the next turn) when live processes are on, else a one-off process (its
+/// environment marked with the task's id). `on_start` is told the process group of each CLI
+/// the turn is given to.
 #[allow(clippy::too_many_arguments)] // each from another step of `execute`
 fn run_cli(
+    app: &App,
     config: &Config,
     task: &Task,
     session: &Session,
@@ -182,26 +186,49 @@ fn run_cli(
     } else {
         SessionFlag::Create(session.id.clone())
     };
-    let invocation = |flag: &SessionFlag| Invocation {
-        program: config.claude_path.clone(),
-        args: runner::argv::build(&args, flag, req.stream),
-        prompt: req.prompt.clone(),
-        cwd: session.project_path.clone().into(),
-        env: [config.child_env(), vec![(runner::TASK_ID_ENV.to_string(), task.id.clone())]].concat(),
-        timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout)),
-        kill_grace: std::time::Duration::from_millis(config.task_queue.kill_grace_ms),
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.unwrap_or(config.task_queue.default_timeout));
+    let kill_grace = std::time::Duration::from_millis(config.task_queue.kill_grace_ms);
+    let plan = live::TurnPlan {
+        config,
+        task_id: &task.id,
+        session,
+        args: &args,
+        caps,
+        prompt: &req.prompt,
+        timeout,
+        kill_grace,
         lines: lines.clone(),
     };
-    let mut outcome = runner::run(&invocation(&flag), cancel, &mut *on_start)?;
+    let mut run_once = |flag: &SessionFlag| -> Outcome {
+        if let Some(turn) = live::turn_for(&plan, flag) {
+            if let Some(outcome) = runner::live::run(&app.live, &turn, cancel, &mut *on_start) {
+                return outcome;
+            }
+        }
+        let invocation = Invocation {
+            program: config.claude_path.clone(),
+            args: runner::argv::build(&args, flag, req.stream),
+            prompt: req.prompt.clone(),
+            cwd: session.project_path.clone().into(),
+            env: [config.child_env(), vec![(runner::TASK_ID_ENV.to_string(), task.id.clone())]].concat(),
+            timeout,
+            kill_grace,
+            lines: lines.clone(),
+        };
+        runner::run(&invocation, cancel, &mut *on_start)
+    };
+    let mut outcome = run_once(&flag)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
     // the conversation exists, so continue it instead.
     let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
         log::warn!("session {} already exists in the CLI; resuming it", session.id);
-        outcome = runner::run(&invocation(&SessionFlag::Resume(session.id.clone())), cancel, on_start)?;
+        outcome = run_once(&SessionFlag::Resume(session.id.clone()))?;
     }
     if let Some(caps) = own_budget {
-        runner::budget::enforce(&mut outcome, budget, &format!("claude {}", caps.version));
+        let why =
+            format!("claude {} has no --max-budget-usd, so ccs checked the cost when the run ended", caps.version);
+        runner::budget::enforce(&mut outcome, budget, &why);
     }
     Ok(outcome)
 }

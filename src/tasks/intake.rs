@@ -39,7 +39,8 @@ fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Re
             "the queue is full ({waiting} tasks waiting, taskQueue.maxPending); retry later or raise taskQueue.maxPending"
         )));
     }
-    let session = sessions::session_for(app, &config, &req)?;
+    let spare = if req.session_id.is_none() { super::live::claim_spare(app, &config, &req) } else { None };
+    let session = sessions::session_for(app, &config, &req, spare)?;
     sessions::check_takes_turns(&session)?;
     let budget = sessions::run_budget(&config, &req, &session)?;
     // With the CLI probed already, a flag it lacks is refused now; else when the task runs.

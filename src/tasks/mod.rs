@@ -8,6 +8,7 @@ mod control;
 mod ends;
 mod execution;
 mod intake;
+pub mod live;
 mod recovery;
 pub mod worker;
 

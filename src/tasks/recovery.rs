@@ -59,7 +59,7 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
 /// still carries the task's marker), and says so.
 fn kill_leftover_cli(task: &Task) {
     let Some(pgid) = task.pgid else { return };
-    match runner::leftovers::kill_if_ours(pgid, &task.id) {
+    match runner::leftovers::kill_if_ours(pgid, &task.id, task.session_id.as_deref()) {
         Ok(pids) if pids.is_empty() => {}
         Ok(pids) => log::warn!(
             "task {}: killed process group {pgid} (pids {pids:?}), the CLI the previous server left running",

@@ -176,13 +176,27 @@ pub fn stats_text(stats: &Value) -> String {
 /// The status line: the server's state, or that it is not reachable.
 pub fn status_line(health: &Result<Value, String>, base: &str) -> String {
     match health {
-        Ok(h) => format!(
-            "● running at {base}  v{}  up {}  |  queue: {} pending, {} processing",
-            s(h, "version"),
-            crate::daemon::uptime(h["uptime"].as_f64().unwrap_or(0.0)),
-            h["queue"]["pending"],
-            h["queue"]["processing"]
-        ),
+        Ok(h) => {
+            let mut line = format!(
+                "● running at {base}  v{}  up {}  |  queue: {} pending, {} processing",
+                s(h, "version"),
+                crate::daemon::uptime(h["uptime"].as_f64().unwrap_or(0.0)),
+                h["queue"]["pending"],
+                h["queue"]["processing"]
+            );
+            let live = &h["live"];
+            if live.is_object() {
+                let mb = live["rss_bytes"].as_u64().unwrap_or(0) / 1_000_000;
+                line.push_str(&format!(
+                    "  |  live claude: {} session(s), {} spare(s), {mb} MB",
+                    live["sessions"], live["spares"]
+                ));
+            }
+            if h["status"] == "degraded" {
+                line.push_str(&format!("  |  DEGRADED: {}", s(&h["store"], "reason")));
+            }
+            line
+        }
         Err(_) => format!("○ not running at {base}  (Start service from the menu)"),
     }
 }
@@ -301,6 +315,9 @@ mod tests {
             "http://h:1",
         );
         assert_eq!(up, "● running at http://h:1  v0.1.0  up 2m 5s  |  queue: 1 pending, 2 processing");
+        let live = json!({"version": "0.1.0", "uptime": 1.0, "queue": {"pending": 0, "processing": 0},
+                          "live": {"sessions": 2, "spares": 1, "rss_bytes": 480_000_000u64}});
+        assert!(status_line(&Ok(live), "http://h:1").ends_with("|  live claude: 2 session(s), 1 spare(s), 480 MB"));
         assert!(status_line(&Err("refused".into()), "http://h:1").starts_with("○ not running at http://h:1"));
     }
 

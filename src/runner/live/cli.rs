@@ -1,0 +1,427 @@
+//! One live claude process (`claude -p --input-format stream-json --output-format stream-json`,
+//! CLI.md): started once, then given one turn at a time on stdin, each answered by stdout
+//! events that end with one `result` event; closing stdin ends it.
+//!
+//! A reader thread turns stdout into lines for whoever runs a turn (none arrive while it is
+//! idle: an idle process that printed, or ended, is not used again); another keeps the tail of
+//! stderr. A turn writes its prompt once, then reads lines until the `result` (kept alive),
+//! the end of stdout (the process died mid-turn: the turn fails as a crashed cold run would,
+//! and is never written again), or its timeout or a cancel (SIGTERM to the group, `kill_grace`,
+//! SIGKILL, as a cold run). Whatever ends a `LiveCli` (retired, dropped, killed) reaps its
+//! leader and then kills its group, so no grandchild outlives it.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdin, ExitStatus};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use super::super::process::{self, RawRun, HELPER_STACK, PIPE_PAGE, STDERR_TAIL, STDOUT_CAP, TICK};
+use super::super::{Cancel, LineSink, OnStart};
+use crate::sys;
+
+/// How long a retired process gets to end by itself once its stdin is closed.
+const END_BY_ITSELF: Duration = Duration::from_secs(2);
+/// Lines in flight between the stdout reader and a turn.
+const LINES_IN_FLIGHT: usize = 256;
+
+/// How to start one: everything fixed for the process's life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub program: String,
+    /// The argv without the session flag (`--session-id`/`--resume`), which `session` gives.
+    pub args: Vec<String>,
+    pub cwd: std::path::PathBuf,
+    /// The environment on top of the server's (without the markers, which `spawn` adds).
+    pub env: Vec<(String, String)>,
+}
+
+/// What a stdout reader sends: a whole line, a line longer than `STDOUT_CAP`, or the end.
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+    Closed,
+}
+
+/// A running live process.
+pub struct LiveCli {
+    /// `None` once reaped: its group id may then belong to someone else.
+    child: Option<Child>,
+    pub pgid: i32,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Line>,
+    /// Lines it printed while waiting, for the next turn.
+    early: Vec<Vec<u8>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    pub start: Arc<Start>,
+    pub session_id: String,
+    /// The `--max-budget-usd` it was started with, if any.
+    pub budget: Option<f64>,
+    /// Its cumulative `total_cost_usd` as of its last result.
+    pub spent: f64,
+    pub last_used: Instant,
+    /// Turns it answered.
+    pub answered: u32,
+    /// The pool's generation when it started (a config change retires older ones).
+    pub generation: u64,
+}
+
+/// How a turn on a live process ended.
+pub enum TurnEnd {
+    /// It answered (success or an error result): the process lives on, `raw.stdout` holds
+    /// this turn's lines, and its cost is the cumulative total (`LiveCli::spent` before it).
+    Answered(RawRun),
+    /// The process is gone (died, timed out, cancelled); the turn's end is in `raw`.
+    Ended(RawRun),
+    /// Nothing was written: the process had already ended (or printed while idle). Run cold.
+    NotUsable,
+    /// `on_start` called the turn off before its prompt was written; the process is unused.
+    CalledOff,
+}
+
+impl LiveCli {
+    /// Starts a process for `session` (`--session-id <id>` or `--resume=<id>` in `flag_args`),
+    /// with `markers` (e.g. `CCS_SESSION_ID=<id>`) in its environment.
+    pub fn spawn(
+        start: Arc<Start>,
+        session_id: &str,
+        flag_args: &[String],
+        budget: Option<f64>,
+        markers: &[(String, String)],
+        generation: u64,
+    ) -> io::Result<LiveCli> {
+        let mut args = start.args.clone();
+        if let Some(budget) = budget {
+            args.extend(["--max-budget-usd".to_string(), budget.to_string()]);
+        }
+        args.extend(flag_args.iter().cloned());
+        let env = [start.env.clone(), markers.to_vec()].concat();
+        let mut child = process::spawn_group(&start.program, &args, &start.cwd, &env)?;
+        let pgid = child.id() as i32;
+        let readers = (|| {
+            let (to_turns, lines) = crossbeam_channel::bounded(LINES_IN_FLIGHT);
+            let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
+            read_lines(stdout, to_turns)?;
+            let stderr = Arc::new(Mutex::new(Vec::new()));
+            if let Some(pipe) = child.stderr.take() {
+                keep_tail(pipe, stderr.clone())?;
+            }
+            Ok::<_, io::Error>((lines, stderr))
+        })();
+        let stdin = child.stdin.take();
+        let mut cli = LiveCli {
+            child: Some(child),
+            pgid,
+            stdin,
+            lines: crossbeam_channel::never(),
+            early: Vec::new(),
+            stderr: Arc::default(),
+            start,
+            session_id: session_id.to_string(),
+            budget,
+            spent: 0.0,
+            last_used: Instant::now(),
+            answered: 0,
+            generation,
+        };
+        let (lines, stderr) = readers?; // on error, dropping `cli` ends the process
+        cli.lines = lines;
+        cli.stderr = stderr;
+        Ok(cli)
+    }
+
+    /// Whether it can take a turn: still running, and printed nothing since its last result
+    /// but events a process may print while it waits (a `system` event at start), which the
+    /// next turn gets first.
+    pub fn is_usable(&mut self) -> bool {
+        let running = self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if !running || self.stdin.is_none() {
+            return false;
+        }
+        while let Ok(line) = self.lines.try_recv() {
+            match line {
+                Line::Text(text) if !is_result_event(&text) && self.early.len() < LINES_IN_FLIGHT => {
+                    self.early.push(text)
+                }
+                _ => {
+                    self.stdin = None; // something went wrong while it waited: never used again
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs one turn: `on_start` is told the group first, then the prompt is written once.
+    pub fn turn(
+        &mut self,
+        prompt: &str,
+        timeout: Duration,
+        kill_grace: Duration,
+        cancel: &Cancel,
+        sink: Option<&LineSink>,
+        on_start: OnStart,
+    ) -> TurnEnd {
+        let started = Instant::now();
+        // A new process that ended before its first turn failed at start (a bad flag, a
+        // session id in use): that is this turn's end, as for a cold run.
+        let fresh = self.answered == 0;
+        if !self.is_usable() {
+            return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
+        }
+        if !on_start(self.pgid) {
+            return TurnEnd::CalledOff;
+        }
+        if self.write_prompt(prompt).is_err() {
+            // A closed pipe: it ended before it could read a byte of this prompt.
+            return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
+        }
+        let mut run = RawRun::default();
+        let deadline = started + timeout;
+        let mut kill_at: Option<Instant> = None;
+        loop {
+            if cancel.is_interrupt() {
+                run.cancelled = true;
+                return self.killed(run, started);
+            }
+            if kill_at.is_none() && (cancel.is_cancelled() || Instant::now() >= deadline) {
+                run.cancelled = cancel.is_cancelled();
+                run.timed_out = !run.cancelled;
+                process::signal_group(self.pgid, sys::SIGTERM);
+                kill_at = Some(Instant::now() + kill_grace);
+            }
+            if kill_at.is_some_and(|at| Instant::now() >= at) {
+                return self.killed(run, started);
+            }
+            let wait = TICK.min(kill_at.unwrap_or(deadline).saturating_duration_since(Instant::now()));
+            let next = if self.early.is_empty() {
+                self.lines.recv_timeout(wait)
+            } else {
+                Ok(Line::Text(self.early.remove(0)))
+            };
+            match next {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(Line::Text(line)) => {
+                    if let Some(sink) = sink {
+                        (sink.0)(String::from_utf8_lossy(&line).trim_end());
+                    }
+                    let is_result = is_result_event(&line);
+                    let room = STDOUT_CAP.saturating_sub(run.stdout.len());
+                    run.stdout_overflow |= line.len() + 1 > room;
+                    if line.len() < room {
+                        run.stdout.extend_from_slice(&line);
+                        run.stdout.push(b'\n');
+                    }
+                    if is_result && kill_at.is_none() {
+                        run.duration = started.elapsed();
+                        self.last_used = Instant::now();
+                        self.answered += 1;
+                        return TurnEnd::Answered(run);
+                    }
+                }
+                Ok(Line::TooLong) => run.stdout_overflow = true,
+                Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => return self.died(run, started),
+            }
+        }
+    }
+
+    /// The prompt as one stream-json user message: here when short, else on a thread of its
+    /// own (a process that stops reading must not block the turn's timeout).
+    fn write_prompt(&mut self, prompt: &str) -> io::Result<()> {
+        let message = serde_json::json!({
+            "type": "user",
+            "message": {"role": "user", "content": [{"type": "text", "text": prompt}]},
+        });
+        let mut line = message.to_string().into_bytes();
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        if line.len() <= PIPE_PAGE {
+            return stdin.write_all(&line);
+        }
+        let fd = std::os::fd::AsFd::as_fd(stdin).try_clone_to_owned()?;
+        let mut copy = std::fs::File::from(fd);
+        std::thread::Builder::new().name("live-stdin".into()).stack_size(HELPER_STACK).spawn(move || {
+            let _ = copy.write_all(&line);
+        })?;
+        Ok(())
+    }
+
+    /// The process ended mid-turn by itself: its exit and stderr say how.
+    fn died(&mut self, mut run: RawRun, started: Instant) -> TurnEnd {
+        let status = self.reap(END_BY_ITSELF);
+        record_exit(&mut run, status);
+        run.stderr_tail = String::from_utf8_lossy(&self.stderr.lock()).into_owned();
+        run.duration = started.elapsed();
+        TurnEnd::Ended(run)
+    }
+
+    /// Kills the group now (the timeout's grace is over, or the server stops).
+    fn killed(&mut self, mut run: RawRun, started: Instant) -> TurnEnd {
+        process::signal_group(self.pgid, sys::SIGKILL);
+        let status = self.reap(END_BY_ITSELF);
+        record_exit(&mut run, status);
+        run.duration = started.elapsed();
+        TurnEnd::Ended(run)
+    }
+
+    /// Closes stdin (the process ends by itself), waits up to `wait` for the leader, then kills
+    /// whatever is left of the group and reaps the leader.
+    fn reap(&mut self, wait: Duration) -> Option<ExitStatus> {
+        self.stdin = None;
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + wait;
+        let mut status = None;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(s)) => {
+                    status = Some(s);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+        // The leader is gone or overdue: the group goes (the leader is not reaped yet, so the
+        // group id is still ours), then the leader is reaped.
+        process::signal_group(self.pgid, sys::SIGKILL);
+        status.or_else(|| child.wait().ok())
+    }
+
+    /// Ends it: stdin closed, then (on a thread of its own, bounded) reaped and its group killed.
+    pub fn retire(mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.child.as_ref()?;
+        std::thread::Builder::new()
+            .name("live-retire".into())
+            .stack_size(HELPER_STACK)
+            .spawn(move || {
+                self.reap(END_BY_ITSELF);
+            })
+            .ok()
+    }
+
+    /// The end of what it wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock();
+        String::from_utf8_lossy(&tail[tail.len().saturating_sub(300)..]).trim().to_string()
+    }
+}
+
+impl Drop for LiveCli {
+    fn drop(&mut self) {
+        // On every path (a panic included) the process is ended and reaped.
+        if self.child.is_some() {
+            self.reap(END_BY_ITSELF);
+        }
+    }
+}
+
+fn record_exit(run: &mut RawRun, status: Option<ExitStatus>) {
+    if let Some(status) = status {
+        run.exit_code = status.code();
+        run.signal = status.signal();
+    }
+}
+
+/// Whether a stdout line is the `result` event that ends a turn.
+fn is_result_event(line: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    // Cheap test first: most lines (token deltas) are not results.
+    let has_word = line.windows(8).any(|w| w == b"\"result\"");
+    has_word && serde_json::from_slice::<Event>(line).is_ok_and(|e| e.kind == Some("result"))
+}
+
+/// The resident memory of every process in the process groups `groups` (one pass over
+/// `/proc`; RSS in `/proc/<pid>/stat` is in pages, 4 KiB here).
+pub fn groups_rss(groups: &[i32]) -> u64 {
+    if groups.is_empty() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid pgrp ... rss` (rss is field 24; comm may hold spaces).
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let group = fields.get(2).and_then(|g| g.parse::<i32>().ok());
+        if group.is_some_and(|g| groups.contains(&g)) {
+            total += fields.get(21).and_then(|r| r.parse::<u64>().ok()).unwrap_or(0) * 4096;
+        }
+    }
+    total
+}
+
+/// Sends each line of `pipe` (a line above `STDOUT_CAP` as `TooLong`), then `Closed`.
+fn read_lines(mut pipe: impl Read + Send + 'static, to_turns: Sender<Line>) -> io::Result<()> {
+    std::thread::Builder::new().name("live-stdout".into()).stack_size(HELPER_STACK).spawn(move || {
+        let mut chunk = vec![0; 64 * 1024];
+        let mut partial: Vec<u8> = Vec::new();
+        let mut too_long = false;
+        loop {
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut rest = &chunk[..n];
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                let line = if too_long {
+                    Line::TooLong
+                } else {
+                    partial.extend_from_slice(&rest[..end]);
+                    Line::Text(std::mem::take(&mut partial))
+                };
+                too_long = false;
+                partial.clear();
+                if to_turns.send(line).is_err() {
+                    return;
+                }
+                rest = &rest[end + 1..];
+            }
+            if !too_long {
+                partial.extend_from_slice(rest);
+                if partial.len() > STDOUT_CAP {
+                    too_long = true;
+                    partial = Vec::new();
+                }
+            }
+        }
+        if !partial.is_empty() && !too_long {
+            let _ = to_turns.send(Line::Text(partial));
+        }
+        let _ = to_turns.send(Line::Closed);
+    })?;
+    Ok(())
+}
+
+/// Keeps the last `STDERR_TAIL` bytes of `pipe` in `tail`.
+fn keep_tail(mut pipe: impl Read + Send + 'static, tail: Arc<Mutex<Vec<u8>>>) -> io::Result<()> {
+    std::thread::Builder::new().name("live-stderr".into()).stack_size(HELPER_STACK).spawn(move || {
+        let mut chunk = vec![0; 16 * 1024];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let mut tail = tail.lock();
+                    tail.extend_from_slice(&chunk[..n]);
+                    if tail.len() > STDERR_TAIL {
+                        let extra = tail.len() - STDERR_TAIL;
+                        tail.drain(..extra);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    })?;
+    Ok(())
+}

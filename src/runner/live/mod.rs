@@ -1,0 +1,227 @@
+//! Live CLI processes (SPEC 13): a turn's CLI stays alive after its answer, owned by its
+//! session, and takes the session's next turn on stdin (stream-json input, CLI.md) instead of a
+//! cold `--resume` start; spares are started ahead for the default options and taken by new
+//! sessions. `cli` is one process and its turns, `pool` holds them (bounded, least recently
+//! used retired first), and `run` gives a turn a process: the session's own when it was started
+//! the same way (`Start`) and its budget `fits`, else a new one (or, with no room, `None`: the
+//! caller runs a one-off process as without live processes).
+//!
+//! From outside a turn is a cold run: the same `RunResult`, the cost of this turn alone (the
+//! CLI reports a total over the process's life), the same timeout, cancel and kill of the
+//! group. A prompt is written once: a process found dead before the write is replaced (the
+//! turn runs cold, nothing lost); one that dies after is the turn's failure.
+//!
+//! Budgets: a live process checks `--max-budget-usd` against everything it spent since it
+//! started (measured), so a turn's cap cannot be handed to it per turn. A process is started
+//! with twice the turn's cap, and takes a later turn only while what it has left is at least
+//! that turn's cap (and it was started for the same cap); ccs checks each live turn's cost
+//! against the cap when it ends (`budget::enforce`). A session with its own budget is exact:
+//! its process starts with what the session has left, and takes a turn only while both agree.
+
+pub mod cli;
+pub mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cli::{LiveCli, Start, TurnEnd};
+pub use pool::{Lease, Limits, Pool, SPARES_PAUSE};
+
+use super::{argv, budget, interpret, Cancel, LineSink, OnStart, RunResult, SessionFlag, SpawnError};
+use crate::config::{Amount, LiveCli as LiveConfig};
+use crate::money;
+
+/// The memory a live process is reckoned at when sizing the pool (`auto`): measured idle RSS is
+/// about 160 MB (2.1.x), and a turn takes it to 200-290 MB.
+pub const RESERVED_PER_PROCESS: u64 = 256 << 20;
+/// `auto` spares: one when at least this much memory is available at start.
+pub const SPARE_NEEDS_AVAILABLE: u64 = 1536 << 20;
+/// The environment entry that marks a live process (and its group) as a session's:
+/// `CCS_SESSION_ID=<id>`; a start after a crash kills a recorded group only if it carries it.
+pub const SESSION_ID_ENV: &str = "CCS_SESSION_ID";
+
+/// The pool's limits from the config: `auto` spares are 1 with `SPARE_NEEDS_AVAILABLE` of
+/// memory available (else 0); `auto` max processes are what half the available memory holds at
+/// `RESERVED_PER_PROCESS` each, never more than `concurrency` + spares. Disabled: nothing.
+pub fn limits(config: &LiveConfig, concurrency: usize, mem_available: Option<u64>) -> Limits {
+    let available = mem_available.unwrap_or(0);
+    let spares = match config.spares {
+        Amount::Count(n) => n,
+        Amount::Auto => usize::from(available >= SPARE_NEEDS_AVAILABLE),
+    };
+    let max = match config.max_processes {
+        Amount::Count(n) => n,
+        Amount::Auto => ((available / 2 / RESERVED_PER_PROCESS) as usize).min(concurrency + spares),
+    };
+    if !config.enabled {
+        return Limits { keep: Duration::ZERO, spares: 0, max: 0 };
+    }
+    Limits { keep: Duration::from_millis(config.keep_ms), spares: spares.min(max), max }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A turn's budget: its cap, and whether the session's own budget decided it (`exact`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TurnBudget {
+    pub cap: f64,
+    pub exact: bool,
+}
+
+impl TurnBudget {
+    /// The `--max-budget-usd` a new process starts with for this turn.
+    pub fn start_value(&self) -> f64 {
+        if self.exact {
+            self.cap
+        } else {
+            self.cap * 2.0
+        }
+    }
+}
+
+/// Whether a process started with `--max-budget-usd process` (none: the CLI has no such flag)
+/// that has spent `spent` can take a turn with `turn`'s budget without being stricter than a
+/// cold run (or, for an `exact` session budget, any looser).
+pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool {
+    let (process, turn) = match (process, turn) {
+        (None, None) => return true,
+        (Some(process), Some(turn)) => (process, turn),
+        _ => return false,
+    };
+    let left = money::to_micros(process).saturating_sub(money::to_micros(spent));
+    let cap = money::to_micros(turn.cap);
+    if turn.exact {
+        left == cap
+    } else {
+        money::to_micros(process) == money::to_micros(turn.start_value()) && left >= cap
+    }
+}
+
+/// One turn for the pool.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub start: Arc<Start>,
+    pub session_id: String,
+    /// How a new process joins the session: `--session-id` for its first turn, else `--resume`.
+    pub flag: SessionFlag,
+    /// `None` when the CLI has no `--max-budget-usd` (ccs then checks after the run).
+    pub budget: Option<TurnBudget>,
+    pub prompt: String,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub lines: Option<LineSink>,
+    /// Environment entries that mark a new process as this turn's (task and session ids).
+    pub markers: Vec<(String, String)>,
+}
+
+/// Runs `turn` on a live process; `None` when the pool has no room (every process busy at its
+/// cap, or live processes are off): the caller runs a one-off process.
+pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Option<Result<RunResult, SpawnError>> {
+    // At most twice: the session's idle process found dead before the write, then a new one.
+    for _ in 0..2 {
+        let fits_turn = |cli: &mut LiveCli| *cli.start == *turn.start && fits(cli.budget, cli.spent, turn.budget);
+        let (mut cli, busy) = match pool.lease(&turn.session_id, fits_turn) {
+            Lease::Warm(cli, busy) => (cli, busy),
+            Lease::Room(busy) => match spawn(pool, turn) {
+                Ok(cli) => (cli, busy),
+                Err(source) => return Some(Err(SpawnError { program: turn.start.program.clone(), source })),
+            },
+            Lease::Full => return None,
+        };
+        let end = cli.turn(&turn.prompt, turn.timeout, turn.kill_grace, cancel, turn.lines.as_ref(), &mut *on_start);
+        let raw = match end {
+            TurnEnd::Answered(raw) => raw,
+            TurnEnd::Ended(raw) => return Some(Ok(interpret(&raw, turn.timeout))),
+            TurnEnd::NotUsable => {
+                log::info!(
+                    "live claude process {} of session {} had ended; starting another",
+                    cli.pgid,
+                    turn.session_id
+                );
+                drop(cli.retire());
+                drop(busy);
+                continue;
+            }
+            TurnEnd::CalledOff => {
+                pool.give_back(cli, busy);
+                let source =
+                    std::io::Error::new(std::io::ErrorKind::Interrupted, "the run was called off as it started");
+                return Some(Err(SpawnError { program: turn.start.program.clone(), source }));
+            }
+        };
+        let mut result = interpret(&raw, turn.timeout);
+        if let Some(report) = result.report.as_mut() {
+            let total = report.cost_usd;
+            report.cost_usd = money::to_usd(money::to_micros(total).saturating_sub(money::to_micros(cli.spent)));
+            cli.spent = total;
+        }
+        if let Some(budget) = turn.budget {
+            let why = "a live claude process checks its budget over its whole life, so ccs checked this turn's cost \
+                       when it ended";
+            budget::enforce(&mut result, budget.cap, why);
+        }
+        pool.give_back(cli, busy);
+        return Some(Ok(result));
+    }
+    None
+}
+
+/// Starts a process for `turn` (its session flag, budget and markers).
+fn spawn(pool: &Pool, turn: &Turn) -> std::io::Result<LiveCli> {
+    let flag_args = argv::session_args(&turn.flag);
+    let budget = turn.budget.map(|b| b.start_value());
+    LiveCli::spawn(turn.start.clone(), &turn.session_id, &flag_args, budget, &turn.markers, pool.generation())
+}
+
+/// Starts a spare: a process for `start` with a session id of its own, which the session that
+/// claims it takes.
+pub fn spawn_spare(pool: &Pool, start: Arc<Start>, budget: Option<TurnBudget>) -> std::io::Result<LiveCli> {
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone())];
+    let flag_args = argv::session_args(&SessionFlag::Create(session_id.clone()));
+    LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(enabled: bool, spares: Amount, max: Amount) -> LiveConfig {
+        LiveConfig { enabled, keep_ms: 1000, spares, max_processes: max }
+    }
+
+    #[test]
+    fn auto_sizes_follow_the_memory_available() {
+        let auto = config(true, Amount::Auto, Amount::Auto);
+        let gib = 1u64 << 30;
+        assert_eq!(limits(&auto, 3, Some(24 * gib)), Limits { keep: Duration::from_secs(1), spares: 1, max: 4 });
+        // 1 GiB: no spare, two processes of 256 MiB in half of it.
+        assert_eq!(limits(&auto, 3, Some(gib)).spares, 0);
+        assert_eq!(limits(&auto, 3, Some(gib)).max, 2);
+        assert_eq!(limits(&auto, 3, None).max, 0, "memory unknown: no live processes");
+        let fixed = config(true, Amount::Count(3), Amount::Count(2));
+        assert_eq!(limits(&fixed, 8, Some(gib)).spares, 2, "never more spares than processes");
+        assert_eq!(limits(&config(false, Amount::Count(3), Amount::Count(9)), 3, Some(24 * gib)).max, 0);
+    }
+
+    #[test]
+    fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run() {
+        let turn = |cap, exact| Some(TurnBudget { cap, exact });
+        // Started for a $10 cap with $20: it takes turns while $10 or more is left.
+        assert!(fits(Some(20.0), 0.0, turn(10.0, false)));
+        assert!(fits(Some(20.0), 10.0, turn(10.0, false)));
+        assert!(!fits(Some(20.0), 10.01, turn(10.0, false)));
+        assert!(!fits(Some(20.0), 0.0, turn(5.0, false)), "another cap: another process");
+        // A session budget: exactly what is left.
+        assert!(fits(Some(1.0), 0.25, turn(0.75, true)));
+        assert!(!fits(Some(1.0), 0.25, turn(0.5, true)));
+        assert!(fits(None, 3.0, None));
+        assert!(!fits(None, 0.0, turn(1.0, false)));
+    }
+}
