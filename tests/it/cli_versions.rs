@@ -62,7 +62,9 @@ fn an_old_cli_never_gets_max_budget_usd_and_answers() {
 fn a_new_cli_gets_max_budget_usd() {
     let server = Server::start();
     assert_eq!(server.ask("hello").status, 200);
-    assert!(crate::support::has_option(&crate::support::argv(&server.starts()[0]), "--max-budget-usd", "10"));
+    // A live process starts with twice the turn's cap (see runner::live).
+    let cap = if crate::support::live_cli_in_tests() { "20" } else { "10" };
+    assert!(crate::support::has_option(&crate::support::argv(&server.starts()[0]), "--max-budget-usd", cap));
 }
 
 #[test]

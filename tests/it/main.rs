@@ -10,6 +10,7 @@ mod cli_versions;
 mod crash_recovery;
 mod daemon;
 mod http_edge;
+mod live_cli;
 mod operations;
 mod real_cli;
 mod server_lifecycle;

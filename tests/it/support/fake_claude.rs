@@ -3,18 +3,39 @@
 //! working directory (`--session-id` works once, `--resume` only from the folder the session was
 //! made in), the documented result shapes and error cases.
 //!
-//! Switches in the prompt drive the test cases:
-//!   @@sleep=SECS      wait before answering          @@ignore-term   ignore SIGTERM
+//! Two ways to run, as the real CLI:
+//! - one-shot (no `--input-format`, or `text`): read all of stdin, answer that one prompt, exit
+//!   (0, or 1 for an error result).
+//! - live (`--input-format stream-json`, which needs `--output-format stream-json` and
+//!   `--verbose`): open the session once at start (`--session-id` in use: exit 1 at once), then
+//!   read stdin line by line, one user message each
+//!   (`{"type":"user","message":{"role":"user","content":[{"type":"text","text":"..."}]}}`, or
+//!   `content` a plain string; blank lines skipped, a non-JSON line: stderr and exit 1). Each
+//!   message is one turn, exactly as a one-shot `--resume` run would answer it, printed as
+//!   `system`/`init`, the `stream_event` deltas (with `--include-partial-messages`), `assistant`
+//!   and one `result`. `total_cost_usd` and `modelUsage` add up over the process's life, `usage`
+//!   and `duration_ms` are per message. Error results (`@@fail=api|max_turns|budget`) do not end
+//!   the process; `@@fail=usage` exits 1, `@@fail=crash` aborts, EOF on stdin exits 0.
+//!   `--max-budget-usd` is checked against the running total: a message that brings it to the
+//!   budget answers `error_max_budget_usd` (its answer still goes into the transcript), and once
+//!   spent every later message gets that error at once, at no cost (its prompt is still recorded,
+//!   as the real CLI records a message before it checks).
+//!
+//! Switches in the prompt (or in a live message) drive the test cases:
+//!   @@sleep=SECS      wait before answering          @@ignore-term   ignore SIGTERM (from then on)
 //!   @@grandchild      start `sleep 300` in the group  @@stderr=N      write N bytes to stderr first
 //!   @@fail=api        is_error API error (exit 1)     @@fail=max_turns / @@fail=budget  limit errors
 //!   @@fail=usage      usage error: empty stdout       @@fail=crash    abort (killed by SIGABRT)
 //!   @@garbage         non-JSON output                 @@array / @@ndjson  event-list output
 //!   @@old-cost        `cost_usd` instead of `total_cost_usd`
 //!   @@big=N           a result of N bytes             @@drip=N        (stream-json) N deltas, 0.3 s apart
+//! (`@@garbage`, `@@array` and `@@ndjson` do nothing in live mode.)
 //!
-//! With FAKE_CLAUDE_LOG set, it appends one JSON line per event (start, grandchild, end; probe
-//! for `--version` / `--help`) with its argv, cwd, stdin, PATH and every CCS_TEST_* variable, so
-//! tests can assert what they got.
+//! With FAKE_CLAUDE_LOG set, it appends one JSON line per event with its pid and time: a run's
+//! `start` (argv, cwd, the prompt as `stdin`, PATH and every CCS_TEST_* variable) and `end`,
+//! `grandchild`, and `probe` for `--version` / `--help`. In live mode a run is a message: the
+//! process logs `spawn` (argv, cwd, ...) when it starts, then `start` (with `"live": true`) and
+//! `end` per message, and `exit` at EOF; so `start`/`end` always bound one turn.
 //!
 //! `--version` prints `2.1.197 (Claude Code)` and `--help` lists the options it takes. With
 //! FAKE_CLAUDE_VERSION=1.0.x it is that older CLI, as the real 1.0.128 is: no `--max-budget-usd`
@@ -22,7 +43,7 @@
 //! '--max-budget-usd'` on stderr, exit 1, empty stdout. FAKE_CLAUDE_PROBE_SLEEP_MS makes
 //! `--version` and `--help` take that long (a slow probe).
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,12 +61,41 @@ struct Args {
     partial: bool,
     fork: bool,
     output_format: Option<String>,
+    input_format: Option<String>,
     session_id: Option<String>,
     resume: Option<String>,
     model: Option<String>,
     mcp_config: Option<String>,
     permission_mode: Option<String>,
+    max_budget_usd: Option<f64>,
     prompt_args: Vec<String>,
+}
+
+/// What every turn of a run shares: fixed for the process's life.
+struct Run<'a> {
+    args: &'a Args,
+    format: String,
+    model: String,
+    session_id: String,
+    transcript: PathBuf,
+    /// Live mode (`--input-format stream-json`): many turns, a cumulative budget.
+    live: bool,
+}
+
+/// What the process has spent so far (the real CLI's `total_cost_usd` and `modelUsage`).
+#[derive(Default)]
+struct Totals {
+    cost: f64,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl Totals {
+    fn add(&mut self, (input, output): (u64, u64)) {
+        self.cost += COST_PER_CALL;
+        self.input_tokens += input;
+        self.output_tokens += output;
+    }
 }
 
 fn main() {
@@ -57,6 +107,9 @@ fn main() {
         Ok(args) => args,
         Err(message) => usage_error(&message),
     };
+    if args.input_format.as_deref() == Some("stream-json") {
+        live(&args, &argv);
+    }
     let mut stdin = String::new();
     if !std::io::stdin().is_terminal() {
         let _ = std::io::stdin().read_to_string(&mut stdin);
@@ -90,6 +143,10 @@ fn probe_answer(flag: &str, argv: &[String]) -> ! {
         ("--verbose", "Override verbose mode setting from config"),
         ("-p, --print", "Print response and exit (useful for pipes)."),
         ("--output-format <format>", "Output format (only works with --print): \"text\" (default), \"json\""),
+        (
+            "--input-format <format>",
+            "Input format (only works with --print): \"text\" (default), or \"stream-json\" (realtime streaming input) (choices: \"text\", \"stream-json\")",
+        ),
         ("--include-partial-messages", "Include partial message chunks as they arrive (only works with --print and"),
         ("--max-budget-usd <amount>", "Maximum dollar amount to spend on API calls (only works with --print)"),
         ("--allowedTools, --allowed-tools <tools...>", "Comma or space-separated list of tool names to allow"),
@@ -145,13 +202,26 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--verbose" => args.verbose = true,
             "--include-partial-messages" => args.partial = true,
             "--fork-session" => args.fork = true,
+            "--replay-user-messages" => {}
             "--output-format" => args.output_format = Some(value()?),
+            "--input-format" => {
+                let format = value()?;
+                if format != "text" && format != "stream-json" {
+                    return Err(format!(
+                        "error: option '--input-format <format>' argument '{format}' is invalid. Allowed choices are text, stream-json."
+                    ));
+                }
+                args.input_format = Some(format);
+            }
             "--session-id" => args.session_id = Some(value()?),
             "-r" | "--resume" => args.resume = Some(value()?),
             "--model" => args.model = Some(value()?),
             "--mcp-config" => args.mcp_config = Some(value()?),
             "--permission-mode" => args.permission_mode = Some(value()?),
-            "--system-prompt" | "--append-system-prompt" | "--max-turns" | "--max-budget-usd" | "--agent" => {
+            // Only live mode checks the budget (a one-shot run makes one call and never stops at it).
+            "--max-budget-usd" => args.max_budget_usd = value()?.parse().ok(),
+            // Every turn is one API call here, so --max-turns never bites.
+            "--system-prompt" | "--append-system-prompt" | "--max-turns" | "--agent" => {
                 value()?;
             }
             "--allowedTools" | "--disallowedTools" => {
@@ -171,7 +241,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     Ok(args)
 }
 
-fn run(args: &Args, stdin: &str) -> i32 {
+/// The output format, once `-p` and `--verbose` (for stream-json) are checked.
+fn output_format(args: &Args) -> String {
     if !args.print {
         usage_error("Error: fake-claude only supports print mode (-p)");
     }
@@ -179,14 +250,11 @@ fn run(args: &Args, stdin: &str) -> i32 {
     if format == "stream-json" && !args.verbose {
         usage_error("Error: When using --print, --output-format=stream-json requires --verbose");
     }
-    let prompt = [stdin.to_string(), args.prompt_args.join(" ")]
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if prompt.trim().is_empty() {
-        usage_error("Error: Input must be provided either through stdin or as a prompt argument when using --print");
-    }
+    format
+}
+
+/// The checks of the MCP config and of root with bypassed permissions.
+fn check_setup(args: &Args) {
     if let Some(mcp) = &args.mcp_config {
         if !mcp.trim_start().starts_with('{') && !Path::new(mcp).exists() {
             usage_error(&format!("Error: Invalid MCP configuration: MCP config file not found: {mcp}"));
@@ -197,26 +265,120 @@ fn run(args: &Args, stdin: &str) -> i32 {
     if bypass && unsafe { libc::geteuid() } == 0 && std::env::var("IS_SANDBOX").as_deref() != Ok("1") {
         usage_error("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons");
     }
-    let switch = |name: &str| switch(&prompt, name);
-    if switch("fail").as_deref() == Some("usage") {
-        usage_error("Error: Input validation failed: the request was rejected");
-    }
+}
 
+/// Opens the session of this process (or fails it with the usage error).
+fn start_run<'a>(args: &'a Args, format: String, live: bool) -> (Run<'a>, Vec<String>) {
     let (session_id, earlier) = match open_session(args) {
         Ok(found) => found,
         Err(message) => usage_error(&message),
     };
     let transcript = transcript_path(&session_id, &cwd());
-    append_transcript(&transcript, "user", &prompt);
+    let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
+    (Run { args, format, model, session_id, transcript, live }, earlier)
+}
+
+/// One-shot mode: the prompt from stdin and argv, one answer.
+fn run(args: &Args, stdin: &str) -> i32 {
+    let format = output_format(args);
+    let prompt = [stdin.to_string(), args.prompt_args.join(" ")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if prompt.trim().is_empty() {
+        usage_error("Error: Input must be provided either through stdin or as a prompt argument when using --print");
+    }
+    check_setup(args);
+    if switch(&prompt, "fail").as_deref() == Some("usage") {
+        usage_error("Error: Input validation failed: the request was rejected");
+    }
+    let (run, earlier) = start_run(args, format, false);
+    turn(&run, &prompt, &earlier, &mut Totals::default())
+}
+
+/// Live mode (`--input-format stream-json`): one turn per user message on stdin until EOF.
+fn live(args: &Args, argv: &[String]) -> ! {
+    log_event(json!({"event": "spawn", "argv": argv}));
+    if args.output_format.as_deref() != Some("stream-json") {
+        usage_error("Error: --input-format=stream-json requires output-format=stream-json.");
+    }
+    let format = output_format(args);
+    check_setup(args);
+    let (run, mut earlier) = start_run(args, format, true);
+    let mut totals = Totals::default();
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let prompt = match user_message(line.trim()) {
+            Ok(prompt) => prompt,
+            Err(message) => usage_error(&message),
+        };
+        // A message is a run, as a one-shot process is: `start` (with the process's argv and the
+        // prompt as `stdin`) and `end`.
+        log_event(json!({"event": "start", "argv": argv, "stdin": prompt, "live": true}));
+        if switch(&prompt, "fail").as_deref() == Some("usage") {
+            usage_error("Error: Input validation failed: the request was rejected");
+        }
+        turn(&run, &prompt, &earlier, &mut totals);
+        log_event(json!({"event": "end"}));
+        earlier.push(prompt);
+    }
+    log_event(json!({"event": "exit"}));
+    std::process::exit(0);
+}
+
+/// The text of one stream-json input line: its text blocks joined with newlines.
+fn user_message(line: &str) -> Result<String, String> {
+    let message: Value = serde_json::from_str(line)
+        .map_err(|e| format!("Error: Error parsing streaming input line: {line}: SyntaxError: {e}"))?;
+    if message["type"] != "user" {
+        return Err(format!("Error: Expected message type 'user', got '{}'", message["type"].as_str().unwrap_or("")));
+    }
+    match &message["message"]["content"] {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(blocks) => Ok(blocks
+            .iter()
+            .filter(|block| block["type"] == "text")
+            .filter_map(|block| block["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")),
+        _ => Err(format!("Error: Invalid user message (no content): {line}")),
+    }
+}
+
+/// One turn for `prompt`, the session having had `earlier` user prompts and the process having
+/// spent `totals` (updated here): records it, prints its events and result, returns the exit
+/// code a one-shot run ends with.
+fn turn(run: &Run, prompt: &str, earlier: &[String], totals: &mut Totals) -> i32 {
+    let switch = |name: &str| switch(prompt, name);
+    let (session_id, model) = (run.session_id.as_str(), run.model.as_str());
+    append_transcript(&run.transcript, "user", prompt);
 
     let started = Instant::now();
-    let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
-    if format == "stream-json" {
-        // The real CLI says hello at once, then streams.
-        emit(&init_event(&session_id, &model));
+    if run.format == "stream-json" {
+        // The real CLI says hello at once (2.1.197: before every message), then streams.
+        emit(&init_event(session_id, model));
+    }
+    let budget = run.args.max_budget_usd.filter(|_| run.live);
+    if let Some(budget) = budget.filter(|budget| totals.cost >= *budget) {
+        // Spent already: refused before any call, at no cost.
+        emit(&budget_error(session_id, model, budget, totals));
+        return 1;
+    }
+    if run.format == "stream-json" {
         if let Some(n) = switch("drip").and_then(|n| n.parse::<usize>().ok()) {
             for i in 0..n {
-                emit(&delta_event(&session_id, &format!("drip {i} ")));
+                emit(&delta_event(session_id, &format!("drip {i} ")));
                 std::thread::sleep(Duration::from_millis(300));
             }
         }
@@ -243,36 +405,45 @@ fn run(args: &Args, stdin: &str) -> i32 {
 
     let text = match switch("big").and_then(|n| n.parse::<usize>().ok()) {
         Some(n) => "x".repeat(n),
-        None => answer(&prompt, &earlier),
+        None => answer(prompt, earlier),
     };
     let elapsed = started.elapsed().as_millis() as u64;
-    let (result, code) = match switch("fail").as_deref() {
-        Some("api") => (api_error(&session_id, elapsed), 1),
+    let (mut result, mut code) = match switch("fail").as_deref() {
+        Some("api") => (api_error(session_id, model, elapsed, totals), 1),
         Some("max_turns") => {
-            (limit_error(&session_id, &model, "error_max_turns", "Reached maximum number of turns (1)"), 1)
+            totals.add((100, 20));
+            (limit_error(session_id, model, "error_max_turns", "Reached maximum number of turns (1)", totals), 1)
         }
         Some("budget") => {
-            (limit_error(&session_id, &model, "error_max_budget_usd", "Reached maximum budget ($0.01)"), 1)
+            totals.add((100, 20));
+            (limit_error(session_id, model, "error_max_budget_usd", "Reached maximum budget ($0.01)", totals), 1)
         }
         _ => {
-            append_transcript(&transcript, "assistant", &text);
-            (success(&session_id, &model, &prompt, &text, elapsed, switch("old-cost").is_some()), 0)
+            append_transcript(&run.transcript, "assistant", &text);
+            let usage = (prompt.len() as u64, (text.len() as u64).div_ceil(4));
+            totals.add(usage);
+            (success(session_id, model, &text, elapsed, usage, totals, switch("old-cost").is_some()), 0)
         }
     };
-    if format == "stream-json" && args.partial {
+    if let Some(budget) = budget.filter(|budget| code == 0 && totals.cost >= *budget) {
+        // Soft limit, checked after the call: the answer stands in the transcript, the run fails.
+        (result, code) = (budget_error(session_id, model, budget, totals), 1);
+    }
+    if run.format == "stream-json" && run.args.partial {
         for word in text.split_inclusive(' ') {
-            emit(&delta_event(&session_id, word));
+            emit(&delta_event(session_id, word));
         }
     }
+    let odd_output = |name: &str| !run.live && switch(name).is_some();
     print_output(
-        &format,
+        &run.format,
         &result,
-        &session_id,
-        &model,
+        session_id,
+        model,
         &text,
-        switch("garbage").is_some(),
-        switch("array").is_some(),
-        switch("ndjson").is_some(),
+        odd_output("garbage"),
+        odd_output("array"),
+        odd_output("ndjson"),
     );
     code
 }
@@ -313,45 +484,73 @@ fn answer(prompt: &str, earlier: &[String]) -> String {
     }
 }
 
-fn success(session_id: &str, model: &str, prompt: &str, text: &str, elapsed: u64, old_cost: bool) -> Value {
-    let (input, output) = (prompt.len() as u64, (text.len() as u64).div_ceil(4));
+/// A successful result: `usage` is this call's (input, output) tokens, the cost and `modelUsage`
+/// the process's totals.
+fn success(
+    session_id: &str,
+    model: &str,
+    text: &str,
+    elapsed: u64,
+    (input, output): (u64, u64),
+    totals: &Totals,
+    old_cost: bool,
+) -> Value {
     let mut result = json!({
         "type": "result", "subtype": "success", "is_error": false, "api_error_status": null,
         "duration_ms": elapsed, "duration_api_ms": elapsed, "num_turns": 1, "result": text,
-        "stop_reason": "end_turn", "session_id": session_id, "total_cost_usd": COST_PER_CALL,
+        "stop_reason": "end_turn", "session_id": session_id, "total_cost_usd": totals.cost,
         "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                   "output_tokens": output, "service_tier": "standard"},
-        "modelUsage": {model: {"inputTokens": input, "outputTokens": output, "costUSD": COST_PER_CALL,
-                               "contextWindow": 200000, "maxOutputTokens": 64000}},
+        "modelUsage": {model: {"inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens,
+                               "costUSD": totals.cost, "contextWindow": 200000, "maxOutputTokens": 64000}},
         "permission_denials": [], "terminal_reason": "completed", "uuid": uuid::Uuid::new_v4().to_string(),
     });
     if old_cost {
         let map = result.as_object_mut().expect("an object");
         map.remove("total_cost_usd");
-        map.insert("cost_usd".into(), json!(COST_PER_CALL));
+        map.insert("cost_usd".into(), json!(totals.cost));
     }
     result
 }
 
-fn api_error(session_id: &str, elapsed: u64) -> Value {
+/// An API error: this call cost nothing, so the totals are what the process spent before (0 and
+/// no `modelUsage` for a one-shot run).
+fn api_error(session_id: &str, model: &str, elapsed: u64, totals: &Totals) -> Value {
+    let (total, model_usage) = if totals.cost == 0.0 {
+        (json!(0), json!({}))
+    } else {
+        (
+            json!(totals.cost),
+            json!({model: {"inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens,
+                           "costUSD": totals.cost, "contextWindow": 200000, "maxOutputTokens": 64000}}),
+        )
+    };
     json!({
         "type": "result", "subtype": "success", "is_error": true, "api_error_status": 529,
         "duration_ms": elapsed, "duration_api_ms": 0, "num_turns": 1,
         "result": "API Error: 529 {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}",
-        "stop_reason": null, "session_id": session_id, "total_cost_usd": 0,
-        "usage": {"input_tokens": 0, "output_tokens": 0}, "modelUsage": {}, "permission_denials": [],
+        "stop_reason": null, "session_id": session_id, "total_cost_usd": total,
+        "usage": {"input_tokens": 0, "output_tokens": 0}, "modelUsage": model_usage, "permission_denials": [],
         "uuid": uuid::Uuid::new_v4().to_string(),
     })
 }
 
-fn limit_error(session_id: &str, model: &str, subtype: &str, reason: &str) -> Value {
+/// A limit error: no `result`, zero `usage`, the process's totals in the cost and `modelUsage`.
+fn limit_error(session_id: &str, model: &str, subtype: &str, reason: &str, totals: &Totals) -> Value {
     json!({
         "type": "result", "subtype": subtype, "is_error": true, "duration_ms": 5, "duration_api_ms": 4,
-        "num_turns": 2, "session_id": session_id, "total_cost_usd": COST_PER_CALL,
+        "num_turns": 2, "session_id": session_id, "total_cost_usd": totals.cost,
         "usage": {"input_tokens": 0, "output_tokens": 0},
-        "modelUsage": {model: {"inputTokens": 100, "outputTokens": 20, "costUSD": COST_PER_CALL}},
+        "modelUsage": {model: {"inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens,
+                               "costUSD": totals.cost}},
         "permission_denials": [], "errors": [reason], "uuid": uuid::Uuid::new_v4().to_string(),
     })
+}
+
+/// What `--max-budget-usd` stops a live process with once its total reaches the budget.
+fn budget_error(session_id: &str, model: &str, budget: f64, totals: &Totals) -> Value {
+    let reason = format!("Reached maximum budget (${budget})");
+    limit_error(session_id, model, "error_max_budget_usd", &reason, totals)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -475,7 +674,7 @@ fn log_event(mut event: Value) {
         std::env::vars().filter(|(k, _)| k.starts_with("CCS_TEST_")).map(|(k, v)| (k, json!(v))).collect();
     event["pid"] = json!(std::process::id());
     event["t_ms"] = json!(now);
-    if event["event"] == "start" {
+    if event["event"] == "start" || event["event"] == "spawn" {
         event["cwd"] = json!(cwd());
         event["path"] = json!(std::env::var("PATH").unwrap_or_default());
         event["env"] = Value::Object(test_env);

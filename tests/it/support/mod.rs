@@ -118,6 +118,11 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether the suite runs with live CLI processes (`CCS_TEST_LIVE_CLI=false`: without).
+pub fn live_cli_in_tests() -> bool {
+    std::env::var("CCS_TEST_LIVE_CLI").map_or(true, |v| v != "false")
+}
+
 /// A running server and everything around it.
 pub struct Server {
     pub port: u16,
@@ -155,6 +160,9 @@ impl Server {
             "taskQueue": {"killGraceMs": 500},
             // Tests poll and stress the API; the rate-limit tests turn it on themselves.
             "rateLimit": {"enabled": false},
+            // The whole suite runs with live CLI processes on (the default) and, with
+            // CCS_TEST_LIVE_CLI=false (`make test` does both), off. Spares are tested on their own.
+            "liveCli": {"enabled": live_cli_in_tests(), "spares": 0},
         });
         merge(&mut base, config);
         std::fs::create_dir_all(home.path().join("state")).unwrap();
@@ -308,9 +316,19 @@ impl Server {
             .collect()
     }
 
-    /// The `start` events of the fake CLI (one per run).
+    /// The `start` events of the fake CLI (one per run: a one-shot process, or a message to a
+    /// live one).
     pub fn starts(&self) -> Vec<Value> {
         self.calls().into_iter().filter(|c| c["event"] == "start").collect()
+    }
+
+    /// The processes of the fake CLI that were started: one-shot runs and live processes
+    /// (spares included).
+    pub fn spawns(&self) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c["event"] == "spawn" || (c["event"] == "start" && c["live"] != true))
+            .collect()
     }
 
     /// Rewrites the config file with `change` merged in (the server hot-reloads it).
