@@ -18,6 +18,12 @@ REAL_CLI_OLD := $(call real_cli_bin,$(REAL_CLI_OLD_VERSION))
 REAL_CLI_1_0 := $(call real_cli_bin,$(REAL_CLI_1_0_VERSION))
 REAL_CLI_NEWEST := $(call real_cli_bin,$(REAL_CLI_NEWEST_VERSION))
 
+# The real CLIs the tests run (each test that needs one it lacks says SKIPPED).
+REAL_CLI_ENV = CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
+	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
+	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
+	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}"
+
 .PHONY: run test lint fmt build release install deb bench demo real-cli clean
 
 ## Build (release) and run the server in the foreground with ~/.claude-code-server.
@@ -34,13 +40,9 @@ test:
 	  name=$${v%%=*}; path=$$(printenv $$name || echo $${v#*=}); \
 	  [ -e "$$path" ] || echo "NOTE: $$path is not installed: its tests in tests/it/real_cli.rs will be SKIPPED (run 'make real-cli' first, or set $$name)"; \
 	done
-	CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
-	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
-	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
-	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}" \
-	$(CARGO) test --workspace --all-targets
+	$(REAL_CLI_ENV) $(CARGO) test --workspace --all-targets
 	@echo "== the integration tests again with live CLI processes off (liveCli.enabled false)"
-	CCS_TEST_LIVE_CLI=false $(CARGO) test --test it
+	$(REAL_CLI_ENV) CCS_TEST_LIVE_CLI=false $(CARGO) test --test it
 
 ## Installs the pinned claude CLI versions from npm into target/real-cli (no account needed:
 ## the tests point them at a mock API on 127.0.0.1).

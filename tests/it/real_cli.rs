@@ -247,3 +247,45 @@ fn processes_under(root: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+#[test]
+fn live_processes_carry_a_three_turn_conversation_and_report_each_turns_own_cost() {
+    let Some(claude) = real_claude("live processes with the real CLI") else { return };
+    let mock = MockApi::start();
+    let (server, _cli_home) = server_for(&claude, &mock, json!({"liveCli": {"enabled": true, "spares": 0}}));
+    let first = server.ask("My name is Ada.");
+    assert_eq!(first.status, 200, "{}", first.text);
+    let session = first.json["session_id"].as_str().unwrap().to_string();
+    let mut turns = vec![first];
+    for prompt in ["I like tea.", "What do you know about me?"] {
+        let r = server.post(&format!("/api/sessions/{session}/continue"), json!({"prompt": prompt}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        turns.push(r);
+    }
+    // One process took all three turns: ccs started one, and keeps it for the next turn.
+    let log = server.log_text();
+    assert_eq!(log.matches("started for session").count(), 1, "{log}");
+    assert_eq!(server.get("/health").json["live"]["sessions"], 1);
+    // Turn 3's request to the API carries turn 1.
+    let last = mock.requests().into_iter().rev().find(|q| last_user_text(q) == "What do you know about me?");
+    let conversation = last.map(|q| q["messages"].to_string()).unwrap_or_default();
+    assert!(
+        conversation.contains("My name is Ada.") && conversation.contains("echo: My name is Ada."),
+        "{conversation}"
+    );
+    // The CLI reports a total over the process's life; each turn costs what its own tokens
+    // cost (claude-sonnet-4-5: $3 per million input tokens, $15 per million output tokens),
+    // and the turns add up to the session's (and the process's) total.
+    let mut sum = 0.0;
+    for r in &turns {
+        let usage = &r.json["usage"];
+        let own =
+            (usage["input_tokens"].as_f64().unwrap() * 3.0 + usage["output_tokens"].as_f64().unwrap() * 15.0) / 1e6;
+        let cost = r.json["cost_usd"].as_f64().unwrap();
+        assert!((cost - own).abs() < 1e-9, "a turn's cost {cost} is not its own tokens' {own}: {}", r.text);
+        sum += cost;
+    }
+    let total = server.get(&format!("/api/sessions/{session}")).json["session"]["total_cost_usd"].as_f64().unwrap();
+    assert!((total - sum).abs() < 1e-9, "session total {total}, turns {sum}");
+    assert!(turns[2].json["cost_usd"].as_f64().unwrap() > turns[0].json["cost_usd"].as_f64().unwrap());
+}

@@ -176,7 +176,10 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
 fn spawn(pool: &Pool, turn: &Turn) -> std::io::Result<LiveCli> {
     let flag_args = argv::session_args(&turn.flag);
     let budget = turn.budget.map(|b| b.start_value());
-    LiveCli::spawn(turn.start.clone(), &turn.session_id, &flag_args, budget, &turn.markers, pool.generation())
+    let cli =
+        LiveCli::spawn(turn.start.clone(), &turn.session_id, &flag_args, budget, &turn.markers, pool.generation())?;
+    log::info!("live claude process {} started for session {} ({})", cli.pgid, turn.session_id, flag_args.join(" "));
+    Ok(cli)
 }
 
 /// Starts a spare: a process for `start` with a session id of its own, which the session that
