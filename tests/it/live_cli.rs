@@ -234,3 +234,17 @@ fn kill_9_of_the_server_leaves_no_live_process_behind() {
     let r = turn(&server, &idle, "after");
     assert_eq!(r.json["result"], "You said: after (turn 2; earlier: idle one)", "{}", r.text);
 }
+
+#[test]
+fn an_api_error_fails_the_turn_as_a_cold_run_and_the_process_goes_on() {
+    let server = live_server(json!({}));
+    let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+    let r = turn(&server, &id, "@@fail=api");
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(r.error().contains("API Error: 529"), "{}", r.text);
+    assert_eq!(r.json["exit_code"], 1, "the exit code a one-shot run would have: {}", r.text);
+    let r = turn(&server, &id, "three");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["cost_usd"], 0.0125, "the failed turn cost nothing: {}", r.text);
+    assert_eq!(server.spawns().len(), 1, "the process took all three turns");
+}

@@ -156,6 +156,9 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
             }
         };
         let mut result = interpret(&raw, turn.timeout);
+        // The process lives on, so it has no exit code: the turn gets the one a one-shot run
+        // exits with for this result (CLI.md: 1 for an error result, else 0).
+        result.exit_code = result.report.as_ref().map(|r| i32::from(r.is_error));
         if let Some(report) = result.report.as_mut() {
             let total = report.cost_usd;
             report.cost_usd = money::to_usd(money::to_micros(total).saturating_sub(money::to_micros(cli.spent)));

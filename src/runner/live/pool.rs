@@ -15,6 +15,9 @@ use super::cli::{LiveCli, Start};
 /// the default folder must not be started again and again).
 pub const SPARES_PAUSE: Duration = Duration::from_secs(30);
 
+/// How often the memory of the processes is read again (at most).
+const RSS_READ_EVERY: Duration = Duration::from_secs(1);
+
 /// How many processes, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -75,6 +78,9 @@ impl State {
 pub struct Pool {
     state: Mutex<State>,
     retiring: Mutex<Vec<JoinHandle<()>>>,
+    /// The last reading of their memory and when it was taken: `/health` needs no key, and a
+    /// pass over `/proc` per request would make it an easy way to burn the host's CPU.
+    rss: Mutex<Option<(Instant, u64)>>,
 }
 
 /// A turn's hold on a process slot: released when dropped (the process itself goes back with
@@ -296,7 +302,16 @@ impl Pool {
                 Counts { sessions: state.idle.len(), spares: state.spares.len(), busy: state.busy, rss_bytes: 0 };
             (counts, groups)
         };
-        Counts { rss_bytes: super::cli::groups_rss(&groups), ..counts }
+        let mut rss = self.rss.lock();
+        let bytes = match *rss {
+            Some((at, bytes)) if at.elapsed() < RSS_READ_EVERY => bytes,
+            _ => {
+                let bytes = super::cli::groups_rss(&groups);
+                *rss = Some((Instant::now(), bytes));
+                bytes
+            }
+        };
+        Counts { rss_bytes: bytes, ..counts }
     }
 
     fn retire_all(&self, gone: Vec<LiveCli>) {
