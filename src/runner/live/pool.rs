@@ -78,9 +78,9 @@ impl State {
 pub struct Pool {
     state: Mutex<State>,
     retiring: Mutex<Vec<JoinHandle<()>>>,
-    /// The last reading of their memory and when it was taken: `/health` needs no key, and a
+    /// The last reading of their memory, when and of which groups it was taken: `/health` needs no key, and a
     /// pass over `/proc` per request would make it an easy way to burn the host's CPU.
-    rss: Mutex<Option<(Instant, u64)>>,
+    rss: Mutex<Option<(Instant, Vec<i32>, u64)>>,
 }
 
 /// A turn's hold on a process slot: released when dropped (the process itself goes back with
@@ -303,11 +303,11 @@ impl Pool {
             (counts, groups)
         };
         let mut rss = self.rss.lock();
-        let bytes = match *rss {
-            Some((at, bytes)) if at.elapsed() < RSS_READ_EVERY => bytes,
+        let bytes = match &*rss {
+            Some((at, read, bytes)) if at.elapsed() < RSS_READ_EVERY && *read == groups => *bytes,
             _ => {
                 let bytes = super::cli::groups_rss(&groups);
-                *rss = Some((Instant::now(), bytes));
+                *rss = Some((Instant::now(), groups, bytes));
                 bytes
             }
         };
