@@ -3,6 +3,7 @@
 //! new session of a plain request taking one: `claim_spare`), and the pool's limits from the
 //! config, retiring every idle process when the way the CLI starts changed (`configure`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::app::App;
@@ -14,6 +15,9 @@ use crate::runner::{argv, CliArgs, SessionFlag, TASK_ID_ENV};
 use crate::{cli_support, project};
 
 use super::execution::cli_args;
+
+/// Whether the missing default folder was reported.
+static FOLDER_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// The live turn for a task, or `None` when it runs as a one-off process (live processes off,
 /// or a CLI without stream-json input).
@@ -107,6 +111,13 @@ pub fn top_up_spares(app: &App) {
         return;
     }
     let config = app.config();
+    if let Err(err) = project::resolve_or_default(None, &config) {
+        // Said once as a warning (a host without the default folder would hear it every 30 s).
+        let level = if FOLDER_WARNED.swap(true, Ordering::Relaxed) { log::Level::Debug } else { log::Level::Warn };
+        log::log!(level, "no spare claude process: {err}; spares are tried again every {} s", SPARES_PAUSE.as_secs());
+        app.live.pause_spares(SPARES_PAUSE);
+        return;
+    }
     let Some((start, budget)) = default_turn(app, &config) else { return };
     let start = Arc::new(start);
     for slot in slots {
