@@ -248,3 +248,21 @@ fn an_api_error_fails_the_turn_as_a_cold_run_and_the_process_goes_on() {
     assert_eq!(r.json["cost_usd"], 0.0125, "the failed turn cost nothing: {}", r.text);
     assert_eq!(server.spawns().len(), 1, "the process took all three turns");
 }
+
+#[test]
+fn a_streamed_turn_on_a_live_process_relays_its_events_as_they_come() {
+    let server = live_server(json!({}));
+    let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+    let body = json!({"prompt": "slowly @@drip=3", "session_id": id, "stream": true});
+    let (status, events) = crate::support::sse_all(server.port, "POST", "/api/claude", Some(&body));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names[..2], ["task", "system"], "{names:?}");
+    assert_eq!(&names[names.len() - 3..], ["assistant", "result", "done"]);
+    let first_delta = events.iter().find(|e| e.event == "stream_event").unwrap().at;
+    let done = events.last().unwrap();
+    assert!(done.at - first_delta >= std::time::Duration::from_millis(500), "relayed as printed, not at the end");
+    assert_eq!(done.data["result"], "You said: slowly @@drip=3 (turn 2; earlier: one)");
+    assert_eq!(done.data["cost_usd"], 0.0125, "{}", done.data);
+    assert_eq!(server.spawns().len(), 1, "the streamed turn went to the live process");
+}
