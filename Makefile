@@ -99,8 +99,9 @@ deb: release
 	@dpkg-deb --info target/deb/ccs_$(VERSION)_amd64.deb | sed -n '1,4p'
 
 ## The benchmark table (release build, loopback, bounded loads): docs/benchmarks.md keeps the last.
+## Its `live` part runs the real CLI that `make real-cli` installed (or CCS_REAL_CLAUDE).
 bench: release
-	CCS_BIN=$(CURDIR)/$(STATIC) $(CARGO) bench --bench ccs
+	CCS_BIN=$(CURDIR)/$(STATIC) CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(REAL_CLI)}" $(CARGO) bench --bench ccs
 
 ## The server with the fake claude CLI of the tests (no Claude account needed), state in target/demo.
 demo:

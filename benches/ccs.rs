@@ -1,6 +1,7 @@
 //! `make bench`: the release `ccs` with an instant fake CLI on 127.0.0.1, measured from outside,
 //! printed as one markdown table (docs/benchmarks.md keeps the last one). Loads are bounded:
 //! a few seconds each, loopback only. Its own keep-alive HTTP/1.1 load generator needs no tools.
+//! The `live` part runs the real claude CLI (`make real-cli`) against a mock Anthropic API.
 
 #[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code)]
@@ -12,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::mock_anthropic::MockApi;
 use support::{ccs_bin, free_port, Server, FAKE_CLAUDE};
 
 const LOAD: Duration = Duration::from_secs(3);
@@ -30,7 +32,7 @@ fn main() {
     raise_fd_limit();
     // CCS_BENCH=sync,async runs only those parts (names below); unset runs all.
     let only = std::env::var("CCS_BENCH").unwrap_or_default();
-    let parts: [(&str, Part); 8] = [
+    let parts: [(&str, Part); 9] = [
         ("startup", startup_and_memory),
         ("health", health_load),
         ("burst", burst_of_connections),
@@ -39,6 +41,7 @@ fn main() {
         ("async", async_throughput),
         ("stored", stored_tasks),
         ("idle", idle_connections),
+        ("live", live_processes),
     ];
     let mut rows = Vec::new();
     for (name, part) in parts {
@@ -654,4 +657,453 @@ fn slow_clients(rows: &mut Vec<Row>) {
         sample.describe(),
         "the slow ones are cut off at http.readTimeoutMs".into(),
     ));
+}
+
+/// Rounds of the `live` part (one sample of each kind a round), and the time they may take.
+const LIVE_ROUNDS: usize = 20;
+const LIVE_BUDGET: Duration = Duration::from_secs(65);
+
+/// The real CLI of the `live` part: `CCS_REAL_CLAUDE`, else the 2.1.197 `make real-cli` installs;
+/// `Err(path)` when it is not there.
+fn real_claude() -> Result<String, String> {
+    let installed = concat!(env!("CARGO_MANIFEST_DIR"), "/target/real-cli/2.1.197/node_modules/.bin/claude");
+    let path = std::env::var("CCS_REAL_CLAUDE").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| installed.into());
+    if std::path::Path::new(&path).exists() {
+        Ok(path)
+    } else {
+        Err(path)
+    }
+}
+
+/// The real CLI's environment, as tests/it/real_cli.rs sets it: the mock API, an isolated HOME
+/// and config folder, no retries and no traffic of its own.
+fn offline_env(mock: &MockApi, home: &std::path::Path) -> Value {
+    json!({
+        "ANTHROPIC_BASE_URL": mock.url,
+        "ANTHROPIC_API_KEY": "sk-ant-bench-offline",
+        "HOME": home.display().to_string(),
+        "CLAUDE_CONFIG_DIR": home.join(".claude").display().to_string(),
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    })
+}
+
+/// (pid, parent pid, CPU ticks used) of every process of `root`'s tree, `root` included.
+fn process_tree(root: u32) -> Vec<(u32, u32, u64)> {
+    let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let cpu = fields.get(11..13)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum();
+            Some((pid, fields.get(1)?.parse().ok()?, cpu))
+        })
+        .collect();
+    let mut mine = vec![root];
+    loop {
+        let before = mine.len();
+        for (pid, parent, _) in &all {
+            if mine.contains(parent) && !mine.contains(pid) {
+                mine.push(*pid);
+            }
+        }
+        if mine.len() == before {
+            break;
+        }
+    }
+    all.into_iter().filter(|(pid, _, _)| mine.contains(pid)).collect()
+}
+
+/// The live claude processes of ccs `root` (its children marked `CCS_SESSION_ID`): (session id,
+/// pid). A spare carries the id of the session that takes it.
+fn live_clis(root: u32) -> Vec<(String, u32)> {
+    process_tree(root)
+        .into_iter()
+        .filter(|(_, parent, _)| *parent == root)
+        .filter_map(|(pid, _, _)| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let id = environ.split(|b| *b == 0).find_map(|e| e.strip_prefix(b"CCS_SESSION_ID="))?;
+            Some((String::from_utf8_lossy(id).into_owned(), pid))
+        })
+        .collect()
+}
+
+/// Waits (3 s at most) until `root` and every process under it use no more CPU: one tick at
+/// most in 200 ms.
+fn settle_tree(root: u32) {
+    let cpu = || process_tree(root).iter().map(|(_, _, ticks)| ticks).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = cpu();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = cpu();
+        if now <= last + 1 {
+            break;
+        }
+        last = now;
+    }
+}
+
+fn live_counts(server: &Server) -> Value {
+    server.get("/health").json["live"].clone()
+}
+
+/// Waits until ccs has its spare (`/health`), then 1 s for the CLI to be ready and until nothing
+/// of this bench (the servers, their CLIs, the direct ones) uses CPU; false when no spare came
+/// within 30 s.
+fn wait_for_spare(server: &Server) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live_counts(server)["spares"].as_u64().unwrap_or(0) < 1 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    settle_tree(std::process::id());
+    true
+}
+
+/// One sync `POST /api/claude` with `body` (made beforehand): its time, and the session id when
+/// it answered 200 with the mock API's echo of `prompt`.
+fn timed_turn(conn: &mut Conn, body: &str, prompt: &str) -> (Duration, Option<String>) {
+    let started = Instant::now();
+    let (status, answer) = conn.request("POST", "/api/claude", body);
+    let took = started.elapsed();
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+    if status != 200 || answer["result"] != format!("echo: {prompt}") {
+        eprintln!("live: a turn through ccs failed ({status}): {answer}");
+        return (took, None);
+    }
+    (took, answer["session_id"].as_str().map(str::to_string))
+}
+
+/// One cold run of the real CLI as ccs runs a first turn (`first_turn_argv`: `-p --output-format
+/// json --model <default> --max-budget-usd <default> --session-id <new>`, the prompt on stdin),
+/// in `project` with `env`: its wall time until exit, if it answered.
+fn cold_direct(claude: &str, env: &Value, project: &std::path::Path, prompt: &str) -> Option<Duration> {
+    let mut command = Command::new(claude);
+    command.args(first_turn_argv()).current_dir(project);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (key, value) in env.as_object()? {
+        command.env(key, value.as_str()?);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().ok()?;
+    let _ = child.stdin.take()?.write_all(prompt.as_bytes());
+    let output = child.wait_with_output().ok()?;
+    let took = started.elapsed();
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    if !output.status.success() || answer["result"] != format!("echo: {prompt}") {
+        eprintln!("live: a direct run failed ({}): {}", output.status, String::from_utf8_lossy(&output.stdout));
+        return None;
+    }
+    Some(took)
+}
+
+/// The real CLI started the way ccs starts a spare (stream-json in and out, the default model,
+/// twice the default budget, a new `--session-id`), run directly: ccs left out of a live turn.
+struct DirectLive {
+    child: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl DirectLive {
+    fn start(claude: &str, env: &Value, project: &std::path::Path) -> Option<DirectLive> {
+        let config = ccs::bench::Config::defaults(std::path::Path::new("/h"), std::path::Path::new("/u"));
+        let args = ccs::bench::CliArgs {
+            model: Some(config.default_model.clone()),
+            max_budget_usd: Some(config.max_budget_usd * 2.0),
+            permission_mode: config.permission_mode.clone(),
+            allowed_tools: config.allowed_tools.clone(),
+            disallowed_tools: config.disallowed_tools.clone(),
+            ..Default::default()
+        };
+        let session = ccs::bench::SessionFlag::Create(uuid::Uuid::new_v4().to_string());
+        let mut argv = ccs::bench::build_argv(&args, &session, true);
+        argv.splice(1..1, ["--input-format".to_string(), "stream-json".to_string()]);
+        let mut command = Command::new(claude);
+        command.args(argv).current_dir(project).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        for (key, value) in env.as_object()? {
+            command.env(key, value.as_str()?);
+        }
+        let mut child = command.spawn().ok()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        Some(DirectLive { child, stdout })
+    }
+
+    /// Writes one user message and reads up to its `result` event: the time, if it echoed.
+    fn turn(&mut self, prompt: &str) -> Option<Duration> {
+        let message =
+            json!({"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": prompt}]}});
+        let started = Instant::now();
+        let stdin = self.child.stdin.as_mut()?;
+        stdin.write_all(format!("{message}\n").as_bytes()).ok()?;
+        stdin.flush().ok()?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                eprintln!("live: a direct stream-json CLI ended without a result");
+                return None;
+            }
+            let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if event["type"] == "result" {
+                let took = started.elapsed();
+                let echoed = event["result"] == format!("echo: {prompt}");
+                if !echoed {
+                    eprintln!("live: a direct stream-json turn failed: {event}");
+                }
+                return echoed.then_some(took);
+            }
+        }
+    }
+}
+
+impl Drop for DirectLive {
+    /// Closing stdin ends the CLI; killed if it is still there after 5 s.
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn p50_p99(latencies: &[Duration]) -> String {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    format!("p50 {}, p99 {} ({} samples)", ms(percentile(&sorted, 0.5)), ms(percentile(&sorted, 0.99)), sorted.len())
+}
+
+fn p50(latencies: &[Duration]) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    percentile(&sorted, 0.5)
+}
+
+/// `a - b`, signed.
+fn signed_ms(a: Duration, b: Duration) -> String {
+    format!("{:+.2} ms", (a.as_secs_f64() - b.as_secs_f64()) * 1000.0)
+}
+
+fn ratio_of_p50(a: &[Duration], b: &[Duration]) -> f64 {
+    p50(a).as_secs_f64() / p50(b).as_secs_f64().max(1e-9)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// Live CLI processes (SPEC 13) with the real CLI against an instant mock API on 127.0.0.1:
+/// a first turn taking a spare, a follow-up on a session's live process, and a cold run of the
+/// CLI alone (and, for reference, a cold turn through a ccs with live processes off), one of
+/// each a round so the machine's drift hits all alike; then what ccs and the processes hold.
+fn live_processes(rows: &mut Vec<Row>) {
+    let claude = match real_claude() {
+        Ok(path) => path,
+        Err(path) => {
+            rows.push(Row(
+                "live CLI processes (issue 13)".into(),
+                "skipped".into(),
+                format!("no claude CLI at {path}: run `make real-cli`, or set CCS_REAL_CLAUDE"),
+            ));
+            return;
+        }
+    };
+    let part_started = Instant::now();
+    let mock = MockApi::start();
+    let dir = support::TempDir::new("bench-live");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let env = offline_env(&mock, &dir.path().join("cli-home"));
+    let config = |enabled: bool| {
+        json!({
+            "claudePath": claude,
+            "claudeEnv": env,
+            "defaultProjectPath": project,
+            "liveCli": {"enabled": enabled, "spares": 1, "maxProcesses": 4},
+            "taskQueue": {"concurrency": 2, "defaultTimeout": 120_000},
+        })
+    };
+    let mut live = quiet(config(true));
+    let mut cold = quiet(config(false));
+    let mut version = String::from("?");
+    for server in [&live, &cold] {
+        let probed = support::eventually(60, || server.get("/health").json["cli"]["probing"] == false);
+        version = server.get("/health").json["cli"]["version"].as_str().unwrap_or("?").to_string();
+        assert!(probed && version != "?", "ccs did not probe {claude}");
+    }
+    assert!(wait_for_spare(&live), "no spare claude process within 30 s:\n{}", live.log_text());
+    let ccs_rss_before = rss_kb(live.pid());
+    let spare_rss = live_counts(&live)["rss_bytes"].as_u64().unwrap_or(0);
+
+    let (mut live_conn, mut cold_conn) = (Conn::open(live.port), Conn::open(cold.port));
+    let plain = |prompt: &str| json!({"prompt": prompt}).to_string();
+    // One of each, not measured (the CLI's files into the page cache); its session and direct
+    // process take the first follow-ups.
+    cold_direct(&claude, &env, &project, "warm up");
+    timed_turn(&mut cold_conn, &plain("warm up"), "warm up");
+    let mut session = timed_turn(&mut live_conn, &plain("warm up"), "warm up").1;
+    let mut direct_used = DirectLive::start(&claude, &env, &project);
+    direct_used.as_mut().and_then(|cli| cli.turn("warm up"));
+    let mut direct_ahead = DirectLive::start(&claude, &env, &project);
+
+    let (mut first, mut follow, mut direct, mut cold_ccs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut direct_first, mut direct_follow) = (Vec::new(), Vec::new());
+    let (mut took_spare, mut on_its_process) = (0, 0);
+    let rounds = Instant::now();
+    for round in 0..LIVE_ROUNDS {
+        if rounds.elapsed() > LIVE_BUDGET || !wait_for_spare(&live) {
+            break;
+        }
+        // Each pair of kinds alternates which goes first (the first run after the quiet wait).
+        let order = [round % 2, 1 - round % 2];
+        for kind in order {
+            if kind == 0 {
+                let prompt = format!("cold direct {round}");
+                direct.extend(cold_direct(&claude, &env, &project, &prompt));
+            } else {
+                let prompt = format!("cold through ccs {round}");
+                if let (took, Some(_)) = timed_turn(&mut cold_conn, &plain(&prompt), &prompt) {
+                    cold_ccs.push(took);
+                }
+            }
+        }
+        // Follow-ups: the session of the last round's first turn, whose process took that turn,
+        // and the direct process that took the last round's first message.
+        let previous = session.take();
+        for kind in order {
+            let prompt = format!("follow-up {round}");
+            match (kind, &previous) {
+                (0, Some(id)) => {
+                    let pid_of = || live_clis(live.pid()).into_iter().find(|(s, _)| s == id).map(|(_, pid)| pid);
+                    let before = pid_of();
+                    let body = json!({"prompt": prompt, "session_id": id}).to_string();
+                    if let (took, Some(_)) = timed_turn(&mut live_conn, &body, &prompt) {
+                        follow.push(took);
+                        on_its_process += usize::from(before.is_some() && before == pid_of());
+                    }
+                }
+                (0, None) => {}
+                _ => direct_follow.extend(direct_used.as_mut().and_then(|cli| cli.turn(&prompt))),
+            }
+        }
+        // First turns: a new session (taking the spare), and the direct process started ahead.
+        for kind in order {
+            let prompt = format!("first turn {round}");
+            if kind == 0 {
+                let spares: Vec<String> = live_clis(live.pid()).into_iter().map(|(id, _)| id).collect();
+                if let (took, Some(id)) = timed_turn(&mut live_conn, &plain(&prompt), &prompt) {
+                    first.push(took);
+                    took_spare += usize::from(spares.contains(&id));
+                    session = Some(id);
+                }
+            } else if let Some(mut cli) = direct_ahead.take() {
+                direct_first.extend(cli.turn(&prompt));
+                direct_used = Some(cli); // the one used before ends here
+            }
+        }
+        // Deleting the old session ends its process: the pool (maxProcesses) never fills with
+        // idle sessions, which would leave no room for the next spare.
+        if let Some(id) = previous {
+            live_conn.call("DELETE", &format!("/api/sessions/{id}"), "");
+        }
+        direct_ahead = DirectLive::start(&claude, &env, &project);
+    }
+    drop((direct_used, direct_ahead));
+    let rounds = rounds.elapsed();
+    wait_for_spare(&live);
+    let ccs_rss_after = rss_kb(live.pid());
+    let cold_rss = rss_kb(cold.pid());
+    // The pool filled: new sessions until only the spare's slot is left.
+    let mut filling = 0;
+    while live_counts(&live)["sessions"].as_u64().unwrap_or(0) < 3 && filling < 4 && wait_for_spare(&live) {
+        let prompt = format!("fill {filling}");
+        timed_turn(&mut live_conn, &plain(&prompt), &prompt);
+        filling += 1;
+    }
+    wait_for_spare(&live);
+    let counts = live_counts(&live);
+    let held = counts["sessions"].as_u64().unwrap_or(0) + counts["spares"].as_u64().unwrap_or(0);
+    let held_rss = counts["rss_bytes"].as_u64().unwrap_or(0);
+
+    let label = format!("claude {version}, real, instant mock API");
+    rows.push(Row(
+        format!("live: first turn through ccs with a spare ({label})"),
+        p50_p99(&first),
+        format!(
+            "{:.2} of the cold direct run's p50 (target ≤ 0.25); {took_spare} of {} took the spare",
+            ratio_of_p50(&first, &direct),
+            first.len()
+        ),
+    ));
+    rows.push(Row(
+        "live: follow-up turn in a live session (`session_id`)".into(),
+        p50_p99(&follow),
+        format!(
+            "{:.2} of the cold direct run's p50 (target ≤ 0.10); {on_its_process} of {} on the session's live process",
+            ratio_of_p50(&follow, &direct),
+            follow.len()
+        ),
+    ));
+    rows.push(Row(
+        "live: first message to a stream-json CLI started ahead, run directly (ccs left out)".into(),
+        p50_p99(&direct_first),
+        format!("ccs's first turn with a spare: p50 {} against it", signed_ms(p50(&first), p50(&direct_first))),
+    ));
+    rows.push(Row(
+        "live: next message to that CLI, run directly".into(),
+        p50_p99(&direct_follow),
+        format!("ccs's follow-up turn: p50 {} against it", signed_ms(p50(&follow), p50(&direct_follow))),
+    ));
+    rows.push(Row(
+        "live: cold direct CLI run (`claude -p --output-format json --session-id <new>`, prompt on stdin)".into(),
+        p50_p99(&direct),
+        "a first turn without live processes, ccs left out".into(),
+    ));
+    rows.push(Row(
+        "live: cold turn through ccs with `liveCli.enabled: false`".into(),
+        p50_p99(&cold_ccs),
+        format!(
+            "{:.2} of the cold direct run's p50 ({})",
+            ratio_of_p50(&cold_ccs, &direct),
+            signed_ms(p50(&cold_ccs), p50(&direct))
+        ),
+    ));
+    rows.push(Row(
+        "live: idle RSS of ccs itself (VmRSS)".into(),
+        format!("{ccs_rss_before} KiB before any turn (1 spare), {ccs_rss_after} KiB after the live rows"),
+        format!("the ccs with live processes off, after its cold turns: {cold_rss} KiB"),
+    ));
+    rows.push(Row(
+        "live: memory of live processes (`/health` `live.rss_bytes`)".into(),
+        format!(
+            "1 spare: {}; {} idle sessions + {} spare: {} ({} a process)",
+            mib(spare_rss),
+            counts["sessions"],
+            counts["spares"],
+            mib(held_rss),
+            mib(held_rss / held.max(1))
+        ),
+        format!(
+            "liveCli.maxProcesses 4; the rounds took {:.1} s, the part {:.1} s",
+            rounds.as_secs_f64(),
+            part_started.elapsed().as_secs_f64()
+        ),
+    ));
+    live.terminate();
+    cold.terminate();
 }
