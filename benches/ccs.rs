@@ -290,8 +290,11 @@ fn first_turn_argv() -> Vec<String> {
     ccs::bench::build_argv(&args, &session, false)
 }
 
+/// A server for one part. The parts before `live` measure what ccs adds to one CLI process per
+/// turn (against the fake run directly the same way), so live processes are off unless a part
+/// turns them on.
 fn quiet(extra: Value) -> Server {
-    let mut config = json!({"logLevel": "warn"});
+    let mut config = json!({"logLevel": "warn", "liveCli": {"enabled": false}});
     support::merge(&mut config, extra);
     Server::start_with(config)
 }

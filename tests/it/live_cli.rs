@@ -266,3 +266,21 @@ fn a_streamed_turn_on_a_live_process_relays_its_events_as_they_come() {
     assert_eq!(done.data["cost_usd"], 0.0125, "{}", done.data);
     assert_eq!(server.spawns().len(), 1, "the streamed turn went to the live process");
 }
+
+#[test]
+fn idle_sessions_leave_room_for_the_spares() {
+    // Two processes at most, one of them a spare: sessions keep one idle process, not two.
+    let server = live_server(json!({"spares": 1, "maxProcesses": 2}));
+    let spare_ready = || eventually(10, || server.get("/health").json["live"]["spares"] == 1);
+    assert!(spare_ready());
+    let first = server.post("/api/claude", json!({"prompt": "first"}));
+    assert_eq!(first.status, 200, "{}", first.text);
+    let first_pid = last_turn_pid(&server);
+    assert!(spare_ready(), "a new spare starts in the free room");
+    let second = server.post("/api/claude", json!({"prompt": "second"}));
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert!(spare_ready(), "no room for a spare: {}", server.get("/health").text);
+    assert!(eventually(5, || !alive(first_pid)), "the least recently used session made room for the spare");
+    let health = server.get("/health").json;
+    assert_eq!((health["live"]["sessions"].clone(), health["live"]["spares"].clone()), (json!(1), json!(1)));
+}

@@ -201,14 +201,27 @@ impl Pool {
 
     /// How many spares to start now (room is reserved for them as busy slots; each is handed
     /// over with `add_spare` or released by dropping its `Busy`).
+    /// Sessions' processes (idle and busy) may take all but `spares` of the room: past that,
+    /// the least recently used idle one is retired for a spare.
     pub fn spares_missing(&self) -> Vec<Busy<'_>> {
         let mut state = self.state.lock();
         let wanted = state.limits.map_or(0, |l| l.spares);
         if state.closed || state.spares_paused_until.is_some_and(|t| Instant::now() < t) {
             return Vec::new();
         }
-        let missing = wanted.saturating_sub(state.spares.len()).min(state.max().saturating_sub(state.total()));
+        let missing = wanted.saturating_sub(state.spares.len());
+        let sessions_room = state.max().saturating_sub(wanted);
+        let mut gone = Vec::new();
+        while state.total() + missing > state.max() && state.idle.len() + state.busy > sessions_room {
+            let Some(id) = state.idle.iter().min_by_key(|(_, cli)| cli.last_used).map(|(id, _)| id.clone()) else {
+                break;
+            };
+            gone.extend(state.idle.remove(&id));
+        }
+        let missing = missing.min(state.max().saturating_sub(state.total()));
         state.busy += missing;
+        drop(state);
+        self.retire_all(gone);
         (0..missing).map(|_| Busy { pool: self }).collect()
     }
 
