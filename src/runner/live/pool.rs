@@ -15,7 +15,7 @@ use super::cli::{LiveCli, Start};
 /// the default folder must not be started again and again).
 pub const SPARES_PAUSE: Duration = Duration::from_secs(30);
 
-/// How often the memory of the processes is read again (at most).
+/// How often the memory of the same processes is read again (at most).
 const RSS_READ_EVERY: Duration = Duration::from_secs(1);
 
 /// How many processes, and for how long.
@@ -78,9 +78,10 @@ impl State {
 pub struct Pool {
     state: Mutex<State>,
     retiring: Mutex<Vec<JoinHandle<()>>>,
-    /// The last reading of their memory and when it was taken: `/health` needs no key, and a
-    /// pass over `/proc` per request would make it an easy way to burn the host's CPU.
-    rss: Mutex<Option<(Instant, u64)>>,
+    /// The last reading of their memory, when it was taken and of which groups: `/health`
+    /// needs no key, and a pass over `/proc` per request would make it an easy way to burn the
+    /// host's CPU. A reading of other processes (one started or ended since) is taken again.
+    rss: Mutex<Option<(Instant, Vec<i32>, u64)>>,
 }
 
 /// A turn's hold on a process slot: released when dropped (the process itself goes back with
@@ -297,17 +298,18 @@ impl Pool {
     pub fn counts(&self) -> Counts {
         let (counts, groups) = {
             let state = self.state.lock();
-            let groups: Vec<i32> = state.idle.values().chain(state.spares.iter()).map(|cli| cli.pgid).collect();
+            let mut groups: Vec<i32> = state.idle.values().chain(state.spares.iter()).map(|cli| cli.pgid).collect();
+            groups.sort_unstable();
             let counts =
                 Counts { sessions: state.idle.len(), spares: state.spares.len(), busy: state.busy, rss_bytes: 0 };
             (counts, groups)
         };
         let mut rss = self.rss.lock();
-        let bytes = match *rss {
-            Some((at, bytes)) if at.elapsed() < RSS_READ_EVERY => bytes,
+        let bytes = match &*rss {
+            Some((at, read, bytes)) if at.elapsed() < RSS_READ_EVERY && *read == groups => *bytes,
             _ => {
                 let bytes = super::cli::groups_rss(&groups);
-                *rss = Some((Instant::now(), bytes));
+                *rss = Some((Instant::now(), groups, bytes));
                 bytes
             }
         };
