@@ -65,10 +65,11 @@ fn start_of(config: &Config, args: &CliArgs, folder: &str) -> Start {
 
 /// A plain turn in the default folder (no option of its own) as a spare was started for it:
 /// its start options and budget, or `None` when spares cannot serve (no probe yet, a CLI
-/// without stream-json input, or the default folder missing).
+/// without stream-json input or that takes a session id at start, or the default folder
+/// missing).
 fn default_turn(app: &App, config: &Config) -> Option<(Start, Option<TurnBudget>)> {
     let caps = app.cli.cached(&cli_support::target(config)).and_then(|p| p.caps.clone().ok())?;
-    if !caps.supports("--input-format") {
+    if !caps.supports("--input-format") || !live::spares_work_with(caps.version) {
         return None;
     }
     let folder = project::resolve_or_default(None, config).ok()?;

@@ -248,3 +248,26 @@ fn an_api_error_fails_the_turn_as_a_cold_run_and_the_process_goes_on() {
     assert_eq!(r.json["cost_usd"], 0.0125, "the failed turn cost nothing: {}", r.text);
     assert_eq!(server.spawns().len(), 1, "the process took all three turns");
 }
+
+#[test]
+fn with_a_cli_that_takes_the_session_id_at_start_no_spare_is_started() {
+    // claude 2.0.x takes a `--session-id` when it starts: a spare that a new session took and
+    // that ended before its first turn (other options, idle too long, the cap, a config change)
+    // would leave that session with an id no CLI can start or resume.
+    let server = Server::start_with(json!({
+        "claudeEnv": {"FAKE_CLAUDE_VERSION": "2.0.77"},
+        "liveCli": {"enabled": true, "spares": 1, "maxProcesses": 4},
+    }));
+    assert!(eventually(15, || server.get("/health").json["cli"]["version"] == "2.0.77"));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // three housekeeping rounds
+    assert_eq!(server.spawns().len(), 0, "a spare was started: {:?}", server.spawns());
+    let session = server.post("/api/sessions", json!({"project_path": server.home.path().join("workspace")}));
+    assert_eq!(session.status, 201, "{}", session.text);
+    let id = session.json["session"]["id"].as_str().unwrap();
+    // Its first turn with a model of its own needs a process started for that model.
+    let r = server.post("/api/claude", json!({"prompt": "hello", "session_id": id, "model": "opus"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = server.post("/api/claude", json!({"prompt": "again", "session_id": id, "model": "opus"}));
+    assert_eq!(r.json["result"], "You said: again (turn 2; earlier: hello)", "{}", r.text);
+    assert_eq!(server.get("/health").json["live"]["spares"], 0);
+}

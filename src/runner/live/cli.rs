@@ -302,6 +302,12 @@ impl LiveCli {
             .ok()
     }
 
+    /// Ends it now: SIGKILL to its group, and its leader reaped.
+    pub fn kill(mut self) {
+        process::signal_group(self.pgid, sys::SIGKILL);
+        self.reap(END_BY_ITSELF);
+    }
+
     /// The end of what it wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         let tail = self.stderr.lock();

@@ -27,6 +27,7 @@ use std::time::Duration;
 pub use cli::{LiveCli, Start, TurnEnd};
 pub use pool::{Lease, Limits, Pool, SPARES_PAUSE};
 
+use super::caps::Version;
 use super::{argv, budget, interpret, Cancel, LineSink, OnStart, RunResult, SessionFlag, SpawnError};
 use crate::config::{Amount, LiveCli as LiveConfig};
 use crate::money;
@@ -65,6 +66,16 @@ pub fn mem_available() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Whether spares can be started for this CLI version: a spare is started with `--session-id`
+/// and may end before the session that took it gets its first answer (other options, idle too
+/// long, the cap, a config change), so its id must stay free until a message comes. Measured:
+/// 1.0.128, 2.1.197 and 2.1.332 write a session with its first message; 2.0.77 writes its
+/// empty transcript at start, after which `--session-id` says "already in use" and `--resume`
+/// "No conversation found", and the session that took the spare could never start.
+pub fn spares_work_with(version: Version) -> bool {
+    !(version.0 == 2 && version.1 == 0)
 }
 
 /// A turn's budget: its cap, and whether the session's own budget decided it (`exact`).
@@ -126,10 +137,10 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
     // At most twice: the session's idle process found dead before the write, then a new one.
     for _ in 0..2 {
         let fits_turn = |cli: &mut LiveCli| *cli.start == *turn.start && fits(cli.budget, cli.spent, turn.budget);
-        let (mut cli, busy) = match pool.lease(&turn.session_id, fits_turn) {
-            Lease::Warm(cli, busy) => (cli, busy),
+        let (mut cli, busy, started_now) = match pool.lease(&turn.session_id, fits_turn) {
+            Lease::Warm(cli, busy) => (cli, busy, false),
             Lease::Room(busy) => match spawn(pool, turn) {
-                Ok(cli) => (cli, busy),
+                Ok(cli) => (cli, busy, true),
                 Err(source) => return Some(Err(SpawnError { program: turn.start.program.clone(), source })),
             },
             Lease::Full => return None,
@@ -149,7 +160,14 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
                 continue;
             }
             TurnEnd::CalledOff => {
-                pool.give_back(cli, busy);
+                if started_now {
+                    // As a cold run's: killed before its prompt, so it holds no session id (a
+                    // 2.0.x CLI takes it at start) and nothing lingers for a turn that ended.
+                    cli.kill();
+                    drop(busy);
+                } else {
+                    pool.give_back(cli, busy);
+                }
                 let source =
                     std::io::Error::new(std::io::ErrorKind::Interrupted, "the run was called off as it started");
                 return Some(Err(SpawnError { program: turn.start.program.clone(), source }));
@@ -214,6 +232,14 @@ mod tests {
         let fixed = config(true, Amount::Count(3), Amount::Count(2));
         assert_eq!(limits(&fixed, 8, Some(gib)).spares, 2, "never more spares than processes");
         assert_eq!(limits(&config(false, Amount::Count(3), Amount::Count(9)), 3, Some(24 * gib)).max, 0);
+    }
+
+    #[test]
+    fn no_spares_for_a_cli_that_takes_its_session_id_at_start() {
+        assert!(!spares_work_with(Version(2, 0, 77)));
+        assert!(spares_work_with(Version(1, 0, 128)));
+        assert!(spares_work_with(Version(2, 1, 197)));
+        assert!(spares_work_with(Version(3, 0, 0)));
     }
 
     #[test]
