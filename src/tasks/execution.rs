@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
+use crate::model::{now, Mode, Session, SessionStatus, Task, TaskStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
 use crate::store::Durable;
@@ -63,6 +63,11 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     crate::stats::record(app, &ended);
     if let Err(e) = sessions::record_turn(app, &session, &ended, cli_has_session) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
+    }
+    // A session archived, closed or deleted while this turn ran takes no more turns: the live
+    // process the turn gave back ends now (archiving retired only an idle one).
+    if !sessions::get(app, &session.id).is_ok_and(|s| s.status == SessionStatus::Active) {
+        app.live.retire_session(&session.id);
     }
     let ended = app.store.tasks.update(task_id, Durable::Now, |t| {
         record_outcome(t, &outcome, cancel, at);

@@ -271,3 +271,23 @@ fn with_a_cli_that_takes_the_session_id_at_start_no_spare_is_started() {
     assert_eq!(r.json["result"], "You said: again (turn 2; earlier: hello)", "{}", r.text);
     assert_eq!(server.get("/health").json["live"]["spares"], 0);
 }
+
+#[test]
+fn a_session_archived_or_closed_while_its_turn_runs_keeps_no_process() {
+    // (A session with a turn running cannot be deleted: 409.)
+    let server = live_server(json!({}));
+    for change in ["archived", "closed"] {
+        let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+        let process = last_turn_pid(&server);
+        let task = server.submit(json!({"prompt": "two @@sleep=1", "session_id": id}));
+        assert!(eventually(10, || server.calls().last().is_some_and(|c| c["stdin"] == "two @@sleep=1")));
+        let r = server.patch(&format!("/api/sessions/{id}/status"), json!({"status": change}));
+        assert_eq!(r.status, 200, "{change}: {}", r.text);
+        assert_eq!(server.wait_final(&task)["status"], "completed");
+        assert!(
+            eventually(5, || !alive(process)),
+            "{change}: the session's live process waits for a turn it cannot get"
+        );
+    }
+    assert_eq!(server.get("/health").json["live"]["sessions"], 0);
+}
