@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::model::{Session, SessionStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::live::{self, Start, Turn, TurnBudget, SPARES_PAUSE};
-use crate::runner::{argv, CliArgs, SessionFlag, TASK_ID_ENV};
+use crate::runner::{argv, leftovers, CliArgs, SessionFlag, TASK_ID_ENV};
 use crate::{cli_support, project};
 
 use super::execution::cli_args;
@@ -48,6 +48,7 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
         markers: vec![
             (TASK_ID_ENV.to_string(), plan.task_id.to_string()),
             (live::SESSION_ID_ENV.to_string(), plan.session.id.clone()),
+            leftovers::server_marker(&plan.config.data_dir),
         ],
     })
 }
@@ -111,7 +112,7 @@ pub fn top_up_spares(app: &App) {
     let Some((start, budget)) = default_turn(app, &config) else { return };
     let start = Arc::new(start);
     for slot in slots {
-        match live::spawn_spare(&app.live, start.clone(), budget) {
+        match live::spawn_spare(&app.live, start.clone(), budget, leftovers::server_marker(&config.data_dir)) {
             Ok(spare) => {
                 log::debug!("spare claude process {} started for session id {}", spare.pgid, spare.session_id);
                 app.live.add_spare(spare, slot);

@@ -15,6 +15,7 @@ use super::intake::entry_of;
 /// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
 /// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
 pub fn recover(app: &App) -> (usize, usize, usize) {
+    kill_live_leftovers(app);
     let mut tasks: Vec<Arc<Task>> = app.store.tasks.all().into_iter().filter(|t| !t.status.is_final()).collect();
     tasks.sort_by_key(|t| t.seq);
     let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
@@ -53,6 +54,18 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
         }
     }
     (interrupted, requeued, cancelled)
+}
+
+/// Kills what the live CLI processes of a dead server left running (an idle one ends by itself
+/// when its stdin closes, but not what it started), and says so.
+fn kill_live_leftovers(app: &App) {
+    match runner::leftovers::kill_live_leftovers(&app.config().data_dir) {
+        Ok(pids) if pids.is_empty() => {}
+        Ok(pids) => {
+            log::warn!("killed {} process(es) the live claude CLIs of the previous server left: {pids:?}", pids.len())
+        }
+        Err(e) => log::warn!("cannot look for what the live claude CLIs of the previous server left: {e}"),
+    }
 }
 
 /// Kills the CLI a dead server left running for `task` (its recorded process group, if that

@@ -291,3 +291,21 @@ fn a_session_archived_or_closed_while_its_turn_runs_keeps_no_process() {
     }
     assert_eq!(server.get("/health").json["live"]["sessions"], 0);
 }
+
+#[test]
+fn kill_9_of_the_server_leaves_nothing_an_idle_process_started() {
+    // A turn's tool may leave a process running (here a `sleep 300` in the CLI's group): while
+    // the CLI waits for its next turn, so does it. After kill -9 the idle CLI ends by itself (its
+    // stdin closed); what it started is killed at the next start.
+    let mut server = live_server(json!({}));
+    let r = server.ask("start something @@grandchild");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let leader = last_turn_pid(&server);
+    let grandchild = server.calls().iter().find_map(|c| c["grandchild_pid"].as_u64()).unwrap() as u32;
+    assert!(alive(grandchild));
+    server.kill9();
+    assert!(eventually(5, || !alive(leader)), "the idle live process outlived the server");
+    server.launch();
+    assert!(eventually(5, || !alive(grandchild)), "what an idle live process started outlived the restart");
+    assert!(server.log_text().contains("the live claude CLIs of the previous server left"), "{}", server.log_text());
+}

@@ -127,7 +127,8 @@ pub struct Turn {
     pub timeout: Duration,
     pub kill_grace: Duration,
     pub lines: Option<LineSink>,
-    /// Environment entries that mark a new process as this turn's (task and session ids).
+    /// Environment entries that mark a new process as this turn's (task and session ids) and
+    /// this server's (`leftovers::server_marker`).
     pub markers: Vec<(String, String)>,
 }
 
@@ -204,10 +205,15 @@ fn spawn(pool: &Pool, turn: &Turn) -> std::io::Result<LiveCli> {
 }
 
 /// Starts a spare: a process for `start` with a session id of its own, which the session that
-/// claims it takes.
-pub fn spawn_spare(pool: &Pool, start: Arc<Start>, budget: Option<TurnBudget>) -> std::io::Result<LiveCli> {
+/// claims it takes; `server` is the server's marker (`leftovers::server_marker`).
+pub fn spawn_spare(
+    pool: &Pool,
+    start: Arc<Start>,
+    budget: Option<TurnBudget>,
+    server: (String, String),
+) -> std::io::Result<LiveCli> {
     let session_id = uuid::Uuid::new_v4().to_string();
-    let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone())];
+    let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone()), server];
     let flag_args = argv::session_args(&SessionFlag::Create(session_id.clone()));
     LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())
 }
