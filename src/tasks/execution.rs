@@ -224,8 +224,12 @@ fn run_cli(
     };
     let mut outcome = run_once(&flag)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
-    // the conversation exists, so continue it instead.
-    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
+    // the conversation exists, so continue it instead. Only on the CLI's own words at start
+    // (all versions measured: "Session ID <id> is already in use."): a turn that ran and
+    // crashed may have printed "already in use" of something else (a folder's name in a live
+    // process's events, a tool's "address already in use"), and must not run again.
+    let taken = format!("Session ID {} is already in use", session.id);
+    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains(&taken));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
         log::warn!("session {} already exists in the CLI; resuming it", session.id);
         outcome = run_once(&SessionFlag::Resume(session.id.clone()))?;

@@ -309,3 +309,17 @@ fn kill_9_of_the_server_leaves_nothing_an_idle_process_started() {
     assert!(eventually(5, || !alive(grandchild)), "what an idle live process started outlived the restart");
     assert!(server.log_text().contains("the live claude CLIs of the previous server left"), "{}", server.log_text());
 }
+
+#[test]
+fn a_first_turn_that_crashed_is_not_run_again_whatever_its_output_says() {
+    // ccs resumes a first turn whose CLI said "Session ID <id> is already in use" at start; a
+    // turn that crashed after it began (its output naming a folder "already in use", as a
+    // tool's "address already in use" could) must not be taken for that and run again.
+    let server = live_server(json!({}));
+    let folder = server.home.path().join("address already in use");
+    std::fs::create_dir_all(&folder).unwrap();
+    let r = server.post("/api/claude", json!({"prompt": "once @@fail=crash", "project_path": folder}));
+    assert_eq!(r.status, 502, "{}", r.text);
+    let runs = server.starts().iter().filter(|s| s["stdin"] == "once @@fail=crash").count();
+    assert_eq!(runs, 1, "the crashed turn ran again: {:?}", server.spawns());
+}
