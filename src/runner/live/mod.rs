@@ -156,8 +156,8 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
                     cli.pgid,
                     turn.session_id
                 );
-                drop(cli.retire());
                 drop(busy);
+                pool.retire(cli); // tracked, so a stop waits for it
                 continue;
             }
             TurnEnd::CalledOff => {
@@ -179,9 +179,7 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
         // exits with for this result (CLI.md: 1 for an error result, else 0).
         result.exit_code = result.report.as_ref().map(|r| i32::from(r.is_error));
         if let Some(report) = result.report.as_mut() {
-            let total = report.cost_usd;
-            report.cost_usd = money::to_usd(money::to_micros(total).saturating_sub(money::to_micros(cli.spent)));
-            cli.spent = total;
+            (report.cost_usd, cli.spent) = turn_cost(cli.spent, report.cost_usd);
         }
         if let Some(budget) = turn.budget {
             let why = "a live claude process checks its budget over its whole life, so ccs checked this turn's cost \
@@ -192,6 +190,14 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
         return Some(Ok(result));
     }
     None
+}
+
+/// A turn's own cost from the process's running total as of its result, and what the process
+/// has spent since: the total never goes down (a result without one, read as 0, must not make
+/// the next turn pay for every earlier one; what it did not report comes with the next total).
+fn turn_cost(spent: f64, total: f64) -> (f64, f64) {
+    let (spent, total) = (money::to_micros(spent), money::to_micros(total));
+    (money::to_usd(total.saturating_sub(spent)), money::to_usd(spent.max(total)))
 }
 
 /// Starts a process for `turn` (its session flag, budget and markers).
@@ -238,6 +244,17 @@ mod tests {
         let fixed = config(true, Amount::Count(3), Amount::Count(2));
         assert_eq!(limits(&fixed, 8, Some(gib)).spares, 2, "never more spares than processes");
         assert_eq!(limits(&config(false, Amount::Count(3), Amount::Count(9)), 3, Some(24 * gib)).max, 0);
+    }
+
+    #[test]
+    fn a_turn_costs_what_the_running_total_grew_by_and_the_total_never_goes_down() {
+        assert_eq!(turn_cost(0.0, 0.0125), (0.0125, 0.0125));
+        assert_eq!(turn_cost(0.0125, 0.0375), (0.025, 0.0375));
+        // An API error: the total did not move.
+        assert_eq!(turn_cost(0.0375, 0.0375), (0.0, 0.0375));
+        // A result without a total (read as 0): nothing now, and the next turn pays its own.
+        assert_eq!(turn_cost(0.0375, 0.0), (0.0, 0.0375));
+        assert_eq!(turn_cost(0.0375, 0.05), (0.0125, 0.05));
     }
 
     #[test]

@@ -266,6 +266,11 @@ impl Pool {
         self.state.lock().spares_paused_until = Some(Instant::now() + pause);
     }
 
+    /// Retires a process that is not in the pool (one a turn found unusable).
+    pub fn retire(&self, cli: LiveCli) {
+        self.retire_all(vec![cli]);
+    }
+
     /// Retires the idle process of `session` (archived, closed or deleted).
     pub fn retire_session(&self, session: &str) {
         let cli = self.state.lock().idle.remove(session);
