@@ -199,6 +199,7 @@ fn run_cli(
         session,
         args: &args,
         caps,
+        per_turn_budget: req.max_budget_usd.unwrap_or(config.max_budget_usd),
         prompt: &req.prompt,
         timeout,
         kill_grace,

@@ -11,7 +11,7 @@ use crate::model::{Session, SessionStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::live::{self, Start, Turn, TurnBudget, SPARES_PAUSE};
 use crate::runner::{argv, leftovers, CliArgs, SessionFlag, TASK_ID_ENV};
-use crate::{cli_support, project};
+use crate::{cli_support, money, project};
 
 use super::execution::cli_args;
 
@@ -24,6 +24,8 @@ pub(crate) struct TurnPlan<'a> {
     /// The run's options (without `--max-budget-usd` when the CLI lacks it).
     pub args: &'a CliArgs,
     pub caps: Option<&'a Caps>,
+    /// The per-turn cap before the session's own budget (the request's, else the config's).
+    pub per_turn_budget: f64,
     pub prompt: &'a str,
     pub timeout: std::time::Duration,
     pub kill_grace: std::time::Duration,
@@ -35,7 +37,11 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
     if !plan.config.live_cli.enabled || !caps.supports("--input-format") {
         return None;
     }
-    let budget = plan.args.max_budget_usd.map(|cap| TurnBudget { cap, exact: plan.session.max_budget_usd.is_some() });
+    let session = plan.session;
+    let session_left = session
+        .max_budget_usd
+        .map(|limit| money::to_usd(money::to_micros(limit).saturating_sub(money::to_micros(session.total_cost_usd))));
+    let budget = plan.args.max_budget_usd.map(|cap| TurnBudget::new(cap, plan.per_turn_budget, session_left));
     Some(Turn {
         start: Arc::new(start_of(plan.config, plan.args, &plan.session.project_path)),
         session_id: plan.session.id.clone(),
@@ -79,7 +85,7 @@ fn default_turn(app: &App, config: &Config) -> Option<(Start, Option<TurnBudget>
     if !caps.supports("--max-budget-usd") {
         args.max_budget_usd = None;
     }
-    let budget = args.max_budget_usd.map(|cap| TurnBudget { cap, exact: false });
+    let budget = args.max_budget_usd.map(|cap| TurnBudget::new(cap, cap, None));
     Some((start_of(config, &args, &folder), budget))
 }
 

@@ -323,3 +323,22 @@ fn a_first_turn_that_crashed_is_not_run_again_whatever_its_output_says() {
     let runs = server.starts().iter().filter(|s| s["stdin"] == "once @@fail=crash").count();
     assert_eq!(runs, 1, "the crashed turn ran again: {:?}", server.spawns());
 }
+
+#[test]
+fn a_session_with_a_budget_of_its_own_keeps_its_process() {
+    // $0.10 a turn, the session $1 in all: the process may spend $0.10 to $0.20 (as without a
+    // session budget) and never more than the session has left.
+    let server = Server::start_with(json!({"maxBudgetUsd": 0.1, "liveCli": {"enabled": true, "spares": 0}}));
+    for (limit, started_with) in [(1.0, "0.2"), (0.15, "0.15")] {
+        let id = server.new_session(json!({"project_path": server.project, "max_budget_usd": limit}));
+        for prompt in ["one", "two", "three"] {
+            let r = turn(&server, &id, prompt);
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.json["cost_usd"], 0.0125, "{}", r.text);
+        }
+        let spawns: Vec<Value> =
+            server.spawns().into_iter().filter(|s| argv(s).iter().any(|a| a.contains(&id))).collect();
+        assert_eq!(spawns.len(), 1, "one process for the session's three turns: {spawns:?}");
+        assert!(has_option(&argv(&spawns[0]), "--max-budget-usd", started_with), "{spawns:?}");
+    }
+}

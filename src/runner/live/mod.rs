@@ -12,11 +12,11 @@
 //! turn runs cold, nothing lost); one that dies after is the turn's failure.
 //!
 //! Budgets: a live process checks `--max-budget-usd` against everything it spent since it
-//! started (measured), so a turn's cap cannot be handed to it per turn. A process is started
-//! with twice the turn's cap, and takes a later turn only while what it has left is at least
-//! that turn's cap (and it was started for the same cap); ccs checks each live turn's cost
-//! against the cap when it ends (`budget::enforce`). A session with its own budget is exact:
-//! its process starts with what the session has left, and takes a turn only while both agree.
+//! started (measured), so a turn's cap cannot be handed to it per turn. A process takes a turn
+//! while what it has left is at least the turn's cap (never stricter than a cold run) and at most
+//! the turn's `ceiling`: twice the per-turn cap, and never more than what the session's own
+//! budget has left (so a session's budget is never overrun); it is started with that ceiling.
+//! ccs checks each live turn's cost against the cap when it ends (`budget::enforce`).
 
 pub mod cli;
 pub mod pool;
@@ -78,27 +78,32 @@ pub fn spares_work_with(version: Version) -> bool {
     !(version.0 == 2 && version.1 == 0)
 }
 
-/// A turn's budget: its cap, and whether the session's own budget decided it (`exact`).
+/// A turn's budget: its cap, and the most a process that takes it may have left (`ceiling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TurnBudget {
     pub cap: f64,
-    pub exact: bool,
+    pub ceiling: f64,
 }
 
 impl TurnBudget {
+    /// For a turn capped at `cap`: the lesser of `per_turn` (the request's or the config's) and
+    /// `session_left` (what the session's own budget has left, if it has one). A process may
+    /// have left up to twice `per_turn`, and never more than `session_left`.
+    pub fn new(cap: f64, per_turn: f64, session_left: Option<f64>) -> TurnBudget {
+        let ceiling = session_left.map_or(per_turn * 2.0, |left| left.min(per_turn * 2.0)).max(cap);
+        TurnBudget { cap, ceiling }
+    }
+
     /// The `--max-budget-usd` a new process starts with for this turn.
     pub fn start_value(&self) -> f64 {
-        if self.exact {
-            self.cap
-        } else {
-            self.cap * 2.0
-        }
+        self.ceiling
     }
 }
 
 /// Whether a process started with `--max-budget-usd process` (none: the CLI has no such flag)
-/// that has spent `spent` can take a turn with `turn`'s budget without being stricter than a
-/// cold run (or, for an `exact` session budget, any looser).
+/// that has spent `spent` can take a turn with `turn`'s budget: what it has left is at least the
+/// turn's cap (no stricter than a cold run) and at most its ceiling (a turn spends at most twice
+/// its cap before the CLI stops it, and never more than its session has left).
 pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool {
     let (process, turn) = match (process, turn) {
         (None, None) => return true,
@@ -106,12 +111,7 @@ pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool 
         _ => return false,
     };
     let left = money::to_micros(process).saturating_sub(money::to_micros(spent));
-    let cap = money::to_micros(turn.cap);
-    if turn.exact {
-        left == cap
-    } else {
-        money::to_micros(process) == money::to_micros(turn.start_value()) && left >= cap
-    }
+    (money::to_micros(turn.cap)..=money::to_micros(turn.ceiling)).contains(&left)
 }
 
 /// One turn for the pool.
@@ -266,17 +266,31 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run() {
-        let turn = |cap, exact| Some(TurnBudget { cap, exact });
-        // Started for a $10 cap with $20: it takes turns while $10 or more is left.
-        assert!(fits(Some(20.0), 0.0, turn(10.0, false)));
-        assert!(fits(Some(20.0), 10.0, turn(10.0, false)));
-        assert!(!fits(Some(20.0), 10.01, turn(10.0, false)));
-        assert!(!fits(Some(20.0), 0.0, turn(5.0, false)), "another cap: another process");
-        // A session budget: exactly what is left.
-        assert!(fits(Some(1.0), 0.25, turn(0.75, true)));
-        assert!(!fits(Some(1.0), 0.25, turn(0.5, true)));
+    fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run_nor_looser_than_its_ceiling() {
+        // No session budget: a $10 cap, a process started with $20; it takes turns while $10
+        // to $20 is left.
+        assert_eq!(TurnBudget::new(10.0, 10.0, None).start_value(), 20.0);
+        let ten = Some(TurnBudget::new(10.0, 10.0, None));
+        assert!(fits(Some(20.0), 0.0, ten));
+        assert!(fits(Some(20.0), 10.0, ten));
+        assert!(!fits(Some(20.0), 10.01, ten));
+        let five = Some(TurnBudget::new(5.0, 5.0, None));
+        assert!(!fits(Some(20.0), 0.0, five), "$20 left would let a $5 turn spend $20");
+        assert!(fits(Some(20.0), 11.0, five));
+        // A session with $50 left and a $10 cap per turn: $10 to $20 left, as without.
+        let budget = |left: f64| TurnBudget::new(left.min(10.0), 10.0, Some(left));
+        let session = |left: f64| Some(budget(left));
+        assert_eq!(budget(50.0).start_value(), 20.0);
+        assert!(fits(Some(20.0), 1.0, session(49.0)));
+        // Near its end: never more than the session has left.
+        assert!(!fits(Some(20.0), 1.0, session(15.0)));
+        assert_eq!(budget(15.0).start_value(), 15.0);
+        // Less than a cap left: exactly what is left.
+        assert_eq!(budget(0.75).start_value(), 0.75);
+        assert!(fits(Some(1.0), 0.25, session(0.75)));
+        assert!(!fits(Some(1.0), 0.25, session(0.5)));
+        // A CLI without --max-budget-usd.
         assert!(fits(None, 3.0, None));
-        assert!(!fits(None, 0.0, turn(1.0, false)));
+        assert!(!fits(None, 0.0, ten));
     }
 }
