@@ -342,3 +342,13 @@ fn a_session_with_a_budget_of_its_own_keeps_its_process() {
         assert!(has_option(&argv(&spawns[0]), "--max-budget-usd", started_with), "{spawns:?}");
     }
 }
+
+#[test]
+fn fewer_spares_in_the_config_end_the_spares_beyond_them() {
+    let server = live_server(json!({"spares": 1}));
+    assert!(eventually(10, || server.spawns().len() == 1), "no spare was started");
+    let spare = pid(&server.spawns()[0]);
+    server.edit_config(json!({"liveCli": {"spares": 0}}));
+    assert!(eventually(10, || !alive(spare)), "the spare outlived \"spares\": 0");
+    assert_eq!(server.get("/health").json["live"]["spares"], 0);
+}

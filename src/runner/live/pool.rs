@@ -108,8 +108,8 @@ pub enum Lease<'a> {
 }
 
 impl Pool {
-    /// Sets the limits; `retire` ends every idle process and spare (the way the CLI starts
-    /// changed), and busy ones when they come back.
+    /// Sets the limits (spares and processes beyond them end); `retire` ends every idle process
+    /// and spare (the way the CLI starts changed), and busy ones when they come back.
     pub fn configure(&self, limits: Limits, retire: bool) {
         let mut state = self.state.lock();
         state.limits = Some(limits);
@@ -119,6 +119,9 @@ impl Pool {
             gone.extend(state.idle.drain().map(|(_, cli)| cli));
             gone.append(&mut state.spares);
         }
+        // Fewer spares wanted (`"spares": 0` included): the oldest go.
+        let extra = state.spares.len().saturating_sub(limits.spares);
+        gone.extend(state.spares.drain(..extra));
         while state.total() > limits.max {
             match state.take_least_recent() {
                 Some(cli) => gone.push(cli),
