@@ -43,7 +43,7 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
         .map(|limit| money::to_usd(money::to_micros(limit).saturating_sub(money::to_micros(session.total_cost_usd))));
     let budget = plan.args.max_budget_usd.map(|cap| TurnBudget::new(cap, plan.per_turn_budget, session_left));
     Some(Turn {
-        start: Arc::new(start_of(plan.config, plan.args, &plan.session.project_path)),
+        start: Arc::new(start_of(plan.config, caps, plan.args, &plan.session.project_path)),
         session_id: plan.session.id.clone(),
         flag: flag.clone(),
         budget,
@@ -59,14 +59,16 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
     })
 }
 
-/// What a live process for `args` in `folder` is started with (the budget apart).
-fn start_of(config: &Config, args: &CliArgs, folder: &str) -> Start {
+/// What a live process for `args` in `folder` is started with (the budget apart), by the CLI
+/// `caps` were probed from.
+fn start_of(config: &Config, caps: &Caps, args: &CliArgs, folder: &str) -> Start {
     let args = CliArgs { max_budget_usd: None, ..args.clone() };
     Start {
         program: config.claude_path.clone(),
         args: argv::build_live(&args),
         cwd: folder.into(),
         env: config.child_env(),
+        version: Some(caps.version),
     }
 }
 
@@ -86,7 +88,7 @@ fn default_turn(app: &App, config: &Config) -> Option<(Start, Option<TurnBudget>
         args.max_budget_usd = None;
     }
     let budget = args.max_budget_usd.map(|cap| TurnBudget::new(cap, cap, None));
-    Some((start_of(config, &args, &folder), budget))
+    Some((start_of(config, &caps, &args, &folder), budget))
 }
 
 fn provisional_session(config: &Config, folder: &str) -> Session {
@@ -110,12 +112,16 @@ fn provisional_session(config: &Config, folder: &str) -> Session {
 /// Starts the spares that are missing (from the housekeeping thread: each start is a
 /// posix_spawn of a few milliseconds; the CLI warms up on its own).
 pub fn top_up_spares(app: &App) {
+    let config = app.config();
+    let default = default_turn(app, &config);
+    // Spares started otherwise than a plain turn would start now (the CLI was upgraded in place:
+    // another version) would never be taken: they end, and others start.
+    app.live.retire_spares_unlike(default.as_ref().map(|(start, _)| start));
     let slots = app.live.spares_missing();
     if slots.is_empty() {
         return;
     }
-    let config = app.config();
-    let Some((start, budget)) = default_turn(app, &config) else { return };
+    let Some((start, budget)) = default else { return };
     let start = Arc::new(start);
     for slot in slots {
         match live::spawn_spare(&app.live, start.clone(), budget, leftovers::server_marker(&config.data_dir)) {

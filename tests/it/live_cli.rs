@@ -352,3 +352,29 @@ fn fewer_spares_in_the_config_end_the_spares_beyond_them() {
     assert!(eventually(10, || !alive(spare)), "the spare outlived \"spares\": 0");
     assert_eq!(server.get("/health").json["live"]["spares"], 0);
 }
+
+#[test]
+fn a_cli_upgraded_in_place_takes_the_next_turn_and_spares_are_started_again() {
+    // claudePath stays the same; the executable behind it becomes another version.
+    let home = crate::support::TempDir::new("upgraded-cli");
+    let claude = home.path().join("claude");
+    std::fs::copy(crate::support::FAKE_CLAUDE, &claude).unwrap();
+    let server = live_server(json!({"spares": 1}));
+    server.edit_config(json!({"claudePath": claude}));
+    assert!(eventually(15, || server.get("/health").json["cli"]["path"] == claude.display().to_string()));
+    assert!(eventually(10, || server.get("/health").json["live"]["spares"] == 1));
+    let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+    let old = last_turn_pid(&server);
+    let old_spare = server.spawns().iter().map(pid).find(|p| *p != old && alive(*p)).unwrap();
+    let script = format!("#!/bin/sh\nFAKE_CLAUDE_VERSION=2.1.400 exec {} \"$@\"\n", crate::support::FAKE_CLAUDE);
+    let next = home.path().join("claude.new");
+    std::fs::write(&next, script).unwrap();
+    std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, &claude).unwrap();
+    assert!(eventually(15, || server.get("/health").json["cli"]["version"] == "2.1.400"));
+    let r = turn(&server, &id, "two");
+    assert_eq!(r.json["result"], "You said: two (turn 2; earlier: one)", "{}", r.text);
+    assert_ne!(last_turn_pid(&server), old, "the turn went to the process of the CLI before the upgrade");
+    assert!(eventually(5, || !alive(old) && !alive(old_spare)), "processes of the old CLI live on");
+    assert!(eventually(10, || server.get("/health").json["live"]["spares"] == 1), "no new spare");
+}

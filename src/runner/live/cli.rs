@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use super::super::caps::Version;
 use super::super::process::{self, RawRun, HELPER_STACK, PIPE_PAGE, STDERR_TAIL, STDOUT_CAP, TICK};
 use super::super::{Cancel, LineSink, OnStart};
 use crate::sys;
@@ -40,6 +41,8 @@ pub struct Start {
     pub cwd: std::path::PathBuf,
     /// The environment on top of the server's (without the markers, which `spawn` adds).
     pub env: Vec<(String, String)>,
+    /// The CLI's version as probed (the same `program` may be another CLI after an upgrade).
+    pub version: Option<Version>,
 }
 
 /// What the stderr reader keeps: the last `STDERR_TAIL` bytes, how many came in all (so a turn
@@ -479,6 +482,7 @@ mod tests {
             args: vec!["-c".into(), text.into(), "sh".into()],
             cwd: std::env::temp_dir(),
             env: Vec::new(),
+            version: None,
         };
         LiveCli::spawn(Arc::new(start), "s", &[], None, &[], 0).expect("sh starts")
     }

@@ -203,6 +203,19 @@ impl Pool {
         Some(id)
     }
 
+    /// Retires the spares not started as `start` says (none: every spare).
+    pub fn retire_spares_unlike(&self, start: Option<&Start>) {
+        let mut state = self.state.lock();
+        if state.spares.iter().all(|spare| Some(&*spare.start) == start) {
+            return;
+        }
+        let (kept, gone): (Vec<LiveCli>, Vec<LiveCli>) =
+            std::mem::take(&mut state.spares).into_iter().partition(|spare| Some(&*spare.start) == start);
+        state.spares = kept;
+        drop(state);
+        self.retire_all(gone);
+    }
+
     /// How many spares to start now (room is reserved for them as busy slots; each is handed
     /// over with `add_spare` or released by dropping its `Busy`).
     pub fn spares_missing(&self) -> Vec<Busy<'_>> {
