@@ -210,6 +210,8 @@ impl LiveCli {
             return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
         }
         let mut run = RawRun::default();
+        // The length of the first line kept in `run.stdout` (the result goes after it).
+        let mut head = 0;
         let deadline = started + timeout;
         let mut kill_at: Option<Instant> = None;
         loop {
@@ -238,12 +240,18 @@ impl LiveCli {
                     if let Some(sink) = sink {
                         (sink.0)(String::from_utf8_lossy(&line).trim_end());
                     }
+                    // Kept: the first line (what a turn that ends without a result printed
+                    // first, for its error) and the result. The events in between are not (a
+                    // line is at most STDOUT_CAP): a long turn takes no more memory than a cold
+                    // run's answer, and does not overflow where a cold run's JSON would not.
                     let is_result = is_result_event(&line);
-                    let room = STDOUT_CAP.saturating_sub(run.stdout.len());
-                    run.stdout_overflow |= line.len() + 1 > room;
-                    if line.len() < room {
+                    if is_result {
+                        run.stdout.truncate(head);
+                    }
+                    if is_result || run.stdout.is_empty() {
                         run.stdout.extend_from_slice(&line);
                         run.stdout.push(b'\n');
+                        head = if is_result { head } else { run.stdout.len() };
                     }
                     if is_result && kill_at.is_none() {
                         run.duration = started.elapsed();
@@ -519,6 +527,22 @@ mod tests {
                 TurnEnd::Ended(raw) => assert_eq!(raw.stderr_tail, "Error: Session ID s is already in use.\n"),
                 _ => panic!("the turn did not end with the process"),
             }
+        }
+    }
+
+    #[test]
+    fn a_turn_keeps_its_first_line_and_its_result_not_the_events_between() {
+        // 80 MB of events (more than STDOUT_CAP), then the result: answered, no overflow.
+        let events = r#"{"type":"stream_event","event":{"delta":{"text":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}}"#;
+        let mut cli = script(&format!(
+            "read l; echo '{{\"type\":\"system\"}}'; yes '{events}' | head -n 700000; echo '{RESULT}'; read l"
+        ));
+        match turn(&mut cli, "one") {
+            TurnEnd::Answered(raw) => {
+                assert!(!raw.stdout_overflow);
+                assert_eq!(String::from_utf8_lossy(&raw.stdout), format!("{{\"type\":\"system\"}}\n{RESULT}\n"));
+            }
+            _ => panic!("no answer"),
         }
     }
 
