@@ -547,6 +547,40 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_prints_garbage_without_a_newline_and_exits_fails_its_turn() {
+        let mut cli = script("read l; printf 'Segmentation fault'; exit 2");
+        match turn(&mut cli, "one") {
+            TurnEnd::Ended(raw) => {
+                assert_eq!(raw.stdout, b"Segmentation fault\n");
+                assert_eq!(raw.exit_code, Some(2));
+            }
+            _ => panic!("the turn did not end with the process"),
+        }
+    }
+
+    #[test]
+    fn a_process_that_never_reads_its_prompt_times_out_and_is_killed() {
+        let mut cli = script("exec sleep 30");
+        let pgid = cli.pgid;
+        let started = Instant::now();
+        let big = "x".repeat(1 << 20); // more than a pipe holds: written on a thread of its own
+        let end = cli.turn(
+            &big,
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            &Cancel::default(),
+            None,
+            &mut |_| true,
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        match end {
+            TurnEnd::Ended(raw) => assert!(raw.timed_out),
+            _ => panic!("the turn did not time out"),
+        }
+        assert!(crate::runner::leftovers::group_members(pgid).unwrap().is_empty(), "its group lives on");
+    }
+
+    #[test]
     fn a_prompt_is_one_json_line_whatever_it_holds() {
         // The script echoes the line it read inside a result; the line must parse back to the
         // prompt (newlines, quotes, control characters, a JSON-looking text, > a pipe's size).

@@ -341,8 +341,11 @@ impl Pool {
         if gone.is_empty() {
             return;
         }
+        // Started before the lock: a retirement that cannot get a thread ends its process here
+        // (`Drop`, up to END_BY_ITSELF), which must not hold anyone else up.
+        let started: Vec<JoinHandle<()>> = gone.into_iter().filter_map(LiveCli::retire).collect();
         let mut retiring = self.retiring.lock();
         retiring.retain(|h| !h.is_finished());
-        retiring.extend(gone.into_iter().filter_map(LiveCli::retire));
+        retiring.extend(started);
     }
 }
