@@ -90,6 +90,10 @@ pub struct LiveCli {
     pub last_used: Instant,
     /// Turns it answered.
     pub answered: u32,
+    /// It was started for the turn it is about to take (not ahead as a spare, nor for an
+    /// earlier turn): if it ends before that turn's prompt is written, that is the turn's end
+    /// (a bad flag, a session id in use), not a process to replace.
+    pub started_for_turn: bool,
     /// The pool's generation when it started (a config change retires older ones).
     pub generation: u64,
 }
@@ -151,6 +155,7 @@ impl LiveCli {
             spent: 0.0,
             last_used: Instant::now(),
             answered: 0,
+            started_for_turn: true,
             generation,
         };
         let (lines, stderr) = readers?; // on error, dropping `cli` ends the process
@@ -194,7 +199,7 @@ impl LiveCli {
         let started = Instant::now();
         // A new process that ended before its first turn failed at start (a bad flag, a
         // session id in use): that is this turn's end, as for a cold run.
-        let fresh = self.answered == 0;
+        let fresh = std::mem::replace(&mut self.started_for_turn, false);
         if !self.is_usable() {
             return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
         }
@@ -508,6 +513,11 @@ mod tests {
             "read l; echo 'noise of turn 1' >&2; echo '{RESULT}'; read l; echo 'Error: turn 2 failed' >&2; exit 3"
         ));
         assert!(matches!(turn(&mut cli, "one"), TurnEnd::Answered(_)));
+        // (What turn 1 wrote to stderr is its own once read: stderr is another pipe.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cli.stderr.lock().total == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         match turn(&mut cli, "two") {
             TurnEnd::Ended(raw) => {
                 assert_eq!(raw.stderr_tail, "Error: turn 2 failed\n");
@@ -578,6 +588,23 @@ mod tests {
             _ => panic!("the turn did not time out"),
         }
         assert!(crate::runner::leftovers::group_members(pgid).unwrap().is_empty(), "its group lives on");
+    }
+
+    #[test]
+    fn a_process_that_ended_before_its_prompt_is_the_turns_end_only_if_started_for_it() {
+        for started_for_turn in [true, false] {
+            let mut cli = script("echo 'Error: Session ID s is already in use.' >&2; exit 1");
+            cli.started_for_turn = started_for_turn;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cli.child.as_mut().unwrap().try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match (started_for_turn, turn(&mut cli, "hello")) {
+                (true, TurnEnd::Ended(raw)) => assert_eq!(raw.exit_code, Some(1)),
+                (false, TurnEnd::NotUsable) => {}
+                _ => panic!("started for the turn: {started_for_turn}, and the wrong end"),
+            }
+        }
     }
 
     #[test]

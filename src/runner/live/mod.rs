@@ -221,7 +221,12 @@ pub fn spawn_spare(
     let session_id = uuid::Uuid::new_v4().to_string();
     let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone()), server];
     let flag_args = argv::session_args(&SessionFlag::Create(session_id.clone()));
-    LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())
+    let mut spare =
+        LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())?;
+    // Started ahead: found ended when its first turn comes, it is replaced (the turn runs on a
+    // new process, nothing lost), as an idle one would be.
+    spare.started_for_turn = false;
+    Ok(spare)
 }
 
 #[cfg(test)]
