@@ -35,7 +35,8 @@ pub struct Counts {
     pub spares: usize,
     /// Processes answering a turn now.
     pub busy: usize,
-    /// Resident memory of all of them (their whole process groups).
+    /// Resident memory of the idle ones and the spares (their whole process groups; a busy
+    /// one is not in the pool while it answers).
     pub rss_bytes: u64,
 }
 
