@@ -15,7 +15,6 @@ use super::intake::entry_of;
 /// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
 /// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
 pub fn recover(app: &App) -> (usize, usize, usize) {
-    kill_live_leftovers(app);
     let mut tasks: Vec<Arc<Task>> = app.store.tasks.all().into_iter().filter(|t| !t.status.is_final()).collect();
     tasks.sort_by_key(|t| t.seq);
     let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
@@ -53,6 +52,8 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
             }
         }
     }
+    // After the running tasks' groups (each killed and logged with its task): the rest.
+    kill_live_leftovers(app);
     (interrupted, requeued, cancelled)
 }
 
