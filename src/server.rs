@@ -94,6 +94,9 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
     stop(&app, &mut server);
     drop(stop_housekeeping);
     let _ = housekeeping.join();
+    // A spare the housekeeping thread was starting (or an idle process it was retiring) as the
+    // pool closed: wait for that one too.
+    app.live.close(Duration::from_secs(3));
     let _ = stop_webhooks.send(());
     let _ = webhooks.join();
     app.store.close();

@@ -7,9 +7,16 @@
 //! (`CCS_TASK_ID=<id>` in `/proc/<pid>/environ`, which every process of the CLI inherits; a live
 //! process, started by an earlier turn, carries its session's `CCS_SESSION_ID=<id>` too).
 //! Processes of other users cannot be read, and are never taken for ours.
+//!
+//! Live CLI processes (SPEC 13) outlive their turns: an idle one ends by itself when a killed
+//! server's end of its stdin closes, but what it started (a tool's background process, ...)
+//! would run on, and no task records its group. So every process of a live CLI carries
+//! `CCS_LIVE_SERVER=<server pid>:<data folder>`, and a start kills the marked processes of a
+//! server of the same data folder that no longer runs (`kill_live_leftovers`).
 
 use std::fs;
 use std::io;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::TASK_ID_ENV;
@@ -34,6 +41,64 @@ pub fn kill_if_ours(pgid: i32, task_id: &str, session_id: Option<&str>) -> io::R
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(members)
+}
+
+/// The environment entry that marks every process of a live CLI as a server's:
+/// `CCS_LIVE_SERVER=<server pid>:<data folder>` (`server_marker`).
+pub const LIVE_SERVER_ENV: &str = "CCS_LIVE_SERVER";
+
+/// The marker of this server's live CLI processes.
+pub fn server_marker(data_dir: &Path) -> (String, String) {
+    (LIVE_SERVER_ENV.to_string(), format!("{}:{}", std::process::id(), data_dir.display()))
+}
+
+/// Kills what the live CLI processes of a server of `data_dir` that no longer runs left behind:
+/// every process carrying its `server_marker` (the pid of a server that is not running, and not
+/// us), and the process groups those lead; waits (bounded) until they are gone. Returns their pids.
+pub fn kill_live_leftovers(data_dir: &Path) -> io::Result<Vec<i32>> {
+    let me = std::process::id() as i32;
+    let own_group = fs::read_to_string("/proc/self/stat").ok().and_then(|s| state_and_group(&s).map(|(_, g)| g));
+    let prefix = format!("{LIVE_SERVER_ENV}=");
+    let dir = data_dir.display().to_string();
+    let mut found: Vec<(i32, i32)> = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Some(value) = environ.split(|b| *b == 0).find_map(|e| e.strip_prefix(prefix.as_bytes())) else { continue };
+        let Some((server, of)) = std::str::from_utf8(value).ok().and_then(|v| v.split_once(':')) else { continue };
+        let Ok(server) = server.parse::<i32>() else { continue };
+        if of != dir || server == me || is_running(server) {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        if let Some((state, group)) = state_and_group(&stat) {
+            if state != "Z" {
+                found.push((pid, group));
+            }
+        }
+    }
+    for &(pid, group) in &found {
+        // A marked leader's group is the one ccs made for that CLI; a marked process elsewhere
+        // goes alone (it may have joined a group that is not ours).
+        if pid == group && Some(group) != own_group {
+            let _ = sys::signal_group(group, sys::SIGKILL);
+        }
+        let _ = sys::signal_process(pid, sys::SIGKILL);
+    }
+    let deadline = Instant::now() + GONE_WITHIN;
+    while found.iter().any(|(pid, _)| is_running(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(found.into_iter().map(|(pid, _)| pid).collect())
+}
+
+/// Whether `pid` is a process that has not ended (a zombie has).
+fn is_running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| state_and_group(&stat).is_some_and(|(s, _)| s != "Z"))
 }
 
 /// The live (not zombie) processes whose process group is `pgid`.
@@ -116,6 +181,35 @@ mod tests {
             assert!(child.try_wait().unwrap().is_none(), "a group that is not ours was killed");
             assert_eq!(group_members(pgid).unwrap().len(), 2);
             sys::signal_group(pgid, sys::SIGKILL).unwrap();
+            let _ = child.wait();
+        }
+    }
+
+    #[test]
+    fn the_marked_processes_of_a_server_that_is_gone_are_killed_and_no_others() {
+        // A pid that ran and ended: the dead server.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let dir = std::env::temp_dir().join(format!("ccs-leftovers-{}", uuid::Uuid::new_v4()));
+        let marked = |value: String| {
+            let mut command = Command::new("sh");
+            command.args(["-c", "sleep 30 & wait"]).process_group(0).env(LIVE_SERVER_ENV, value);
+            command.spawn().expect("sh starts")
+        };
+        let mut left = marked(format!("{dead}:{}", dir.display()));
+        let mut ours = marked(format!("{}:{}", std::process::id(), dir.display()));
+        let mut elsewhere = marked(format!("{dead}:{}/other", dir.display()));
+        for child in [&left, &ours, &elsewhere] {
+            assert_eq!(wait_for_members(child.id() as i32, 2).len(), 2);
+        }
+        let killed = kill_live_leftovers(&dir).unwrap();
+        assert_eq!(killed.len(), 2, "sh and its sleep: {killed:?}");
+        let _ = left.wait();
+        assert!(group_members(left.id() as i32).unwrap().is_empty(), "a process of the dead server's CLI survived");
+        for child in [&mut ours, &mut elsewhere] {
+            assert!(child.try_wait().unwrap().is_none(), "a process of a running server or another folder was killed");
+            sys::signal_group(child.id() as i32, sys::SIGKILL).unwrap();
             let _ = child.wait();
         }
     }

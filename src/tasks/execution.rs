@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::{now, Mode, Session, Task, TaskStatus, TurnRequest};
+use crate::model::{now, Mode, Session, SessionStatus, Task, TaskStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
 use crate::store::Durable;
@@ -63,6 +63,11 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     crate::stats::record(app, &ended);
     if let Err(e) = sessions::record_turn(app, &session, &ended, cli_has_session) {
         log::error!("task {task_id}: the turn could not be saved: {e}");
+    }
+    // A session archived, closed or deleted while this turn ran takes no more turns: the live
+    // process the turn gave back ends now (archiving retired only an idle one).
+    if !sessions::get(app, &session.id).is_ok_and(|s| s.status == SessionStatus::Active) {
+        app.live.retire_session(&session.id);
     }
     let ended = app.store.tasks.update(task_id, Durable::Now, |t| {
         record_outcome(t, &outcome, cancel, at);
@@ -194,6 +199,7 @@ fn run_cli(
         session,
         args: &args,
         caps,
+        per_turn_budget: req.max_budget_usd.unwrap_or(config.max_budget_usd),
         prompt: &req.prompt,
         timeout,
         kill_grace,
@@ -219,8 +225,12 @@ fn run_cli(
     };
     let mut outcome = run_once(&flag)?;
     // A first turn that was killed after the CLI had saved the session leaves the id taken:
-    // the conversation exists, so continue it instead.
-    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains("already in use"));
+    // the conversation exists, so continue it instead. Only on the CLI's own words at start
+    // (all versions measured: "Session ID <id> is already in use."): a turn that ran and
+    // crashed may have printed "already in use" of something else (a folder's name in a live
+    // process's events, a tool's "address already in use"), and must not run again.
+    let taken = format!("Session ID {} is already in use", session.id);
+    let id_taken = outcome.report.is_none() && outcome.error.as_deref().is_some_and(|e| e.contains(&taken));
     if matches!(flag, SessionFlag::Create(_)) && outcome.status == RunStatus::Failed && id_taken {
         log::warn!("session {} already exists in the CLI; resuming it", session.id);
         outcome = run_once(&SessionFlag::Resume(session.id.clone()))?;

@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::model::{Session, SessionStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::live::{self, Start, Turn, TurnBudget, SPARES_PAUSE};
-use crate::runner::{argv, CliArgs, SessionFlag, TASK_ID_ENV};
-use crate::{cli_support, project};
+use crate::runner::{argv, leftovers, CliArgs, SessionFlag, TASK_ID_ENV};
+use crate::{cli_support, money, project};
 
 use super::execution::cli_args;
 
@@ -28,6 +28,8 @@ pub(crate) struct TurnPlan<'a> {
     /// The run's options (without `--max-budget-usd` when the CLI lacks it).
     pub args: &'a CliArgs,
     pub caps: Option<&'a Caps>,
+    /// The per-turn cap before the session's own budget (the request's, else the config's).
+    pub per_turn_budget: f64,
     pub prompt: &'a str,
     pub timeout: std::time::Duration,
     pub kill_grace: std::time::Duration,
@@ -39,9 +41,13 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
     if !plan.config.live_cli.enabled || !caps.supports("--input-format") {
         return None;
     }
-    let budget = plan.args.max_budget_usd.map(|cap| TurnBudget { cap, exact: plan.session.max_budget_usd.is_some() });
+    let session = plan.session;
+    let session_left = session
+        .max_budget_usd
+        .map(|limit| money::to_usd(money::to_micros(limit).saturating_sub(money::to_micros(session.total_cost_usd))));
+    let budget = plan.args.max_budget_usd.map(|cap| TurnBudget::new(cap, plan.per_turn_budget, session_left));
     Some(Turn {
-        start: Arc::new(start_of(plan.config, plan.args, &plan.session.project_path)),
+        start: Arc::new(start_of(plan.config, caps, plan.args, &plan.session.project_path)),
         session_id: plan.session.id.clone(),
         flag: flag.clone(),
         budget,
@@ -52,27 +58,31 @@ pub(crate) fn turn_for(plan: &TurnPlan, flag: &SessionFlag) -> Option<Turn> {
         markers: vec![
             (TASK_ID_ENV.to_string(), plan.task_id.to_string()),
             (live::SESSION_ID_ENV.to_string(), plan.session.id.clone()),
+            leftovers::server_marker(&plan.config.data_dir),
         ],
     })
 }
 
-/// What a live process for `args` in `folder` is started with (the budget apart).
-fn start_of(config: &Config, args: &CliArgs, folder: &str) -> Start {
+/// What a live process for `args` in `folder` is started with (the budget apart), by the CLI
+/// `caps` were probed from.
+fn start_of(config: &Config, caps: &Caps, args: &CliArgs, folder: &str) -> Start {
     let args = CliArgs { max_budget_usd: None, ..args.clone() };
     Start {
         program: config.claude_path.clone(),
         args: argv::build_live(&args),
         cwd: folder.into(),
         env: config.child_env(),
+        version: Some(caps.version),
     }
 }
 
 /// A plain turn in the default folder (no option of its own) as a spare was started for it:
 /// its start options and budget, or `None` when spares cannot serve (no probe yet, a CLI
-/// without stream-json input, or the default folder missing).
+/// without stream-json input or that takes a session id at start, or the default folder
+/// missing).
 fn default_turn(app: &App, config: &Config) -> Option<(Start, Option<TurnBudget>)> {
     let caps = app.cli.cached(&cli_support::target(config)).and_then(|p| p.caps.clone().ok())?;
-    if !caps.supports("--input-format") {
+    if !caps.supports("--input-format") || !live::spares_work_with(caps.version) {
         return None;
     }
     let folder = project::resolve_or_default(None, config).ok()?;
@@ -81,8 +91,8 @@ fn default_turn(app: &App, config: &Config) -> Option<(Start, Option<TurnBudget>
     if !caps.supports("--max-budget-usd") {
         args.max_budget_usd = None;
     }
-    let budget = args.max_budget_usd.map(|cap| TurnBudget { cap, exact: false });
-    Some((start_of(config, &args, &folder), budget))
+    let budget = args.max_budget_usd.map(|cap| TurnBudget::new(cap, cap, None));
+    Some((start_of(config, &caps, &args, &folder), budget))
 }
 
 fn provisional_session(config: &Config, folder: &str) -> Session {
@@ -106,11 +116,15 @@ fn provisional_session(config: &Config, folder: &str) -> Session {
 /// Starts the spares that are missing (from the housekeeping thread: each start is a
 /// posix_spawn of a few milliseconds; the CLI warms up on its own).
 pub fn top_up_spares(app: &App) {
+    let config = app.config();
+    let default = default_turn(app, &config);
+    // Spares started otherwise than a plain turn would start now (the CLI was upgraded in place:
+    // another version) would never be taken: they end, and others start.
+    app.live.retire_spares_unlike(default.as_ref().map(|(start, _)| start));
     let slots = app.live.spares_missing();
     if slots.is_empty() {
         return;
     }
-    let config = app.config();
     if let Err(err) = project::resolve_or_default(None, &config) {
         // Said once as a warning (a host without the default folder would hear it every 30 s).
         let level = if FOLDER_WARNED.swap(true, Ordering::Relaxed) { log::Level::Debug } else { log::Level::Warn };
@@ -118,10 +132,10 @@ pub fn top_up_spares(app: &App) {
         app.live.pause_spares(SPARES_PAUSE);
         return;
     }
-    let Some((start, budget)) = default_turn(app, &config) else { return };
+    let Some((start, budget)) = default else { return };
     let start = Arc::new(start);
     for slot in slots {
-        match live::spawn_spare(&app.live, start.clone(), budget) {
+        match live::spawn_spare(&app.live, start.clone(), budget, leftovers::server_marker(&config.data_dir)) {
             Ok(spare) => {
                 log::debug!("spare claude process {} started for session id {}", spare.pgid, spare.session_id);
                 app.live.add_spare(spare, slot);

@@ -52,7 +52,21 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
             }
         }
     }
+    // After the running tasks' groups (each killed and logged with its task): the rest.
+    kill_live_leftovers(app);
     (interrupted, requeued, cancelled)
+}
+
+/// Kills what the live CLI processes of a dead server left running (an idle one ends by itself
+/// when its stdin closes, but not what it started), and says so.
+fn kill_live_leftovers(app: &App) {
+    match runner::leftovers::kill_live_leftovers(&app.config().data_dir) {
+        Ok(pids) if pids.is_empty() => {}
+        Ok(pids) => {
+            log::warn!("killed {} process(es) the live claude CLIs of the previous server left: {pids:?}", pids.len())
+        }
+        Err(e) => log::warn!("cannot look for what the live claude CLIs of the previous server left: {e}"),
+    }
 }
 
 /// Kills the CLI a dead server left running for `task` (its recorded process group, if that

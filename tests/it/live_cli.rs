@@ -284,3 +284,133 @@ fn idle_sessions_leave_room_for_the_spares() {
     let health = server.get("/health").json;
     assert_eq!((health["live"]["sessions"].clone(), health["live"]["spares"].clone()), (json!(1), json!(1)));
 }
+
+#[test]
+fn with_a_cli_that_takes_the_session_id_at_start_no_spare_is_started() {
+    // claude 2.0.x takes a `--session-id` when it starts: a spare that a new session took and
+    // that ended before its first turn (other options, idle too long, the cap, a config change)
+    // would leave that session with an id no CLI can start or resume.
+    let server = Server::start_with(json!({
+        "claudeEnv": {"FAKE_CLAUDE_VERSION": "2.0.77"},
+        "liveCli": {"enabled": true, "spares": 1, "maxProcesses": 4},
+    }));
+    assert!(eventually(15, || server.get("/health").json["cli"]["version"] == "2.0.77"));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // three housekeeping rounds
+    assert_eq!(server.spawns().len(), 0, "a spare was started: {:?}", server.spawns());
+    let session = server.post("/api/sessions", json!({"project_path": server.home.path().join("workspace")}));
+    assert_eq!(session.status, 201, "{}", session.text);
+    let id = session.json["session"]["id"].as_str().unwrap();
+    // Its first turn with a model of its own needs a process started for that model.
+    let r = server.post("/api/claude", json!({"prompt": "hello", "session_id": id, "model": "opus"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = server.post("/api/claude", json!({"prompt": "again", "session_id": id, "model": "opus"}));
+    assert_eq!(r.json["result"], "You said: again (turn 2; earlier: hello)", "{}", r.text);
+    assert_eq!(server.get("/health").json["live"]["spares"], 0);
+}
+
+#[test]
+fn a_session_archived_or_closed_while_its_turn_runs_keeps_no_process() {
+    // (A session with a turn running cannot be deleted: 409.)
+    let server = live_server(json!({}));
+    for change in ["archived", "closed"] {
+        let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+        let process = last_turn_pid(&server);
+        let task = server.submit(json!({"prompt": "two @@sleep=1", "session_id": id}));
+        assert!(eventually(10, || server.calls().last().is_some_and(|c| c["stdin"] == "two @@sleep=1")));
+        let r = server.patch(&format!("/api/sessions/{id}/status"), json!({"status": change}));
+        assert_eq!(r.status, 200, "{change}: {}", r.text);
+        assert_eq!(server.wait_final(&task)["status"], "completed");
+        assert!(
+            eventually(5, || !alive(process)),
+            "{change}: the session's live process waits for a turn it cannot get"
+        );
+    }
+    assert_eq!(server.get("/health").json["live"]["sessions"], 0);
+}
+
+#[test]
+fn kill_9_of_the_server_leaves_nothing_an_idle_process_started() {
+    // A turn's tool may leave a process running (here a `sleep 300` in the CLI's group): while
+    // the CLI waits for its next turn, so does it. After kill -9 the idle CLI ends by itself (its
+    // stdin closed); what it started is killed at the next start.
+    let mut server = live_server(json!({}));
+    let r = server.ask("start something @@grandchild");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let leader = last_turn_pid(&server);
+    let grandchild = server.calls().iter().find_map(|c| c["grandchild_pid"].as_u64()).unwrap() as u32;
+    assert!(alive(grandchild));
+    server.kill9();
+    assert!(eventually(5, || !alive(leader)), "the idle live process outlived the server");
+    server.launch();
+    assert!(eventually(5, || !alive(grandchild)), "what an idle live process started outlived the restart");
+    assert!(server.log_text().contains("the live claude CLIs of the previous server left"), "{}", server.log_text());
+}
+
+#[test]
+fn a_first_turn_that_crashed_is_not_run_again_whatever_its_output_says() {
+    // ccs resumes a first turn whose CLI said "Session ID <id> is already in use" at start; a
+    // turn that crashed after it began (its output naming a folder "already in use", as a
+    // tool's "address already in use" could) must not be taken for that and run again.
+    let server = live_server(json!({}));
+    let folder = server.home.path().join("address already in use");
+    std::fs::create_dir_all(&folder).unwrap();
+    let r = server.post("/api/claude", json!({"prompt": "once @@fail=crash", "project_path": folder}));
+    assert_eq!(r.status, 502, "{}", r.text);
+    let runs = server.starts().iter().filter(|s| s["stdin"] == "once @@fail=crash").count();
+    assert_eq!(runs, 1, "the crashed turn ran again: {:?}", server.spawns());
+}
+
+#[test]
+fn a_session_with_a_budget_of_its_own_keeps_its_process() {
+    // $0.10 a turn, the session $1 in all: the process may spend $0.10 to $0.20 (as without a
+    // session budget) and never more than the session has left.
+    let server = Server::start_with(json!({"maxBudgetUsd": 0.1, "liveCli": {"enabled": true, "spares": 0}}));
+    for (limit, started_with) in [(1.0, "0.2"), (0.15, "0.15")] {
+        let id = server.new_session(json!({"project_path": server.project, "max_budget_usd": limit}));
+        for prompt in ["one", "two", "three"] {
+            let r = turn(&server, &id, prompt);
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.json["cost_usd"], 0.0125, "{}", r.text);
+        }
+        let spawns: Vec<Value> =
+            server.spawns().into_iter().filter(|s| argv(s).iter().any(|a| a.contains(&id))).collect();
+        assert_eq!(spawns.len(), 1, "one process for the session's three turns: {spawns:?}");
+        assert!(has_option(&argv(&spawns[0]), "--max-budget-usd", started_with), "{spawns:?}");
+    }
+}
+
+#[test]
+fn fewer_spares_in_the_config_end_the_spares_beyond_them() {
+    let server = live_server(json!({"spares": 1}));
+    assert!(eventually(10, || server.spawns().len() == 1), "no spare was started");
+    let spare = pid(&server.spawns()[0]);
+    server.edit_config(json!({"liveCli": {"spares": 0}}));
+    assert!(eventually(10, || !alive(spare)), "the spare outlived \"spares\": 0");
+    assert_eq!(server.get("/health").json["live"]["spares"], 0);
+}
+
+#[test]
+fn a_cli_upgraded_in_place_takes_the_next_turn_and_spares_are_started_again() {
+    // claudePath stays the same; the executable behind it becomes another version.
+    let home = crate::support::TempDir::new("upgraded-cli");
+    let claude = home.path().join("claude");
+    std::fs::copy(crate::support::FAKE_CLAUDE, &claude).unwrap();
+    let server = live_server(json!({"spares": 1}));
+    server.edit_config(json!({"claudePath": claude}));
+    assert!(eventually(15, || server.get("/health").json["cli"]["path"] == claude.display().to_string()));
+    assert!(eventually(10, || server.get("/health").json["live"]["spares"] == 1));
+    let id = server.ask("one").json["session_id"].as_str().unwrap().to_string();
+    let old = last_turn_pid(&server);
+    let old_spare = server.spawns().iter().map(pid).find(|p| *p != old && alive(*p)).unwrap();
+    let script = format!("#!/bin/sh\nFAKE_CLAUDE_VERSION=2.1.400 exec {} \"$@\"\n", crate::support::FAKE_CLAUDE);
+    let next = home.path().join("claude.new");
+    std::fs::write(&next, script).unwrap();
+    std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, &claude).unwrap();
+    assert!(eventually(15, || server.get("/health").json["cli"]["version"] == "2.1.400"));
+    let r = turn(&server, &id, "two");
+    assert_eq!(r.json["result"], "You said: two (turn 2; earlier: one)", "{}", r.text);
+    assert_ne!(last_turn_pid(&server), old, "the turn went to the process of the CLI before the upgrade");
+    assert!(eventually(5, || !alive(old) && !alive(old_spare)), "processes of the old CLI live on");
+    assert!(eventually(10, || server.get("/health").json["live"]["spares"] == 1), "no new spare");
+}

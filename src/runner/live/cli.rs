@@ -19,12 +19,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use super::super::caps::Version;
 use super::super::process::{self, RawRun, HELPER_STACK, PIPE_PAGE, STDERR_TAIL, STDOUT_CAP, TICK};
 use super::super::{Cancel, LineSink, OnStart};
 use crate::sys;
 
 /// How long a retired process gets to end by itself once its stdin is closed.
 const END_BY_ITSELF: Duration = Duration::from_secs(2);
+/// How long a turn whose process died waits for the rest of its stderr (the group is killed by
+/// then; only a process that left it can hold the pipe open).
+const STDERR_DRAIN: Duration = Duration::from_secs(2);
 /// Lines in flight between the stdout reader and a turn.
 const LINES_IN_FLIGHT: usize = 256;
 
@@ -37,6 +41,25 @@ pub struct Start {
     pub cwd: std::path::PathBuf,
     /// The environment on top of the server's (without the markers, which `spawn` adds).
     pub env: Vec<(String, String)>,
+    /// The CLI's version as probed (the same `program` may be another CLI after an upgrade).
+    pub version: Option<Version>,
+}
+
+/// What the stderr reader keeps: the last `STDERR_TAIL` bytes, how many came in all (so a turn
+/// reports only its own), and whether the pipe ended.
+#[derive(Default)]
+struct Stderr {
+    tail: Vec<u8>,
+    total: u64,
+    ended: bool,
+}
+
+impl Stderr {
+    /// What came after the first `mark` bytes (as much of it as the tail holds).
+    fn since(&self, mark: u64) -> &[u8] {
+        let new = usize::try_from(self.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        &self.tail[self.tail.len().saturating_sub(new)..]
+    }
 }
 
 /// What a stdout reader sends: a whole line, a line longer than `STDOUT_CAP`, or the end.
@@ -55,7 +78,9 @@ pub struct LiveCli {
     lines: Receiver<Line>,
     /// Lines it printed while waiting, for the next turn.
     early: Vec<Vec<u8>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Stderr>>,
+    /// How much it had written to stderr when its current turn began.
+    stderr_mark: u64,
     pub start: Arc<Start>,
     pub session_id: String,
     /// The `--max-budget-usd` it was started with, if any.
@@ -65,6 +90,10 @@ pub struct LiveCli {
     pub last_used: Instant,
     /// Turns it answered.
     pub answered: u32,
+    /// It was started for the turn it is about to take (not ahead as a spare, nor for an
+    /// earlier turn): if it ends before that turn's prompt is written, that is the turn's end
+    /// (a bad flag, a session id in use), not a process to replace.
+    pub started_for_turn: bool,
     /// The pool's generation when it started (a config change retires older ones).
     pub generation: u64,
 }
@@ -105,7 +134,7 @@ impl LiveCli {
             let (to_turns, lines) = crossbeam_channel::bounded(LINES_IN_FLIGHT);
             let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
             read_lines(stdout, to_turns)?;
-            let stderr = Arc::new(Mutex::new(Vec::new()));
+            let stderr = Arc::new(Mutex::new(Stderr::default()));
             if let Some(pipe) = child.stderr.take() {
                 keep_tail(pipe, stderr.clone())?;
             }
@@ -119,12 +148,14 @@ impl LiveCli {
             lines: crossbeam_channel::never(),
             early: Vec::new(),
             stderr: Arc::default(),
+            stderr_mark: 0,
             start,
             session_id: session_id.to_string(),
             budget,
             spent: 0.0,
             last_used: Instant::now(),
             answered: 0,
+            started_for_turn: true,
             generation,
         };
         let (lines, stderr) = readers?; // on error, dropping `cli` ends the process
@@ -168,18 +199,24 @@ impl LiveCli {
         let started = Instant::now();
         // A new process that ended before its first turn failed at start (a bad flag, a
         // session id in use): that is this turn's end, as for a cold run.
-        let fresh = self.answered == 0;
+        let fresh = std::mem::replace(&mut self.started_for_turn, false);
         if !self.is_usable() {
             return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
         }
         if !on_start(self.pgid) {
             return TurnEnd::CalledOff;
         }
+        // A failed turn reports its own stderr (and a new process's, what it said as it started).
+        if !fresh {
+            self.stderr_mark = self.stderr.lock().total;
+        }
         if self.write_prompt(prompt).is_err() {
             // A closed pipe: it ended before it could read a byte of this prompt.
             return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
         }
         let mut run = RawRun::default();
+        // The length of the first line kept in `run.stdout` (the result goes after it).
+        let mut head = 0;
         let deadline = started + timeout;
         let mut kill_at: Option<Instant> = None;
         loop {
@@ -208,12 +245,18 @@ impl LiveCli {
                     if let Some(sink) = sink {
                         (sink.0)(String::from_utf8_lossy(&line).trim_end());
                     }
+                    // Kept: the first line (what a turn that ends without a result printed
+                    // first, for its error) and the result. The events in between are not (a
+                    // line is at most STDOUT_CAP): a long turn takes no more memory than a cold
+                    // run's answer, and does not overflow where a cold run's JSON would not.
                     let is_result = is_result_event(&line);
-                    let room = STDOUT_CAP.saturating_sub(run.stdout.len());
-                    run.stdout_overflow |= line.len() + 1 > room;
-                    if line.len() < room {
+                    if is_result {
+                        run.stdout.truncate(head);
+                    }
+                    if is_result || run.stdout.is_empty() {
                         run.stdout.extend_from_slice(&line);
                         run.stdout.push(b'\n');
+                        head = if is_result { head } else { run.stdout.len() };
                     }
                     if is_result && kill_at.is_none() {
                         run.duration = started.elapsed();
@@ -249,11 +292,17 @@ impl LiveCli {
         Ok(())
     }
 
-    /// The process ended mid-turn by itself: its exit and stderr say how.
+    /// The process ended mid-turn by itself: its exit and this turn's stderr say how (read to
+    /// its end: the reader may not have taken the last bytes when the leader is reaped, and a
+    /// session id in use is known only from them).
     fn died(&mut self, mut run: RawRun, started: Instant) -> TurnEnd {
         let status = self.reap(END_BY_ITSELF);
         record_exit(&mut run, status);
-        run.stderr_tail = String::from_utf8_lossy(&self.stderr.lock()).into_owned();
+        let deadline = Instant::now() + STDERR_DRAIN;
+        while !self.stderr.lock().ended && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        run.stderr_tail = String::from_utf8_lossy(self.stderr.lock().since(self.stderr_mark)).into_owned();
         run.duration = started.elapsed();
         TurnEnd::Ended(run)
     }
@@ -302,10 +351,16 @@ impl LiveCli {
             .ok()
     }
 
+    /// Ends it now: SIGKILL to its group, and its leader reaped.
+    pub fn kill(mut self) {
+        process::signal_group(self.pgid, sys::SIGKILL);
+        self.reap(END_BY_ITSELF);
+    }
+
     /// The end of what it wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        let tail = self.stderr.lock();
-        String::from_utf8_lossy(&tail[tail.len().saturating_sub(300)..]).trim().to_string()
+        let stderr = self.stderr.lock();
+        String::from_utf8_lossy(&stderr.tail[stderr.tail.len().saturating_sub(300)..]).trim().to_string()
     }
 }
 
@@ -403,25 +458,173 @@ fn read_lines(mut pipe: impl Read + Send + 'static, to_turns: Sender<Line>) -> i
     Ok(())
 }
 
-/// Keeps the last `STDERR_TAIL` bytes of `pipe` in `tail`.
-fn keep_tail(mut pipe: impl Read + Send + 'static, tail: Arc<Mutex<Vec<u8>>>) -> io::Result<()> {
+/// Keeps the last `STDERR_TAIL` bytes of `pipe` in `stderr`, counts them all, and says when
+/// the pipe ended.
+fn keep_tail(mut pipe: impl Read + Send + 'static, stderr: Arc<Mutex<Stderr>>) -> io::Result<()> {
     std::thread::Builder::new().name("live-stderr".into()).stack_size(HELPER_STACK).spawn(move || {
         let mut chunk = vec![0; 16 * 1024];
         loop {
             match pipe.read(&mut chunk) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(n) => {
-                    let mut tail = tail.lock();
-                    tail.extend_from_slice(&chunk[..n]);
-                    if tail.len() > STDERR_TAIL {
-                        let extra = tail.len() - STDERR_TAIL;
-                        tail.drain(..extra);
+                    let mut stderr = stderr.lock();
+                    stderr.tail.extend_from_slice(&chunk[..n]);
+                    stderr.total += n as u64;
+                    if stderr.tail.len() > STDERR_TAIL {
+                        let extra = stderr.tail.len() - STDERR_TAIL;
+                        stderr.tail.drain(..extra);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        stderr.lock().ended = true;
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live "CLI" made of a shell script (its arguments after the script are ignored).
+    fn script(text: &str) -> LiveCli {
+        let start = Start {
+            program: "sh".into(),
+            args: vec!["-c".into(), text.into(), "sh".into()],
+            cwd: std::env::temp_dir(),
+            env: Vec::new(),
+            version: None,
+        };
+        LiveCli::spawn(Arc::new(start), "s", &[], None, &[], 0).expect("sh starts")
+    }
+
+    fn turn(cli: &mut LiveCli, prompt: &str) -> TurnEnd {
+        let timeout = Duration::from_secs(10);
+        cli.turn(prompt, timeout, Duration::from_millis(100), &Cancel::default(), None, &mut |_| true)
+    }
+
+    const RESULT: &str = r#"{"type":"result","is_error":false,"result":"one","total_cost_usd":0.5}"#;
+
+    #[test]
+    fn a_turn_that_dies_reports_its_own_stderr_not_earlier_turns() {
+        let mut cli = script(&format!(
+            "read l; echo 'noise of turn 1' >&2; echo '{RESULT}'; read l; echo 'Error: turn 2 failed' >&2; exit 3"
+        ));
+        assert!(matches!(turn(&mut cli, "one"), TurnEnd::Answered(_)));
+        // (What turn 1 wrote to stderr is its own once read: stderr is another pipe.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cli.stderr.lock().total == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match turn(&mut cli, "two") {
+            TurnEnd::Ended(raw) => {
+                assert_eq!(raw.stderr_tail, "Error: turn 2 failed\n");
+                assert_eq!(raw.exit_code, Some(3));
+            }
+            _ => panic!("turn 2 did not end with the process"),
+        }
+    }
+
+    #[test]
+    fn a_process_that_ends_at_start_says_why_every_time() {
+        // Its stderr is read to the end before the turn ends: the reader thread may not have
+        // taken it yet when the leader is reaped (and "already in use" is only known from it).
+        for _ in 0..100 {
+            let mut cli = script("echo 'Error: Session ID s is already in use.' >&2; exit 1");
+            match turn(&mut cli, "hello") {
+                TurnEnd::Ended(raw) => assert_eq!(raw.stderr_tail, "Error: Session ID s is already in use.\n"),
+                _ => panic!("the turn did not end with the process"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_turn_keeps_its_first_line_and_its_result_not_the_events_between() {
+        // 80 MB of events (more than STDOUT_CAP), then the result: answered, no overflow.
+        let events = r#"{"type":"stream_event","event":{"delta":{"text":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}}"#;
+        let mut cli = script(&format!(
+            "read l; echo '{{\"type\":\"system\"}}'; yes '{events}' | head -n 700000; echo '{RESULT}'; read l"
+        ));
+        match turn(&mut cli, "one") {
+            TurnEnd::Answered(raw) => {
+                assert!(!raw.stdout_overflow);
+                assert_eq!(String::from_utf8_lossy(&raw.stdout), format!("{{\"type\":\"system\"}}\n{RESULT}\n"));
+            }
+            _ => panic!("no answer"),
+        }
+    }
+
+    #[test]
+    fn a_process_that_prints_garbage_without_a_newline_and_exits_fails_its_turn() {
+        let mut cli = script("read l; printf 'Segmentation fault'; exit 2");
+        match turn(&mut cli, "one") {
+            TurnEnd::Ended(raw) => {
+                assert_eq!(raw.stdout, b"Segmentation fault\n");
+                assert_eq!(raw.exit_code, Some(2));
+            }
+            _ => panic!("the turn did not end with the process"),
+        }
+    }
+
+    #[test]
+    fn a_process_that_never_reads_its_prompt_times_out_and_is_killed() {
+        let mut cli = script("exec sleep 30");
+        let pgid = cli.pgid;
+        let started = Instant::now();
+        let big = "x".repeat(1 << 20); // more than a pipe holds: written on a thread of its own
+        let end = cli.turn(
+            &big,
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            &Cancel::default(),
+            None,
+            &mut |_| true,
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        match end {
+            TurnEnd::Ended(raw) => assert!(raw.timed_out),
+            _ => panic!("the turn did not time out"),
+        }
+        assert!(crate::runner::leftovers::group_members(pgid).unwrap().is_empty(), "its group lives on");
+    }
+
+    #[test]
+    fn a_process_that_ended_before_its_prompt_is_the_turns_end_only_if_started_for_it() {
+        for started_for_turn in [true, false] {
+            let mut cli = script("echo 'Error: Session ID s is already in use.' >&2; exit 1");
+            cli.started_for_turn = started_for_turn;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cli.child.as_mut().unwrap().try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match (started_for_turn, turn(&mut cli, "hello")) {
+                (true, TurnEnd::Ended(raw)) => assert_eq!(raw.exit_code, Some(1)),
+                (false, TurnEnd::NotUsable) => {}
+                _ => panic!("started for the turn: {started_for_turn}, and the wrong end"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_prompt_is_one_json_line_whatever_it_holds() {
+        // The script echoes the line it read inside a result; the line must parse back to the
+        // prompt (newlines, quotes, control characters, a JSON-looking text, > a pipe's size).
+        let mut prompt = String::from("a\nb\r\n\"quoted\" \\ {\"type\":\"result\"}\n\u{1}\u{1b}[1m\u{7f}\u{2028}");
+        while prompt.len() < 200_000 {
+            prompt.push_str(" more\n");
+        }
+        let mut cli = script(
+            r#"IFS= read -r l; printf '{"type":"result","is_error":false,"result":"ok","line":%s}\n' "$l"; read l"#,
+        );
+        match turn(&mut cli, &prompt) {
+            TurnEnd::Answered(raw) => {
+                let out: serde_json::Value = serde_json::from_slice(raw.stdout.trim_ascii()).expect("one JSON result");
+                assert_eq!(out["line"]["message"]["content"][0]["text"], prompt.as_str());
+                assert_eq!(out["line"]["type"], "user");
+            }
+            _ => panic!("no answer"),
+        }
+    }
 }

@@ -12,11 +12,11 @@
 //! turn runs cold, nothing lost); one that dies after is the turn's failure.
 //!
 //! Budgets: a live process checks `--max-budget-usd` against everything it spent since it
-//! started (measured), so a turn's cap cannot be handed to it per turn. A process is started
-//! with twice the turn's cap, and takes a later turn only while what it has left is at least
-//! that turn's cap (and it was started for the same cap); ccs checks each live turn's cost
-//! against the cap when it ends (`budget::enforce`). A session with its own budget is exact:
-//! its process starts with what the session has left, and takes a turn only while both agree.
+//! started (measured), so a turn's cap cannot be handed to it per turn. A process takes a turn
+//! while what it has left is at least the turn's cap (never stricter than a cold run) and at most
+//! the turn's `ceiling`: twice the per-turn cap, and never more than what the session's own
+//! budget has left (so a session's budget is never overrun); it is started with that ceiling.
+//! ccs checks each live turn's cost against the cap when it ends (`budget::enforce`).
 
 pub mod cli;
 pub mod pool;
@@ -27,6 +27,7 @@ use std::time::Duration;
 pub use cli::{LiveCli, Start, TurnEnd};
 pub use pool::{Lease, Limits, Pool, SPARES_PAUSE};
 
+use super::caps::Version;
 use super::{argv, budget, interpret, Cancel, LineSink, OnStart, RunResult, SessionFlag, SpawnError};
 use crate::config::{Amount, LiveCli as LiveConfig};
 use crate::money;
@@ -67,27 +68,42 @@ pub fn mem_available() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// A turn's budget: its cap, and whether the session's own budget decided it (`exact`).
+/// Whether spares can be started for this CLI version: a spare is started with `--session-id`
+/// and may end before the session that took it gets its first answer (other options, idle too
+/// long, the cap, a config change), so its id must stay free until a message comes. Measured:
+/// 1.0.128, 2.1.197 and 2.1.332 write a session with its first message; 2.0.77 writes its
+/// empty transcript at start, after which `--session-id` says "already in use" and `--resume`
+/// "No conversation found", and the session that took the spare could never start.
+pub fn spares_work_with(version: Version) -> bool {
+    !(version.0 == 2 && version.1 == 0)
+}
+
+/// A turn's budget: its cap, and the most a process that takes it may have left (`ceiling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TurnBudget {
     pub cap: f64,
-    pub exact: bool,
+    pub ceiling: f64,
 }
 
 impl TurnBudget {
+    /// For a turn capped at `cap`: the lesser of `per_turn` (the request's or the config's) and
+    /// `session_left` (what the session's own budget has left, if it has one). A process may
+    /// have left up to twice `per_turn`, and never more than `session_left`.
+    pub fn new(cap: f64, per_turn: f64, session_left: Option<f64>) -> TurnBudget {
+        let ceiling = session_left.map_or(per_turn * 2.0, |left| left.min(per_turn * 2.0)).max(cap);
+        TurnBudget { cap, ceiling }
+    }
+
     /// The `--max-budget-usd` a new process starts with for this turn.
     pub fn start_value(&self) -> f64 {
-        if self.exact {
-            self.cap
-        } else {
-            self.cap * 2.0
-        }
+        self.ceiling
     }
 }
 
 /// Whether a process started with `--max-budget-usd process` (none: the CLI has no such flag)
-/// that has spent `spent` can take a turn with `turn`'s budget without being stricter than a
-/// cold run (or, for an `exact` session budget, any looser).
+/// that has spent `spent` can take a turn with `turn`'s budget: what it has left is at least the
+/// turn's cap (no stricter than a cold run) and at most its ceiling (a turn spends at most twice
+/// its cap before the CLI stops it, and never more than its session has left).
 pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool {
     let (process, turn) = match (process, turn) {
         (None, None) => return true,
@@ -95,12 +111,7 @@ pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool 
         _ => return false,
     };
     let left = money::to_micros(process).saturating_sub(money::to_micros(spent));
-    let cap = money::to_micros(turn.cap);
-    if turn.exact {
-        left == cap
-    } else {
-        money::to_micros(process) == money::to_micros(turn.start_value()) && left >= cap
-    }
+    (money::to_micros(turn.cap)..=money::to_micros(turn.ceiling)).contains(&left)
 }
 
 /// One turn for the pool.
@@ -116,7 +127,8 @@ pub struct Turn {
     pub timeout: Duration,
     pub kill_grace: Duration,
     pub lines: Option<LineSink>,
-    /// Environment entries that mark a new process as this turn's (task and session ids).
+    /// Environment entries that mark a new process as this turn's (task and session ids) and
+    /// this server's (`leftovers::server_marker`).
     pub markers: Vec<(String, String)>,
 }
 
@@ -126,10 +138,10 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
     // At most twice: the session's idle process found dead before the write, then a new one.
     for _ in 0..2 {
         let fits_turn = |cli: &mut LiveCli| *cli.start == *turn.start && fits(cli.budget, cli.spent, turn.budget);
-        let (mut cli, busy) = match pool.lease(&turn.session_id, fits_turn) {
-            Lease::Warm(cli, busy) => (cli, busy),
+        let (mut cli, busy, started_now) = match pool.lease(&turn.session_id, fits_turn) {
+            Lease::Warm(cli, busy) => (cli, busy, false),
             Lease::Room(busy) => match spawn(pool, turn) {
-                Ok(cli) => (cli, busy),
+                Ok(cli) => (cli, busy, true),
                 Err(source) => return Some(Err(SpawnError { program: turn.start.program.clone(), source })),
             },
             Lease::Full => return None,
@@ -144,12 +156,19 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
                     cli.pgid,
                     turn.session_id
                 );
-                drop(cli.retire());
                 drop(busy);
+                pool.retire(cli); // tracked, so a stop waits for it
                 continue;
             }
             TurnEnd::CalledOff => {
-                pool.give_back(cli, busy);
+                if started_now {
+                    // As a cold run's: killed before its prompt, so it holds no session id (a
+                    // 2.0.x CLI takes it at start) and nothing lingers for a turn that ended.
+                    cli.kill();
+                    drop(busy);
+                } else {
+                    pool.give_back(cli, busy);
+                }
                 let source =
                     std::io::Error::new(std::io::ErrorKind::Interrupted, "the run was called off as it started");
                 return Some(Err(SpawnError { program: turn.start.program.clone(), source }));
@@ -160,9 +179,7 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
         // exits with for this result (CLI.md: 1 for an error result, else 0).
         result.exit_code = result.report.as_ref().map(|r| i32::from(r.is_error));
         if let Some(report) = result.report.as_mut() {
-            let total = report.cost_usd;
-            report.cost_usd = money::to_usd(money::to_micros(total).saturating_sub(money::to_micros(cli.spent)));
-            cli.spent = total;
+            (report.cost_usd, cli.spent) = turn_cost(cli.spent, report.cost_usd);
         }
         if let Some(budget) = turn.budget {
             let why = "a live claude process checks its budget over its whole life, so ccs checked this turn's cost \
@@ -173,6 +190,14 @@ pub fn run(pool: &Pool, turn: &Turn, cancel: &Cancel, on_start: OnStart) -> Opti
         return Some(Ok(result));
     }
     None
+}
+
+/// A turn's own cost from the process's running total as of its result, and what the process
+/// has spent since: the total never goes down (a result without one, read as 0, must not make
+/// the next turn pay for every earlier one; what it did not report comes with the next total).
+fn turn_cost(spent: f64, total: f64) -> (f64, f64) {
+    let (spent, total) = (money::to_micros(spent), money::to_micros(total));
+    (money::to_usd(total.saturating_sub(spent)), money::to_usd(spent.max(total)))
 }
 
 /// Starts a process for `turn` (its session flag, budget and markers).
@@ -186,12 +211,22 @@ fn spawn(pool: &Pool, turn: &Turn) -> std::io::Result<LiveCli> {
 }
 
 /// Starts a spare: a process for `start` with a session id of its own, which the session that
-/// claims it takes.
-pub fn spawn_spare(pool: &Pool, start: Arc<Start>, budget: Option<TurnBudget>) -> std::io::Result<LiveCli> {
+/// claims it takes; `server` is the server's marker (`leftovers::server_marker`).
+pub fn spawn_spare(
+    pool: &Pool,
+    start: Arc<Start>,
+    budget: Option<TurnBudget>,
+    server: (String, String),
+) -> std::io::Result<LiveCli> {
     let session_id = uuid::Uuid::new_v4().to_string();
-    let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone())];
+    let markers = vec![(SESSION_ID_ENV.to_string(), session_id.clone()), server];
     let flag_args = argv::session_args(&SessionFlag::Create(session_id.clone()));
-    LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())
+    let mut spare =
+        LiveCli::spawn(start, &session_id, &flag_args, budget.map(|b| b.start_value()), &markers, pool.generation())?;
+    // Started ahead: found ended when its first turn comes, it is replaced (the turn runs on a
+    // new process, nothing lost), as an idle one would be.
+    spare.started_for_turn = false;
+    Ok(spare)
 }
 
 #[cfg(test)]
@@ -217,17 +252,50 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run() {
-        let turn = |cap, exact| Some(TurnBudget { cap, exact });
-        // Started for a $10 cap with $20: it takes turns while $10 or more is left.
-        assert!(fits(Some(20.0), 0.0, turn(10.0, false)));
-        assert!(fits(Some(20.0), 10.0, turn(10.0, false)));
-        assert!(!fits(Some(20.0), 10.01, turn(10.0, false)));
-        assert!(!fits(Some(20.0), 0.0, turn(5.0, false)), "another cap: another process");
-        // A session budget: exactly what is left.
-        assert!(fits(Some(1.0), 0.25, turn(0.75, true)));
-        assert!(!fits(Some(1.0), 0.25, turn(0.5, true)));
+    fn a_turn_costs_what_the_running_total_grew_by_and_the_total_never_goes_down() {
+        assert_eq!(turn_cost(0.0, 0.0125), (0.0125, 0.0125));
+        assert_eq!(turn_cost(0.0125, 0.0375), (0.025, 0.0375));
+        // An API error: the total did not move.
+        assert_eq!(turn_cost(0.0375, 0.0375), (0.0, 0.0375));
+        // A result without a total (read as 0): nothing now, and the next turn pays its own.
+        assert_eq!(turn_cost(0.0375, 0.0), (0.0, 0.0375));
+        assert_eq!(turn_cost(0.0375, 0.05), (0.0125, 0.05));
+    }
+
+    #[test]
+    fn no_spares_for_a_cli_that_takes_its_session_id_at_start() {
+        assert!(!spares_work_with(Version(2, 0, 77)));
+        assert!(spares_work_with(Version(1, 0, 128)));
+        assert!(spares_work_with(Version(2, 1, 197)));
+        assert!(spares_work_with(Version(3, 0, 0)));
+    }
+
+    #[test]
+    fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run_nor_looser_than_its_ceiling() {
+        // No session budget: a $10 cap, a process started with $20; it takes turns while $10
+        // to $20 is left.
+        assert_eq!(TurnBudget::new(10.0, 10.0, None).start_value(), 20.0);
+        let ten = Some(TurnBudget::new(10.0, 10.0, None));
+        assert!(fits(Some(20.0), 0.0, ten));
+        assert!(fits(Some(20.0), 10.0, ten));
+        assert!(!fits(Some(20.0), 10.01, ten));
+        let five = Some(TurnBudget::new(5.0, 5.0, None));
+        assert!(!fits(Some(20.0), 0.0, five), "$20 left would let a $5 turn spend $20");
+        assert!(fits(Some(20.0), 11.0, five));
+        // A session with $50 left and a $10 cap per turn: $10 to $20 left, as without.
+        let budget = |left: f64| TurnBudget::new(left.min(10.0), 10.0, Some(left));
+        let session = |left: f64| Some(budget(left));
+        assert_eq!(budget(50.0).start_value(), 20.0);
+        assert!(fits(Some(20.0), 1.0, session(49.0)));
+        // Near its end: never more than the session has left.
+        assert!(!fits(Some(20.0), 1.0, session(15.0)));
+        assert_eq!(budget(15.0).start_value(), 15.0);
+        // Less than a cap left: exactly what is left.
+        assert_eq!(budget(0.75).start_value(), 0.75);
+        assert!(fits(Some(1.0), 0.25, session(0.75)));
+        assert!(!fits(Some(1.0), 0.25, session(0.5)));
+        // A CLI without --max-budget-usd.
         assert!(fits(None, 3.0, None));
-        assert!(!fits(None, 0.0, turn(1.0, false)));
+        assert!(!fits(None, 0.0, ten));
     }
 }

@@ -15,7 +15,7 @@ use super::cli::{LiveCli, Start};
 /// the default folder must not be started again and again).
 pub const SPARES_PAUSE: Duration = Duration::from_secs(30);
 
-/// How often the memory of the processes is read again (at most).
+/// How often the memory of the same processes is read again (at most).
 const RSS_READ_EVERY: Duration = Duration::from_secs(1);
 
 /// How many processes, and for how long.
@@ -35,7 +35,8 @@ pub struct Counts {
     pub spares: usize,
     /// Processes answering a turn now.
     pub busy: usize,
-    /// Resident memory of all of them (their whole process groups).
+    /// Resident memory of the idle ones and the spares (their whole process groups; a busy
+    /// one is not in the pool while it answers).
     pub rss_bytes: u64,
 }
 
@@ -78,8 +79,9 @@ impl State {
 pub struct Pool {
     state: Mutex<State>,
     retiring: Mutex<Vec<JoinHandle<()>>>,
-    /// The last reading of their memory, when and of which groups it was taken: `/health` needs no key, and a
-    /// pass over `/proc` per request would make it an easy way to burn the host's CPU.
+    /// The last reading of their memory, when it was taken and of which groups: `/health`
+    /// needs no key, and a pass over `/proc` per request would make it an easy way to burn the
+    /// host's CPU. A reading of other processes (one started or ended since) is taken again.
     rss: Mutex<Option<(Instant, Vec<i32>, u64)>>,
 }
 
@@ -107,8 +109,8 @@ pub enum Lease<'a> {
 }
 
 impl Pool {
-    /// Sets the limits; `retire` ends every idle process and spare (the way the CLI starts
-    /// changed), and busy ones when they come back.
+    /// Sets the limits (spares and processes beyond them end); `retire` ends every idle process
+    /// and spare (the way the CLI starts changed), and busy ones when they come back.
     pub fn configure(&self, limits: Limits, retire: bool) {
         let mut state = self.state.lock();
         state.limits = Some(limits);
@@ -118,6 +120,9 @@ impl Pool {
             gone.extend(state.idle.drain().map(|(_, cli)| cli));
             gone.append(&mut state.spares);
         }
+        // Fewer spares wanted (`"spares": 0` included): the oldest go.
+        let extra = state.spares.len().saturating_sub(limits.spares);
+        gone.extend(state.spares.drain(..extra));
         while state.total() > limits.max {
             match state.take_least_recent() {
                 Some(cli) => gone.push(cli),
@@ -199,6 +204,19 @@ impl Pool {
         Some(id)
     }
 
+    /// Retires the spares not started as `start` says (none: every spare).
+    pub fn retire_spares_unlike(&self, start: Option<&Start>) {
+        let mut state = self.state.lock();
+        if state.spares.iter().all(|spare| Some(&*spare.start) == start) {
+            return;
+        }
+        let (kept, gone): (Vec<LiveCli>, Vec<LiveCli>) =
+            std::mem::take(&mut state.spares).into_iter().partition(|spare| Some(&*spare.start) == start);
+        state.spares = kept;
+        drop(state);
+        self.retire_all(gone);
+    }
+
     /// How many spares to start now (room is reserved for them as busy slots; each is handed
     /// over with `add_spare` or released by dropping its `Busy`).
     /// Sessions' processes (idle and busy) may take all but `spares` of the room: past that,
@@ -278,6 +296,11 @@ impl Pool {
         self.state.lock().spares_paused_until = Some(Instant::now() + pause);
     }
 
+    /// Retires a process that is not in the pool (one a turn found unusable).
+    pub fn retire(&self, cli: LiveCli) {
+        self.retire_all(vec![cli]);
+    }
+
     /// Retires the idle process of `session` (archived, closed or deleted).
     pub fn retire_session(&self, session: &str) {
         let cli = self.state.lock().idle.remove(session);
@@ -310,7 +333,8 @@ impl Pool {
     pub fn counts(&self) -> Counts {
         let (counts, groups) = {
             let state = self.state.lock();
-            let groups: Vec<i32> = state.idle.values().chain(state.spares.iter()).map(|cli| cli.pgid).collect();
+            let mut groups: Vec<i32> = state.idle.values().chain(state.spares.iter()).map(|cli| cli.pgid).collect();
+            groups.sort_unstable();
             let counts =
                 Counts { sessions: state.idle.len(), spares: state.spares.len(), busy: state.busy, rss_bytes: 0 };
             (counts, groups)
@@ -331,8 +355,11 @@ impl Pool {
         if gone.is_empty() {
             return;
         }
+        // Started before the lock: a retirement that cannot get a thread ends its process here
+        // (`Drop`, up to END_BY_ITSELF), which must not hold anyone else up.
+        let started: Vec<JoinHandle<()>> = gone.into_iter().filter_map(LiveCli::retire).collect();
         let mut retiring = self.retiring.lock();
         retiring.retain(|h| !h.is_finished());
-        retiring.extend(gone.into_iter().filter_map(LiveCli::retire));
+        retiring.extend(started);
     }
 }

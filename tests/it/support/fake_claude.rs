@@ -40,8 +40,11 @@
 //! `--version` prints `2.1.197 (Claude Code)` and `--help` lists the options it takes. With
 //! FAKE_CLAUDE_VERSION=1.0.x it is that older CLI, as the real 1.0.128 is: no `--max-budget-usd`
 //! and no `--agent` in its help, and either option fails the run with `error: unknown option
-//! '--max-budget-usd'` on stderr, exit 1, empty stdout. FAKE_CLAUDE_PROBE_SLEEP_MS makes
-//! `--version` and `--help` take that long (a slow probe).
+//! '--max-budget-usd'` on stderr, exit 1, empty stdout. With FAKE_CLAUDE_VERSION=2.0.x a live
+//! process started with `--session-id` writes its empty transcript at once, as the real 2.0.77
+//! does: the id is in use from then on, and `--resume` finds no conversation in an empty
+//! transcript. FAKE_CLAUDE_PROBE_SLEEP_MS makes `--version` and `--help` take that long (a slow
+//! probe).
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -126,6 +129,13 @@ fn version() -> String {
 
 fn is_1_0() -> bool {
     version().starts_with("1.0.")
+}
+
+/// 2.0.x (measured: 2.0.77) writes a live process's empty transcript when it starts with
+/// `--session-id`, so the id is in use even if no message ever came (and `--resume` finds no
+/// conversation in it); 1.0.x and 2.1.x write it with the first message.
+fn takes_the_id_at_start() -> bool {
+    version().starts_with("2.0.")
 }
 
 /// `--version` or `--help`, as the real CLI prints them.
@@ -274,6 +284,10 @@ fn start_run<'a>(args: &'a Args, format: String, live: bool) -> (Run<'a>, Vec<St
         Err(message) => usage_error(&message),
     };
     let transcript = transcript_path(&session_id, &cwd());
+    if live && args.session_id.is_some() && takes_the_id_at_start() {
+        // 2.0.x: the session's (empty) transcript is there before any message.
+        append_transcript_bytes(&transcript, b"");
+    }
     let model = args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into());
     (Run { args, format, model, session_id, transcript, live }, earlier)
 }
@@ -599,7 +613,7 @@ fn open_session(args: &Args) -> Result<(String, Vec<String>), String> {
     }
     if let Some(id) = &args.resume {
         let path = dir.join(format!("{id}.jsonl"));
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Some(text) = std::fs::read_to_string(&path).ok().filter(|t| !t.is_empty()) else {
             return Err(format!("No conversation found with session ID: {id}"));
         };
         let earlier = user_prompts(&text);
@@ -646,12 +660,16 @@ fn session_exists_anywhere(id: &str) -> bool {
 }
 
 fn append_transcript(path: &Path, role: &str, content: &str) {
+    let line = format!("{}\n", json!({"role": role, "content": content}));
+    append_transcript_bytes(path, line.as_bytes());
+}
+
+fn append_transcript_bytes(path: &Path, bytes: &[u8]) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let line = format!("{}\n", json!({"role": role, "content": content}));
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = file.write_all(line.as_bytes());
+        let _ = file.write_all(bytes);
     }
 }
 
