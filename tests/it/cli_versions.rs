@@ -62,8 +62,8 @@ fn an_old_cli_never_gets_max_budget_usd_and_answers() {
 fn a_new_cli_gets_max_budget_usd() {
     let server = Server::start();
     assert_eq!(server.ask("hello").status, 200);
-    // A live process starts with twice the turn's cap (see runner::live).
-    let cap = if crate::support::live_cli_in_tests() { "20" } else { "10" };
+    // A live process starts with 1.25 times the turn's cap (see runner::live).
+    let cap = if crate::support::live_cli_in_tests() { "12.5" } else { "10" };
     assert!(crate::support::has_option(&crate::support::argv(&server.starts()[0]), "--max-budget-usd", cap));
 }
 

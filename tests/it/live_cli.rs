@@ -362,10 +362,10 @@ fn a_first_turn_that_crashed_is_not_run_again_whatever_its_output_says() {
 
 #[test]
 fn a_session_with_a_budget_of_its_own_keeps_its_process() {
-    // $0.10 a turn, the session $1 in all: the process may spend $0.10 to $0.20 (as without a
-    // session budget) and never more than the session has left.
+    // $0.10 a turn, the session $1 in all: the process may have $0.10 to $0.125 left (as
+    // without a session budget), and never more than the session has left ($0.11 in all).
     let server = Server::start_with(json!({"maxBudgetUsd": 0.1, "liveCli": {"enabled": true, "spares": 0}}));
-    for (limit, started_with) in [(1.0, "0.2"), (0.15, "0.15")] {
+    for (limit, started_with) in [(1.0, "0.125"), (0.11, "0.11")] {
         let id = server.new_session(json!({"project_path": server.project, "max_budget_usd": limit}));
         for prompt in ["one", "two", "three"] {
             let r = turn(&server, &id, prompt);

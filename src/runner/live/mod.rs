@@ -14,8 +14,9 @@
 //! Budgets: a live process checks `--max-budget-usd` against everything it spent since it
 //! started (measured), so a turn's cap cannot be handed to it per turn. A process takes a turn
 //! while what it has left is at least the turn's cap (never stricter than a cold run) and at most
-//! the turn's `ceiling`: twice the per-turn cap, and never more than what the session's own
-//! budget has left (so a session's budget is never overrun); it is started with that ceiling.
+//! the turn's `ceiling`: `HEADROOM` times the per-turn cap, and never more than what the
+//! session's own budget has left (so a session's budget is never overrun); it is started with
+//! that ceiling.
 //! ccs checks each live turn's cost against the cap when it ends (`budget::enforce`).
 
 pub mod cli;
@@ -78,6 +79,12 @@ pub fn spares_work_with(version: Version) -> bool {
     !(version.0 == 2 && version.1 == 0)
 }
 
+/// How far past its cap a live turn may spend before the CLI stops it (a cold run stops after
+/// the API call that crosses the cap): the more, the longer a process serves its session before
+/// its budget runs out and a new one starts; 1.25 bounds the overrun to a quarter of the cap
+/// and still lets a $10-cap process answer $2.50 of turns.
+pub const HEADROOM: f64 = 1.25;
+
 /// A turn's budget: its cap, and the most a process that takes it may have left (`ceiling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TurnBudget {
@@ -88,9 +95,10 @@ pub struct TurnBudget {
 impl TurnBudget {
     /// For a turn capped at `cap`: the lesser of `per_turn` (the request's or the config's) and
     /// `session_left` (what the session's own budget has left, if it has one). A process may
-    /// have left up to twice `per_turn`, and never more than `session_left`.
+    /// have left up to `HEADROOM` times `per_turn`, and never more than `session_left`.
     pub fn new(cap: f64, per_turn: f64, session_left: Option<f64>) -> TurnBudget {
-        let ceiling = session_left.map_or(per_turn * 2.0, |left| left.min(per_turn * 2.0)).max(cap);
+        let most = per_turn * HEADROOM;
+        let ceiling = session_left.map_or(most, |left| left.min(most)).max(cap);
         TurnBudget { cap, ceiling }
     }
 
@@ -102,8 +110,8 @@ impl TurnBudget {
 
 /// Whether a process started with `--max-budget-usd process` (none: the CLI has no such flag)
 /// that has spent `spent` can take a turn with `turn`'s budget: what it has left is at least the
-/// turn's cap (no stricter than a cold run) and at most its ceiling (a turn spends at most twice
-/// its cap before the CLI stops it, and never more than its session has left).
+/// turn's cap (no stricter than a cold run) and at most its ceiling (a turn spends at most
+/// `HEADROOM` times its cap before the CLI stops it, and never more than its session has left).
 pub fn fits(process: Option<f64>, spent: f64, turn: Option<TurnBudget>) -> bool {
     let (process, turn) = match (process, turn) {
         (None, None) => return true,
@@ -272,24 +280,24 @@ mod tests {
 
     #[test]
     fn a_budget_fits_when_the_process_is_never_stricter_than_a_cold_run_nor_looser_than_its_ceiling() {
-        // No session budget: a $10 cap, a process started with $20; it takes turns while $10
-        // to $20 is left.
-        assert_eq!(TurnBudget::new(10.0, 10.0, None).start_value(), 20.0);
+        // No session budget: a $10 cap, a process started with $12.50; it takes turns while
+        // $10 to $12.50 is left.
+        assert_eq!(TurnBudget::new(10.0, 10.0, None).start_value(), 12.5);
         let ten = Some(TurnBudget::new(10.0, 10.0, None));
-        assert!(fits(Some(20.0), 0.0, ten));
-        assert!(fits(Some(20.0), 10.0, ten));
-        assert!(!fits(Some(20.0), 10.01, ten));
+        assert!(fits(Some(12.5), 0.0, ten));
+        assert!(fits(Some(12.5), 2.5, ten));
+        assert!(!fits(Some(12.5), 2.51, ten));
         let five = Some(TurnBudget::new(5.0, 5.0, None));
-        assert!(!fits(Some(20.0), 0.0, five), "$20 left would let a $5 turn spend $20");
-        assert!(fits(Some(20.0), 11.0, five));
-        // A session with $50 left and a $10 cap per turn: $10 to $20 left, as without.
+        assert!(!fits(Some(12.5), 0.0, five), "$12.50 left would let a $5 turn spend $12.50");
+        assert!(fits(Some(12.5), 6.5, five));
+        // A session with $50 left and a $10 cap per turn: $10 to $12.50 left, as without.
         let budget = |left: f64| TurnBudget::new(left.min(10.0), 10.0, Some(left));
         let session = |left: f64| Some(budget(left));
-        assert_eq!(budget(50.0).start_value(), 20.0);
-        assert!(fits(Some(20.0), 1.0, session(49.0)));
+        assert_eq!(budget(50.0).start_value(), 12.5);
+        assert!(fits(Some(12.5), 1.0, session(49.0)));
         // Near its end: never more than the session has left.
-        assert!(!fits(Some(20.0), 1.0, session(15.0)));
-        assert_eq!(budget(15.0).start_value(), 15.0);
+        assert!(!fits(Some(12.5), 1.0, session(11.0)));
+        assert_eq!(budget(11.0).start_value(), 11.0);
         // Less than a cap left: exactly what is left.
         assert_eq!(budget(0.75).start_value(), 0.75);
         assert!(fits(Some(1.0), 0.25, session(0.75)));
