@@ -29,6 +29,9 @@ const END_BY_ITSELF: Duration = Duration::from_secs(2);
 /// How long a turn whose process died waits for the rest of its stderr (the group is killed by
 /// then; only a process that left it can hold the pipe open).
 const STDERR_DRAIN: Duration = Duration::from_secs(2);
+/// What a process may print while it waits, kept for its next turn; more, and it is not used
+/// again (the CLI prints nothing between a result and the next message).
+const EARLY_CAP: usize = 1 << 20;
 /// Lines in flight between the stdout reader and a turn.
 const LINES_IN_FLIGHT: usize = 256;
 
@@ -174,7 +177,7 @@ impl LiveCli {
         }
         while let Ok(line) = self.lines.try_recv() {
             match line {
-                Line::Text(text) if !is_result_event(&text) && self.early.len() < LINES_IN_FLIGHT => {
+                Line::Text(text) if !is_result_event(&text) && self.early_bytes() + text.len() < EARLY_CAP => {
                     self.early.push(text)
                 }
                 _ => {
@@ -184,6 +187,11 @@ impl LiveCli {
             }
         }
         true
+    }
+
+    /// What the lines kept while waiting take (each with its newline).
+    fn early_bytes(&self) -> usize {
+        self.early.iter().map(|line| line.len() + 1).sum()
     }
 
     /// Runs one turn: `on_start` is told the group first, then the prompt is written once.
@@ -265,7 +273,13 @@ impl LiveCli {
                         return TurnEnd::Answered(run);
                     }
                 }
-                Ok(Line::TooLong) => run.stdout_overflow = true,
+                Ok(Line::TooLong) => {
+                    // A line above STDOUT_CAP (a cold run's whole output limit): the turn fails
+                    // as a cold run that printed that much does, now rather than at its
+                    // timeout, and the process, in a state nobody knows, goes.
+                    run.stdout_overflow = true;
+                    return self.killed(run, started);
+                }
                 Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => return self.died(run, started),
             }
         }
@@ -554,6 +568,32 @@ mod tests {
             }
             _ => panic!("no answer"),
         }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_output_cap_fails_the_turn_at_once_and_ends_the_process() {
+        // 65 MiB on one line (a result that big), then the process would wait for ever.
+        let mut cli = script("read l; head -c 68157440 /dev/zero | tr '\\0' x; echo; exec sleep 30");
+        let pgid = cli.pgid;
+        let started = Instant::now();
+        match turn(&mut cli, "one") {
+            TurnEnd::Ended(raw) => assert!(raw.stdout_overflow),
+            _ => panic!("the turn did not end with the process"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(9), "it waited for the timeout");
+        assert!(super::super::super::leftovers::group_members(pgid).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_idle_process_that_prints_more_than_a_little_is_not_used_again() {
+        let mut cli =
+            script(&format!("read l; echo '{RESULT}'; head -c 2000000 /dev/zero | tr '\\0' x | fold -w 1000; read l"));
+        assert!(matches!(turn(&mut cli, "one"), TurnEnd::Answered(_)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cli.is_usable() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!cli.is_usable(), "2 MB printed while idle (2000 lines), and it would be used again");
     }
 
     #[test]
