@@ -678,22 +678,6 @@ fn real_claude() -> Result<String, String> {
     }
 }
 
-/// The real CLI's environment, as tests/it/real_cli.rs sets it: the mock API, an isolated HOME
-/// and config folder, no retries and no traffic of its own.
-fn offline_env(mock: &MockApi, home: &std::path::Path) -> Value {
-    json!({
-        "ANTHROPIC_BASE_URL": mock.url,
-        "ANTHROPIC_API_KEY": "sk-ant-bench-offline",
-        "HOME": home.display().to_string(),
-        "CLAUDE_CONFIG_DIR": home.join(".claude").display().to_string(),
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    })
-}
-
 /// (pid, parent pid, CPU ticks used) of every process of `root`'s tree, `root` included.
 fn process_tree(root: u32) -> Vec<(u32, u32, u64)> {
     let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
@@ -931,7 +915,7 @@ fn live_processes(rows: &mut Vec<Row>) {
     let dir = support::TempDir::new("bench-live");
     let project = dir.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
-    let env = offline_env(&mock, &dir.path().join("cli-home"));
+    let env = mock.offline_env(&dir.path().join("cli-home"));
     let config = |enabled: bool| {
         json!({
             "claudePath": claude,

@@ -43,17 +43,7 @@ fn server_for(claude: &str, mock: &MockApi, extra: Value) -> (Server, crate::sup
     let cli_home = guard.path().to_path_buf();
     let mut config = json!({
         "claudePath": claude,
-        "claudeEnv": {
-            "ANTHROPIC_BASE_URL": mock.url,
-            "ANTHROPIC_API_KEY": "sk-ant-test-offline",
-            "HOME": cli_home.display().to_string(),
-            "CLAUDE_CONFIG_DIR": cli_home.join(".claude").display().to_string(),
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_ERROR_REPORTING": "1",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        },
+        "claudeEnv": mock.offline_env(&cli_home),
         "taskQueue": {"defaultTimeout": 120000},
     });
     crate::support::merge(&mut config, extra);

@@ -45,6 +45,22 @@ impl MockApi {
         *self.behaviour.lock().unwrap() = behaviour;
     }
 
+    /// The environment that runs the real CLI offline against this mock: its URL, a made-up
+    /// key, `home` as its HOME and config folder, no retries and no traffic of its own.
+    pub fn offline_env(&self, home: &std::path::Path) -> Value {
+        json!({
+            "ANTHROPIC_BASE_URL": self.url,
+            "ANTHROPIC_API_KEY": "sk-ant-test-offline",
+            "HOME": home.display().to_string(),
+            "CLAUDE_CONFIG_DIR": home.join(".claude").display().to_string(),
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        })
+    }
+
     /// The bodies of every `POST /v1/messages` so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
