@@ -57,7 +57,7 @@ pub fn server_marker(data_dir: &Path) -> (String, String) {
 /// us), and the process groups those lead; waits (bounded) until they are gone. Returns their pids.
 pub fn kill_live_leftovers(data_dir: &Path) -> io::Result<Vec<i32>> {
     let me = std::process::id() as i32;
-    let own_group = fs::read_to_string("/proc/self/stat").ok().and_then(|s| state_and_group(&s).map(|(_, g)| g));
+    let own_group = fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_of(&s)).map(|s| s.group);
     let prefix = format!("{LIVE_SERVER_ENV}=");
     let dir = data_dir.display().to_string();
     let mut found: Vec<(i32, i32)> = Vec::new();
@@ -74,10 +74,8 @@ pub fn kill_live_leftovers(data_dir: &Path) -> io::Result<Vec<i32>> {
             continue;
         }
         let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        if let Some((state, group)) = state_and_group(&stat) {
-            if state != "Z" {
-                found.push((pid, group));
-            }
+        if let Some(stat) = stat_of(&stat).filter(|s| s.state != "Z") {
+            found.push((pid, stat.group));
         }
     }
     for &(pid, group) in &found {
@@ -97,33 +95,53 @@ pub fn kill_live_leftovers(data_dir: &Path) -> io::Result<Vec<i32>> {
 
 /// Whether `pid` is a process that has not ended (a zombie has).
 fn is_running(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| state_and_group(&stat).is_some_and(|(s, _)| s != "Z"))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_of(&stat).is_some_and(|s| s.state != "Z"))
 }
 
 /// The live (not zombie) processes whose process group is `pgid`.
 pub(crate) fn group_members(pgid: i32) -> io::Result<Vec<i32>> {
-    let mut members = Vec::new();
-    for entry in fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-        // A process that ended meanwhile has no stat any more.
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        if let Some((state, group)) = state_and_group(&stat) {
-            if group == pgid && state != "Z" {
-                members.push(pid);
-            }
-        }
-    }
-    Ok(members)
+    Ok(running()?.into_iter().filter(|(_, stat)| stat.group == pgid).map(|(pid, _)| pid).collect())
 }
 
-/// The state and process group of a `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp ...`,
-/// where comm may hold spaces and parentheses (so the fields start after the last `)`).
-fn state_and_group(stat: &str) -> Option<(&str, i32)> {
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?;
-    let group = fields.nth(1)?.parse().ok()?;
-    Some((state, group))
+/// The resident memory of every process in the process groups `groups` (pages of 4 KiB).
+pub(crate) fn groups_rss(groups: &[i32]) -> u64 {
+    if groups.is_empty() {
+        return 0;
+    }
+    let Ok(all) = running() else { return 0 };
+    all.into_iter().filter(|(_, stat)| groups.contains(&stat.group)).map(|(_, stat)| stat.rss_pages * 4096).sum()
+}
+
+/// Every process that has not ended (zombies left out), with what its `stat` says; one that
+/// ends meanwhile is left out too.
+fn running() -> io::Result<Vec<(i32, Stat)>> {
+    Ok(fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = stat_of(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+            (stat.state != "Z").then_some((pid, stat))
+        })
+        .collect())
+}
+
+/// What ccs reads of a `/proc/<pid>/stat` line.
+#[derive(Debug, PartialEq)]
+struct Stat {
+    state: String,
+    group: i32,
+    rss_pages: u64,
+}
+
+/// A `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp ... rss ...` (rss is field 24), where
+/// comm may hold spaces and parentheses (so the fields start after the last `)`).
+fn stat_of(line: &str) -> Option<Stat> {
+    let fields: Vec<&str> = line.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.to_string(),
+        group: fields.get(2)?.parse().ok()?,
+        rss_pages: fields.get(21).and_then(|r| r.parse().ok()).unwrap_or(0),
+    })
 }
 
 /// Whether the environment of `pid` holds exactly the entry `marker`.
@@ -216,7 +234,9 @@ mod tests {
 
     #[test]
     fn stat_lines_with_odd_command_names_are_read() {
-        assert_eq!(state_and_group("42 (a (b) c) S 1 42 42 0 -1"), Some(("S", 42)));
-        assert_eq!(state_and_group("garbage"), None);
+        let stat =
+            stat_of("42 (a (b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 9 1000 250 18446744073709551615");
+        assert_eq!(stat, Some(Stat { state: "S".into(), group: 42, rss_pages: 250 }));
+        assert_eq!(stat_of("garbage"), None);
     }
 }

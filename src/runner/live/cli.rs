@@ -223,8 +223,6 @@ impl LiveCli {
             return if fresh { self.died(RawRun::default(), started) } else { TurnEnd::NotUsable };
         }
         let mut run = RawRun::default();
-        // The length of the first line kept in `run.stdout` (the result goes after it).
-        let mut head = 0;
         let deadline = started + timeout;
         let mut kill_at: Option<Instant> = None;
         loop {
@@ -254,17 +252,14 @@ impl LiveCli {
                         (sink.0)(String::from_utf8_lossy(&line).trim_end());
                     }
                     // Kept: the first line (what a turn that ends without a result printed
-                    // first, for its error) and the result. The events in between are not (a
-                    // line is at most STDOUT_CAP): a long turn takes no more memory than a cold
-                    // run's answer, and does not overflow where a cold run's JSON would not.
+                    // first, for its error) and results (the last one counts). The events in
+                    // between are not (a line is at most STDOUT_CAP): a long turn takes no more
+                    // memory than a cold run's answer, and does not overflow where a cold run's
+                    // JSON would not.
                     let is_result = is_result_event(&line);
-                    if is_result {
-                        run.stdout.truncate(head);
-                    }
                     if is_result || run.stdout.is_empty() {
                         run.stdout.extend_from_slice(&line);
                         run.stdout.push(b'\n');
-                        head = if is_result { head } else { run.stdout.len() };
                     }
                     if is_result && kill_at.is_none() {
                         run.duration = started.elapsed();
@@ -404,28 +399,6 @@ fn is_result_event(line: &[u8]) -> bool {
     // Cheap test first: most lines (token deltas) are not results.
     let has_word = line.windows(8).any(|w| w == b"\"result\"");
     has_word && serde_json::from_slice::<Event>(line).is_ok_and(|e| e.kind == Some("result"))
-}
-
-/// The resident memory of every process in the process groups `groups` (one pass over
-/// `/proc`; RSS in `/proc/<pid>/stat` is in pages, 4 KiB here).
-pub fn groups_rss(groups: &[i32]) -> u64 {
-    if groups.is_empty() {
-        return 0;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let mut total = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // `pid (comm) state ppid pgrp ... rss` (rss is field 24; comm may hold spaces).
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let group = fields.get(2).and_then(|g| g.parse::<i32>().ok());
-        if group.is_some_and(|g| groups.contains(&g)) {
-            total += fields.get(21).and_then(|r| r.parse::<u64>().ok()).unwrap_or(0) * 4096;
-        }
-    }
-    total
 }
 
 /// Sends each line of `pipe` (a line above `STDOUT_CAP` as `TooLong`), then `Closed`.

@@ -61,6 +61,19 @@ impl State {
         self.limits.map_or(0, |l| l.max)
     }
 
+    /// Takes out least recently used idle processes and spares until at most `most` processes
+    /// are left (busy ones count, and stay).
+    fn evict_down_to(&mut self, most: usize) -> Vec<LiveCli> {
+        let mut gone = Vec::new();
+        while self.total() > most {
+            match self.take_least_recent() {
+                Some(cli) => gone.push(cli),
+                None => break,
+            }
+        }
+        gone
+    }
+
     /// Takes out the least recently used idle process or spare.
     fn take_least_recent(&mut self) -> Option<LiveCli> {
         let idle = self.idle.iter().min_by_key(|(_, cli)| cli.last_used).map(|(id, cli)| (id.clone(), cli.last_used));
@@ -123,12 +136,7 @@ impl Pool {
         // Fewer spares wanted (`"spares": 0` included): the oldest go.
         let extra = state.spares.len().saturating_sub(limits.spares);
         gone.extend(state.spares.drain(..extra));
-        while state.total() > limits.max {
-            match state.take_least_recent() {
-                Some(cli) => gone.push(cli),
-                None => break,
-            }
-        }
+        gone.extend(state.evict_down_to(limits.max));
         drop(state);
         self.retire_all(gone);
     }
@@ -152,12 +160,8 @@ impl Pool {
             }
             gone.push(cli);
         }
-        while state.total() >= state.max() {
-            match state.take_least_recent() {
-                Some(cli) => gone.push(cli),
-                None => break,
-            }
-        }
+        let room_for_one = state.max().saturating_sub(1);
+        gone.extend(state.evict_down_to(room_for_one));
         let lease = if state.total() < state.max() {
             state.busy += 1;
             Lease::Room(Busy { pool: self })
@@ -180,12 +184,8 @@ impl Pool {
             return self.retire_all(vec![cli]);
         }
         let mut gone: Vec<LiveCli> = state.idle.insert(cli.session_id.clone(), cli).into_iter().collect();
-        while state.total() > state.max() {
-            match state.take_least_recent() {
-                Some(cli) => gone.push(cli),
-                None => break,
-            }
-        }
+        let max = state.max();
+        gone.extend(state.evict_down_to(max));
         drop(state);
         self.retire_all(gone);
     }
@@ -258,16 +258,12 @@ impl Pool {
     pub fn expire(&self) {
         let mut state = self.state.lock();
         let keep = state.limits.map_or(Duration::ZERO, |l| l.keep);
-        let stale: Vec<String> = state
+        let ended: Vec<String> = state
             .idle
             .iter_mut()
-            .filter(|(_, cli)| cli.last_used.elapsed() >= keep)
-            .map(|(id, _)| id.clone())
+            .filter_map(|(id, cli)| (cli.last_used.elapsed() >= keep || !cli.is_usable()).then(|| id.clone()))
             .collect();
-        let mut gone: Vec<LiveCli> = stale.iter().filter_map(|id| state.idle.remove(id)).collect();
-        let dead: Vec<String> =
-            state.idle.iter_mut().filter_map(|(id, cli)| (!cli.is_usable()).then(|| id.clone())).collect();
-        gone.extend(dead.iter().filter_map(|id| state.idle.remove(id)));
+        let mut gone: Vec<LiveCli> = ended.iter().filter_map(|id| state.idle.remove(id)).collect();
         let mut kept = Vec::new();
         for mut spare in std::mem::take(&mut state.spares) {
             if spare.is_usable() {
@@ -343,7 +339,7 @@ impl Pool {
         let bytes = match &*rss {
             Some((at, read, bytes)) if at.elapsed() < RSS_READ_EVERY && *read == groups => *bytes,
             _ => {
-                let bytes = super::cli::groups_rss(&groups);
+                let bytes = super::super::leftovers::groups_rss(&groups);
                 *rss = Some((Instant::now(), groups, bytes));
                 bytes
             }
