@@ -27,6 +27,7 @@ mod model;
 mod money;
 mod project;
 mod queue;
+mod redis_link;
 mod runner;
 mod server;
 mod sessions;

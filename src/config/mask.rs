@@ -15,7 +15,8 @@ fn mask_key(key: &str) -> String {
     }
 }
 
-fn mask_url_password(url: &str) -> String {
+/// `redis://user:secret@host` → `redis://user:****@host` (never show or log a password).
+pub fn mask_url_password(url: &str) -> String {
     match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
         Some((scheme, (userinfo, host))) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);

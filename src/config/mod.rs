@@ -39,6 +39,11 @@ pub struct Config {
     pub log_level: LogLevel,
     pub storage_type: StorageType,
     pub redis_url: Option<String>,
+    /// Every key ccs writes in Redis starts with it (default `ccs:`).
+    pub redis_key_prefix: String,
+    /// How long a server's claim on a running task holds without its heartbeat (ms); then the
+    /// other servers mark the task interrupted.
+    pub redis_lease_ms: u64,
     pub auth: Auth,
     pub allowed_project_roots: Vec<String>,
     pub max_body_bytes: u64,
@@ -191,8 +196,19 @@ pub enum StorageType {
 }
 
 /// The keys a running server cannot change without a restart.
-pub const RESTART_KEYS: &[&str] =
-    &["port", "host", "dataDir", "storageType", "redisUrl", "httpThreads", "http", "logFile", "pidFile"];
+pub const RESTART_KEYS: &[&str] = &[
+    "port",
+    "host",
+    "dataDir",
+    "storageType",
+    "redisUrl",
+    "redisKeyPrefix",
+    "redisLeaseMs",
+    "httpThreads",
+    "http",
+    "logFile",
+    "pidFile",
+];
 
 /// Keys that decide what runs on the host, where data goes (results sent to a webhook
 /// included), or who gets in: changed only by editing the config file, never over HTTP
@@ -211,6 +227,7 @@ pub const FILE_ONLY_KEYS: &[&str] = &[
     "/dataDir",
     "/storageType",
     "/redisUrl",
+    "/redisKeyPrefix",
     "/logFile",
     "/pidFile",
     "/host",
@@ -263,6 +280,8 @@ impl Config {
             log_level: LogLevel::Info,
             storage_type: StorageType::File,
             redis_url: None,
+            redis_key_prefix: "ccs:".into(),
+            redis_lease_ms: 15_000,
             auth: Auth { api_keys: Vec::new(), admin_keys: Vec::new() },
             allowed_project_roots: Vec::new(),
             max_body_bytes: 1024 * 1024,

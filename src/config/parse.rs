@@ -116,6 +116,8 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
             "logLevel" => c.log_level = log_level(k, v)?,
             "storageType" => c.storage_type = storage_type(k, v)?,
             "redisUrl" => c.redis_url = opt_string(k, v)?,
+            "redisKeyPrefix" => c.redis_key_prefix = non_empty(k, v)?,
+            "redisLeaseMs" => c.redis_lease_ms = int(k, v, 1_000, 3_600_000)?,
             "auth" => {
                 for (sub, v) in section(k, v)? {
                     let key = format!("{k}.{sub}");
@@ -171,11 +173,8 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
     if c.mcp.enabled && c.mcp.config_path.is_none() {
         return Err(bad("mcp.configPath", "must be set when mcp.enabled is true"));
     }
-    if c.storage_type == StorageType::Redis {
-        return Err(bad(
-            "storageType",
-            "\"redis\" is not available in this version of ccs: use \"file\" or \"memory\"",
-        ));
+    if c.storage_type == StorageType::Redis && c.redis_url.is_none() {
+        return Err(bad("redisUrl", "must be set when storageType is \"redis\" (e.g. \"redis://127.0.0.1:6379/0\")"));
     }
     Ok((c, warnings))
 }
