@@ -33,7 +33,8 @@ run:
 ## The whole test suite: unit tests and the integration tests (real binary, fake claude CLI,
 ## the vendored tiny_http's own tests,
 ## and the real claude CLI when `make real-cli` installed it or CCS_REAL_CLAUDE points to one);
-## then the integration tests once more with live CLI processes off.
+## then the integration tests once more with live CLI processes off, and once on the Redis store
+## (each test server with a redis-server of its own; `apt-get install redis-server`).
 test:
 	@for v in CCS_REAL_CLAUDE_1_0=$(REAL_CLI_1_0) CCS_REAL_CLAUDE_OLD=$(REAL_CLI_OLD) \
 	          CCS_REAL_CLAUDE=$(REAL_CLI) CCS_REAL_CLAUDE_NEWEST=$(REAL_CLI_NEWEST); do \
@@ -43,6 +44,8 @@ test:
 	$(REAL_CLI_ENV) $(CARGO) test --workspace --all-targets
 	@echo "== the integration tests again with live CLI processes off (liveCli.enabled false)"
 	$(REAL_CLI_ENV) CCS_TEST_LIVE_CLI=false $(CARGO) test --test it
+	@echo "== the integration tests again on the Redis store (storageType redis)"
+	$(REAL_CLI_ENV) CCS_TEST_STORAGE=redis $(CARGO) test --test it
 
 ## Installs the pinned claude CLI versions from npm into target/real-cli (no account needed:
 ## the tests point them at a mock API on 127.0.0.1).

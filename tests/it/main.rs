@@ -13,6 +13,7 @@ mod http_edge;
 mod live_cli;
 mod operations;
 mod real_cli;
+mod redis_cluster;
 mod server_lifecycle;
 mod sessions_api;
 mod streaming;

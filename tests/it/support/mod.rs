@@ -2,6 +2,7 @@
 //! fake claude (tests/it/support/fake_claude.rs) as `claudePath`, and talks plain HTTP to it.
 
 pub mod mock_anthropic;
+pub mod redis_server;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use redis_server::{redis_in_tests, Redis};
 
 pub const CCS: &str = env!("CARGO_BIN_EXE_ccs");
 
@@ -135,6 +138,8 @@ pub struct Server {
     extra_args: Vec<String>,
     /// A program ccs is started through (e.g. `prlimit --nofile=64`), if any.
     launcher: Vec<String>,
+    /// The server's own redis-server when the suite runs on the Redis store.
+    pub redis: Option<Redis>,
 }
 
 impl Server {
@@ -164,11 +169,17 @@ impl Server {
             // CCS_TEST_LIVE_CLI=false (`make test` does both), off. Spares are tested on their own.
             "liveCli": {"enabled": live_cli_in_tests(), "spares": 0},
         });
+        let redis = (redis_in_tests() && config.get("storageType").is_none()).then(Redis::start);
+        if let Some(redis) = &redis {
+            // A short lease: a killed server's tasks are settled within seconds.
+            merge(&mut base, json!({"storageType": "redis", "redisUrl": redis.url(), "redisLeaseMs": 3000}));
+        }
         merge(&mut base, config);
         std::fs::create_dir_all(home.path().join("state")).unwrap();
         std::fs::write(home.path().join("state/config.json"), serde_json::to_vec_pretty(&base).unwrap()).unwrap();
         let launcher = launcher.iter().map(|s| s.to_string()).collect();
-        let mut server = Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new(), launcher };
+        let mut server =
+            Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new(), launcher, redis };
         server.launch();
         server
     }
