@@ -70,7 +70,7 @@ impl HttpServer {
         let _ = LISTENING.set(Arc::downgrade(&server));
         let edge = Arc::new(EdgeState {
             routes,
-            limiter: RateLimiter::default(),
+            limiter: RateLimiter::over(app.store.counts.clone()),
             failures: RateLimiter::default(),
             stopping: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
@@ -273,7 +273,8 @@ fn authenticate(
     let client = client_address(address);
     let rule = RateLimit { enabled: true, window_ms: auth::FAILURE_WINDOW_MS, max_requests: auth::MAX_FAILURES };
     let now = now_ms();
-    let so_far = edge.failures.peek(&client, &rule, now);
+    // Wrong keys are counted in this server's memory (they never fail).
+    let so_far = edge.failures.peek(&client, &rule, now).map_err(storage_unavailable)?;
     if !so_far.allowed {
         return Err(auth::too_many_failures(so_far.reset_secs));
     }
@@ -281,7 +282,7 @@ fn authenticate(
     auth::check(config, bearer, api_key).inspect_err(|_| {
         // A wrong key is a guess; a missing one guesses nothing.
         if bearer.is_some() || api_key.is_some() {
-            edge.failures.check(&client, &rule, now);
+            let _ = edge.failures.check(&client, &rule, now);
         }
     })
 }
@@ -301,7 +302,7 @@ fn rate_limit(
         Some(key) => format!("key:{key}"),
         None => client_address(address),
     };
-    let decision = edge.limiter.check(&client, &config.rate_limit, now_ms());
+    let decision = edge.limiter.check(&client, &config.rate_limit, now_ms()).map_err(storage_unavailable)?;
     info.headers = decision.headers();
     if decision.allowed {
         return Ok(());
@@ -311,6 +312,11 @@ fn rate_limit(
         decision.limit, decision.window_secs, decision.reset_secs
     );
     Err(ApiError::new(429, message).with("retryAfter", decision.reset_secs))
+}
+
+/// A limit that could not be counted (the shared store is down): 503, saying why.
+fn storage_unavailable(e: crate::store::StoreError) -> ApiError {
+    crate::error::Error::from(e).into()
 }
 
 /// Who a limit counts without a key: the IPv4 address, or the IPv6 /64 (one host gets a whole

@@ -27,6 +27,7 @@
 //! listings never parse files), over a `Backend` of bytes: the file backend's journal (see
 //! `journal`: ordered, group-committed, retried after a fault) or memory only.
 
+mod counts;
 mod file;
 #[cfg(test)]
 pub(crate) mod flaky;
@@ -52,6 +53,7 @@ use std::sync::Arc;
 use crate::config::StorageType;
 use crate::model::{Day, Delivery, Session, Task, Turn};
 
+pub use counts::{Counts, LocalCounts, RedisCounts, MAX_CLIENTS};
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
 pub use table::{Backend, Table};
@@ -165,6 +167,8 @@ pub struct Store {
     pub deliveries: Box<dyn Records<Delivery>>,
     /// Statistics, one record per day (`YYYY-MM-DD`).
     pub statistics: Box<dyn Records<Day>>,
+    /// Request counts for the rate limit.
+    pub counts: Arc<dyn Counts>,
 }
 
 impl Store {
@@ -198,6 +202,7 @@ impl Store {
             tasks: Box::new(Table::open("tasks", backend.clone())?),
             deliveries: Box::new(Table::open("deliveries", backend.clone())?),
             statistics: Box::new(Table::open("statistics", backend.clone())?),
+            counts: Arc::new(LocalCounts::default()),
             backend,
         };
         store.backend.loaded()?;
