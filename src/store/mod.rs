@@ -1,8 +1,8 @@
 //! The store: records by kind and id, and the one interface to them the rest of ccs uses
 //! (`Records`, one per kind, gathered in `Store`).
 //!
-//! ARCHITECTURE: what any implementation of `Records` (the local one here, `Table` over a
-//! `Backend`; a Redis one shared by several servers later) must guarantee.
+//! ARCHITECTURE: what any implementation of `Records` (the local one, `Table` over a `Backend`;
+//! the shared one, `RedisRecords`, for several servers over one Redis) must guarantee.
 //! - **Records by kind and id.** A record is a serde value under an id of ASCII letters, digits,
 //!   `-`, `_` and `.` (not first); other ids are refused.
 //! - **Durable before anyone is told.** Every write says when it must be durable (`Durable`):
@@ -26,13 +26,15 @@
 //!
 //! The local implementation keeps every record in memory, loaded once at start (reads and
 //! listings never parse files), over a `Backend` of bytes: the file backend's journal (see
-//! `journal`: ordered, group-committed, retried after a fault) or memory only.
+//! `journal`: ordered, group-committed, retried after a fault) or memory only. The shared one
+//! (`redis`) keeps nothing but what this server showed unsaved, and reads Redis each time.
 
 mod file;
 #[cfg(test)]
 pub(crate) mod flaky;
 mod journal;
 mod memory;
+mod redis;
 mod table;
 
 /// For the store's tests: waits (at most 10 s) until `done`, failing the test with `what`.
@@ -51,9 +53,11 @@ use std::sync::Arc;
 
 use crate::config::{Config, StorageType};
 use crate::model::{Day, Delivery, Session, Task, Turn};
+use crate::redis_link::Link;
 
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
+pub use redis::RedisRecords;
 pub use table::{Backend, Table};
 
 /// When a write must be on disk.
@@ -199,21 +203,37 @@ pub struct Store {
 /// Where the records live.
 enum Home {
     Local(Arc<dyn Backend>),
+    Redis(Arc<Link>),
 }
 
 impl Store {
-    /// Opens the store `config` names (`storageType`), loading every record. Errors say what
-    /// to fix.
+    /// Opens the store `config` names (`storageType`): the local one loads every record; the
+    /// Redis one connects and checks its key prefix. Errors say what to fix.
     pub fn open(config: &Config) -> io::Result<Store> {
         let backend: Arc<dyn Backend> = match config.storage_type {
             StorageType::File => Arc::new(FileBackend::new(&config.data_dir)?),
             StorageType::Memory => Arc::new(MemoryBackend),
-            // Never fall back to memory silently: that would lose data on restart.
+            // Never fall back to another store silently: that would lose or split data.
             StorageType::Redis => {
-                return Err(io::Error::new(io::ErrorKind::Unsupported, "storageType \"redis\" is not available yet"))
+                let url = config.redis_url.as_deref().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "storageType \"redis\" needs redisUrl in the config")
+                })?;
+                return Ok(Store::on_redis(Link::open(url, &config.redis_key_prefix)?));
             }
         };
         Store::with_backend(backend)
+    }
+
+    /// The shared store: every kind in Redis over `link`.
+    pub fn on_redis(link: Arc<Link>) -> Store {
+        Store {
+            sessions: Box::new(RedisRecords::new("sessions", link.clone())),
+            turns: Box::new(RedisRecords::new("turns", link.clone())),
+            tasks: Box::new(RedisRecords::new("tasks", link.clone())),
+            deliveries: Box::new(RedisRecords::new("deliveries", link.clone())),
+            statistics: Box::new(RedisRecords::new("statistics", link.clone())),
+            home: Home::Redis(link),
+        }
     }
 
     /// For tests: the store of `storageType: "memory"`.
@@ -250,14 +270,17 @@ impl Store {
     pub fn faults(&self) -> Vec<String> {
         match &self.home {
             Home::Local(backend) => backend.faults(),
+            Home::Redis(link) => link.fault().into_iter().collect(),
         }
     }
 
     /// At a clean stop: everything written is made durable (the file store's journal is emptied
-    /// into the record files); later writes fail.
+    /// into the record files); later writes fail. Redis has nothing pending: each write was
+    /// acknowledged when it returned.
     pub fn close(&self) {
         match &self.home {
             Home::Local(backend) => backend.close(),
+            Home::Redis(_) => {}
         }
     }
 }
