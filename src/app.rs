@@ -49,7 +49,14 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, source: ConfigSource, store: Store) -> Arc<App> {
-        let next_seq = store.tasks.all().iter().map(|t| t.seq).max().unwrap_or(0);
+        let next_seq = match store.tasks.all() {
+            Ok(tasks) => tasks.iter().map(|t| t.seq).max().unwrap_or(0),
+            Err(e) => {
+                // Only the order among tasks of equal priority suffers.
+                log::error!("{e}; new tasks are numbered from 1 and may queue before older ones of their priority");
+                0
+            }
+        };
         let (webhook_tx, webhook_rx) = crossbeam_channel::unbounded();
         Arc::new_cyclic(|me| App {
             me: me.clone(),

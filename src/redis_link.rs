@@ -78,6 +78,7 @@ impl Link {
         format!("{}{name}", self.prefix)
     }
 
+    #[allow(dead_code)] // for the shared queue, which comes next
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -109,6 +110,7 @@ impl Link {
     }
 
     /// A connection of its own (for a subscriber that blocks on it), with `read_timeout`.
+    #[allow(dead_code)] // for the shared queue, which comes next
     pub fn dedicated(&self, read_timeout: Duration) -> Result<redis::Connection, LinkError> {
         let conn = self.connect()?;
         conn.set_read_timeout(Some(read_timeout)).map_err(|e| self.mark_down(&e))?;

@@ -5,9 +5,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::config::{Config, ConfigSource};
+use crate::config::{Config, ConfigSource, StorageType};
 use crate::daemon::pidfile;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::{api, exit, housekeeping, http, logging, signals, tasks, webhook};
 
 /// Why the server could not run.
@@ -50,8 +50,15 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
         log::warn!("{warning}");
     }
     log_open_files_limit(&config);
-    let store = Store::open(config.storage_type, &config.data_dir)
-        .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
+    let data = match config.storage_type {
+        StorageType::Redis => format!(
+            "Redis {} under the key prefix {:?}",
+            crate::config::mask::mask_url_password(config.redis_url.as_deref().unwrap_or_default()),
+            config.redis_key_prefix
+        ),
+        StorageType::File | StorageType::Memory => format!("the data folder {}", config.data_dir.display()),
+    };
+    let store = Store::open(&config).map_err(|e| ServeError::Start(format!("cannot open {data}: {e}")))?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
     let app = App::new(config.clone(), source, store);
@@ -78,12 +85,11 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
         ))
     })?;
     log::info!(
-        "ccs {} listening on http://{addr} (config {}, data {}, {} sessions, {} tasks)",
+        "ccs {} listening on http://{addr} (config {}, data in {data}, {} sessions, {} tasks)",
         env!("CARGO_PKG_VERSION"),
         app.source.path.display(),
-        config.data_dir.display(),
-        app.store.sessions.len(),
-        app.store.tasks.len()
+        count(app.store.sessions.len()),
+        count(app.store.tasks.len())
     );
     claim_pid_file(&config)?;
     let (stop_housekeeping, housekeeping_stop) = crossbeam_channel::bounded::<()>(1);
@@ -107,6 +113,11 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
 
 /// Raises the soft limit of open files to the hard one and says what both are: each connection
 /// and each CLI run takes descriptors.
+/// A count for the log, or `?` when the store cannot say.
+fn count(n: Result<usize, StoreError>) -> String {
+    n.map_or_else(|_| "?".to_string(), |n| n.to_string())
+}
+
 fn log_open_files_limit(config: &Config) {
     match crate::fsutil::raise_open_files_limit() {
         Ok((before, now, hard)) => {

@@ -61,7 +61,7 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {
-    app.store.sessions.get(id).ok_or_else(|| not_found(id))
+    app.store.sessions.get(id)?.ok_or_else(|| not_found(id))
 }
 
 fn not_found(id: &str) -> Error {
@@ -69,38 +69,38 @@ fn not_found(id: &str) -> Error {
 }
 
 /// The turns of a session, oldest first.
-pub fn turns(app: &App, id: &str) -> Vec<Arc<Turn>> {
-    app.store.turns.scan(&format!("{id}."))
+pub fn turns(app: &App, id: &str) -> Result<Vec<Arc<Turn>>, Error> {
+    Ok(app.store.turns.scan(&format!("{id}."))?)
 }
 
 /// Sessions matching `filter`, newest first, and how many matched in all.
-pub fn list(app: &App, filter: &Filter) -> (Vec<Arc<Session>>, usize) {
+pub fn list(app: &App, filter: &Filter) -> Result<(Vec<Arc<Session>>, usize), Error> {
     let mut all: Vec<Arc<Session>> = app
         .store
         .sessions
-        .all()
+        .all()?
         .into_iter()
         .filter(|s| filter.status.is_none_or(|status| s.status == status))
         .filter(|s| filter.project_path.as_ref().is_none_or(|p| &s.project_path == p))
         .collect();
     newest_first(&mut all);
     let total = all.len();
-    (all.into_iter().skip(filter.offset).take(filter.limit).collect(), total)
+    Ok((all.into_iter().skip(filter.offset).take(filter.limit).collect(), total))
 }
 
 /// Sessions whose id or metadata contains `q` (case-insensitive), newest first.
-pub fn search(app: &App, q: &str, limit: usize) -> Vec<Arc<Session>> {
+pub fn search(app: &App, q: &str, limit: usize) -> Result<Vec<Arc<Session>>, Error> {
     let needle = q.to_lowercase();
     let mut found: Vec<Arc<Session>> = app
         .store
         .sessions
-        .all()
+        .all()?
         .into_iter()
         .filter(|s| s.id.contains(&needle) || s.metadata.to_string().to_lowercase().contains(&needle))
         .collect();
     newest_first(&mut found);
     found.truncate(limit);
-    found
+    Ok(found)
 }
 
 fn newest_first(sessions: &mut [Arc<Session>]) {
@@ -135,7 +135,7 @@ fn remove_with_turns(app: &App, id: &str) -> Result<(), Error> {
     // The session goes first: a crash in between leaves orphan turns, never a session without them.
     app.store.sessions.remove(id, Durable::Now)?;
     app.live.retire_session(id);
-    for turn in turns(app, id) {
+    for turn in turns(app, id)? {
         app.store.turns.remove(&Turn::key(id, turn.seq), Durable::Soon)?;
     }
     Ok(())
@@ -147,7 +147,7 @@ pub fn cleanup_expired(app: &App, now: DateTime<Utc>) -> Result<(usize, usize), 
     let config = app.config();
     let session_cutoff = now - Days::days(config.session_retention_days.into());
     let mut sessions = 0;
-    for session in app.store.sessions.all() {
+    for session in app.store.sessions.all()? {
         if session.updated_at < session_cutoff && !app.queue.session_busy(&session.id) {
             remove_with_turns(app, &session.id)?;
             sessions += 1;
@@ -155,7 +155,7 @@ pub fn cleanup_expired(app: &App, now: DateTime<Utc>) -> Result<(usize, usize), 
     }
     let task_cutoff = now - Days::days(config.task_retention_days.into());
     let mut tasks = 0;
-    for task in app.store.tasks.all() {
+    for task in app.store.tasks.all()? {
         if task.status.is_final() && task.updated_at < task_cutoff {
             app.store.tasks.remove(&task.id, Durable::Soon)?;
             tasks += 1;
@@ -271,7 +271,6 @@ pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_ses
 mod tests {
     use super::*;
     use crate::config::ConfigSource;
-    use crate::config::StorageType;
     use crate::model::TaskStatus;
     use crate::store::Store;
     use std::path::Path;
@@ -286,7 +285,7 @@ mod tests {
             port: None,
         };
         let config = source.defaults();
-        App::new(config, source, Store::open(StorageType::Memory, home).unwrap())
+        App::new(config, source, Store::in_memory())
     }
 
     fn session(app: &App, id: &str, idle_days: i64) {
@@ -342,10 +341,10 @@ mod tests {
         });
         let (removed, _) = cleanup_expired(&app, now()).unwrap();
         assert_eq!(removed, 1);
-        assert!(app.store.sessions.get("old").is_none());
-        assert!(turns(&app, "old").is_empty());
-        assert!(app.store.sessions.get("busy-old").is_some());
-        assert_eq!(turns(&app, "recent").len(), 1);
+        assert!(app.store.sessions.get("old").unwrap().is_none());
+        assert!(turns(&app, "old").unwrap().is_empty());
+        assert!(app.store.sessions.get("busy-old").unwrap().is_some());
+        assert_eq!(turns(&app, "recent").unwrap().len(), 1);
     }
 
     #[test]
@@ -366,7 +365,9 @@ mod tests {
         task("new-done", TaskStatus::Failed, 1);
         let (_, removed) = cleanup_expired(&app, now()).unwrap();
         assert_eq!(removed, 1);
-        assert!(app.store.tasks.get("old-done").is_none());
-        assert!(app.store.tasks.get("old-pending").is_some() && app.store.tasks.get("new-done").is_some());
+        assert!(app.store.tasks.get("old-done").unwrap().is_none());
+        assert!(
+            app.store.tasks.get("old-pending").unwrap().is_some() && app.store.tasks.get("new-done").unwrap().is_some()
+        );
     }
 }

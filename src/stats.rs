@@ -12,7 +12,7 @@ use crate::app::App;
 pub use crate::model::{Day, ModelCount};
 use crate::model::{Task, TaskStatus};
 use crate::money;
-use crate::store::Durable;
+use crate::store::{Durable, StoreError};
 
 /// Counts one finished run of the CLI (when `statistics.enabled`).
 pub fn record(app: &App, task: &Task) {
@@ -43,32 +43,32 @@ pub fn record(app: &App, task: &Task) {
 }
 
 /// Every day's counters summed.
-pub fn totals(app: &App) -> Day {
+pub fn totals(app: &App) -> Result<Day, StoreError> {
     let mut total = Day::default();
-    for day in app.store.statistics.all() {
+    for day in app.store.statistics.all()? {
         total.add(&day);
     }
-    total
+    Ok(total)
 }
 
 /// The counters of each date from `from` to `to` (inclusive), newest first; days without runs
 /// are zeros.
-pub fn days(app: &App, from: NaiveDate, to: NaiveDate) -> Vec<Day> {
+pub fn days(app: &App, from: NaiveDate, to: NaiveDate) -> Result<Vec<Day>, StoreError> {
     let mut out = Vec::new();
     let mut date = to;
     while date >= from {
         let key = date.to_string();
-        out.push(app.store.statistics.get(&key).map_or_else(|| Day { date: key, ..Day::default() }, |d| (*d).clone()));
+        out.push(app.store.statistics.get(&key)?.map_or_else(|| Day { date: key, ..Day::default() }, |d| (*d).clone()));
         match date.checked_sub_days(Days::new(1)) {
             Some(previous) => date = previous,
             None => break,
         }
     }
-    out
+    Ok(out)
 }
 
 /// The last `n` days up to today, newest first.
-pub fn recent(app: &App, n: u64) -> Vec<Day> {
+pub fn recent(app: &App, n: u64) -> Result<Vec<Day>, StoreError> {
     let today = Utc::now().date_naive();
     let from = today.checked_sub_days(Days::new(n.saturating_sub(1))).unwrap_or(today);
     days(app, from, today)

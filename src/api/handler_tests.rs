@@ -6,14 +6,14 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::config::{ConfigSource, StorageType};
+use crate::config::ConfigSource;
 use crate::fsutil::TempDir;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::store::{Durable, Store};
 use std::io;
 
 fn app() -> Arc<App> {
-    app_on(Store::open(StorageType::Memory, std::path::Path::new("/nonexistent")).unwrap())
+    app_on(Store::in_memory())
 }
 
 fn app_on(store: Store) -> Arc<App> {
@@ -57,7 +57,7 @@ fn an_async_run_is_answered_at_once_and_waits_in_the_queue() {
     assert_eq!(app.queue.counts(), (1, 0));
     let (entry, _) = app.queue.take().unwrap();
     assert_eq!(entry.task_id, id);
-    assert_eq!(app.store.tasks.get(&id).unwrap().status, crate::model::TaskStatus::Pending);
+    assert_eq!(app.store.tasks.get(&id).unwrap().unwrap().status, crate::model::TaskStatus::Pending);
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn a_sync_run_is_answered_when_its_task_ends_and_a_gone_client_cancels_it() {
     let id = after.tasks[0].as_ref().unwrap().clone();
     let on_gone = after.on_gone.expect("a gone client stops its run");
     on_gone(&app, &id);
-    let task = app.store.tasks.get(&id).unwrap();
+    let task = app.store.tasks.get(&id).unwrap().unwrap();
     assert_eq!(task.status, crate::model::TaskStatus::Cancelled);
     assert!(task.error.as_deref().unwrap_or_default().contains("its client went away"), "{:?}", task.error);
     // Its end was kept for the request: the answer is the 409 of a cancelled run.
@@ -101,7 +101,7 @@ fn priority_bounds_are_checked_and_a_new_priority_reorders_the_queue() {
     let reply = super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": 9})))).unwrap();
     assert_eq!(reply.body["old_priority"], 5);
     assert_eq!(reply.body["new_priority"], 9);
-    assert_eq!(app.store.tasks.get(&second).unwrap().priority, crate::model::Priority::new(9).unwrap());
+    assert_eq!(app.store.tasks.get(&second).unwrap().unwrap().priority, crate::model::Priority::new(9).unwrap());
     assert_eq!(app.queue.take().unwrap().0.task_id, second, "the higher priority runs first");
     assert_eq!(app.queue.take().unwrap().0.task_id, first);
     // A running task keeps its priority.
@@ -142,7 +142,7 @@ fn a_new_priority_that_cannot_be_saved_changes_neither_the_record_nor_the_queue(
     let err = error_of(super::tasks::set_priority(&app, &for_task(&second, Some(json!({"priority": 9})))));
     assert_eq!(err.status, 503, "{}", err.message);
     assert!(err.message.contains("could not save"), "{}", err.message);
-    assert_eq!(app.store.tasks.get(&second).unwrap().priority, crate::model::Priority::DEFAULT);
+    assert_eq!(app.store.tasks.get(&second).unwrap().unwrap().priority, crate::model::Priority::DEFAULT);
     assert_eq!(app.queue.take().unwrap().0.task_id, first, "the queue kept its order");
 }
 
@@ -164,8 +164,8 @@ fn a_cancel_that_a_running_task_outran_is_a_409_not_a_success() {
     assert_eq!(err.status, 409);
     assert!(err.message.contains("already completed"), "{}", err.message);
     // Killed, but its end could not be saved (it shows `failed`): the store's 503, not a 409.
-    let unsaved =
-        crate::store::StoreError { kind: "task", id: id.clone(), source: io::Error::from_raw_os_error(libc::ENOSPC) };
+    let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+    let unsaved = crate::store::StoreError::new(crate::store::Op::Save, "task", &id, enospc, "");
     let shown = app.store.tasks.update(&id, Durable::Now, |t| {
         t.status = crate::model::TaskStatus::Failed;
         true
@@ -193,7 +193,7 @@ fn two_priority_changes_at_once_leave_the_record_and_the_queue_agreeing() {
         changes.into_iter().for_each(|c| c.join().unwrap());
         let (entry, _) = app.queue.take().unwrap();
         app.queue.done(&entry.task_id);
-        assert_eq!(entry.priority, app.store.tasks.get(&id).unwrap().priority, "round {round}");
+        assert_eq!(entry.priority, app.store.tasks.get(&id).unwrap().unwrap().priority, "round {round}");
     }
 }
 

@@ -58,14 +58,14 @@ pub fn get(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
         live.rss_bytes.to_string(),
     );
 
-    let tasks = app.store.tasks.all();
+    let tasks = app.store.tasks.all()?;
     let _ = writeln!(out, "# HELP ccs_tasks Stored tasks by status.\n# TYPE ccs_tasks gauge");
     for status in STATUSES {
         let n = tasks.iter().filter(|t| t.status == status).count();
         let _ = writeln!(out, "ccs_tasks{{status=\"{}\"}} {n}", status.name());
     }
 
-    let total = stats::totals(app);
+    let total = stats::totals(app)?;
     let counter = |out: &mut String, name: &str, help: &str, lines: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (labels, value) in lines {

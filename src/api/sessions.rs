@@ -50,7 +50,7 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         limit: ctx.query_number("limit", 50, 1000)?,
         offset: ctx.query_number("offset", 0, usize::MAX)?,
     };
-    let (found, total) = sessions::list(app, &filter);
+    let (found, total) = sessions::list(app, &filter)?;
     Ok(Reply::ok(page("sessions", found.iter().map(|s| s.to_api()), total, filter.offset)))
 }
 
@@ -59,7 +59,7 @@ pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         ApiError::bad_request("q", "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>")
     })?;
     let limit = ctx.query_number("limit", 20, 1000)?;
-    let (sessions, truncated) = within_budget(sessions::search(app, q, limit).iter().map(|s| s.to_api()));
+    let (sessions, truncated) = within_budget(sessions::search(app, q, limit)?.iter().map(|s| s.to_api()));
     let mut body = json!({"success": true, "sessions": sessions, "count": sessions.len()});
     if truncated {
         body["truncated"] = json!(true); // ask again with a narrower q or a smaller limit
@@ -71,7 +71,7 @@ pub fn get(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = ctx.param("id");
     let mut session = sessions::get(app, id)?.to_api();
     let turns: Vec<Value> =
-        sessions::turns(app, id).iter().map(|t| serde_json::to_value(&**t).unwrap_or_default()).collect();
+        sessions::turns(app, id)?.iter().map(|t| serde_json::to_value(&**t).unwrap_or_default()).collect();
     session["turns"] = Value::Array(turns);
     Ok(Reply::ok(json!({"success": true, "session": session})))
 }

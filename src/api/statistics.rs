@@ -8,8 +8,8 @@ use crate::http::{ApiError, Ctx, Reply};
 use crate::stats;
 
 pub fn overview(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
-    let total = stats::totals(app);
-    let recent: Vec<Value> = stats::recent(app, 7).iter().map(stats::Day::to_api).collect();
+    let total = stats::totals(app)?;
+    let recent: Vec<Value> = stats::recent(app, 7)?.iter().map(stats::Day::to_api).collect();
     Ok(Reply::ok(json!({
         "success": true,
         "statistics": {"summary": stats::summary(&total), "recent_daily": recent, "top_models": stats::top_models(&total, 5)},
@@ -17,12 +17,12 @@ pub fn overview(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 pub fn summary(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
-    Ok(Reply::ok(json!({"success": true, "statistics": stats::summary(&stats::totals(app))})))
+    Ok(Reply::ok(json!({"success": true, "statistics": stats::summary(&stats::totals(app)?)})))
 }
 
 pub fn daily(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let limit = ctx.query_number("limit", 30, 3660)?.max(1);
-    let days: Vec<Value> = stats::recent(app, limit as u64).iter().map(stats::Day::to_api).collect();
+    let days: Vec<Value> = stats::recent(app, limit as u64)?.iter().map(stats::Day::to_api).collect();
     Ok(Reply::ok(json!({"success": true, "statistics": days, "count": days.len()})))
 }
 
@@ -42,12 +42,12 @@ pub fn range(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     if (end - start).num_days() > 3660 {
         return Err(ApiError::bad_request("start", "a range covers at most 3660 days"));
     }
-    let days: Vec<Value> = stats::days(app, start, end).iter().map(stats::Day::to_api).collect();
+    let days: Vec<Value> = stats::days(app, start, end)?.iter().map(stats::Day::to_api).collect();
     Ok(Reply::ok(json!({"success": true, "statistics": days, "count": days.len()})))
 }
 
 pub fn models(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let limit = ctx.query_number("limit", 10, 1000)?;
-    let models = stats::top_models(&stats::totals(app), limit);
+    let models = stats::top_models(&stats::totals(app)?, limit);
     Ok(Reply::ok(json!({"success": true, "models": models, "count": models.len()})))
 }

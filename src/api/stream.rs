@@ -43,8 +43,15 @@ pub fn follow(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 
 /// The record of a task that has ended: a task that ended before anyone followed it (or, for a
 /// run, before its own request did: a DELETE came first) has no live topic, its record says it all.
+/// A record that cannot be read counts as not ended: its end, when it comes, is heard.
 fn ended(app: &App, id: &str) -> Option<Arc<Task>> {
-    app.store.tasks.get(id).filter(|t| t.status.is_final())
+    match app.store.tasks.get(id) {
+        Ok(task) => task.filter(|t| t.status.is_final()),
+        Err(e) => {
+            log::warn!("{e}");
+            None
+        }
+    }
 }
 
 fn relay(app: &App, task: &Task, events: Receiver<Event>, mut out: Box<dyn Write + Send>, cancel_on_disconnect: bool) {

@@ -8,6 +8,7 @@ use super::page;
 use crate::app::App;
 use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
 use crate::model::{now, Mode, Priority, Task, TaskStatus};
+use crate::store::StoreError;
 use crate::{money, tasks};
 
 const STATUSES: &[&str] = &["pending", "processing", "completed", "failed", "timeout", "cancelled", "interrupted"];
@@ -27,7 +28,7 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let limit = ctx.query_number("limit", 50, 1000)?;
     let offset = ctx.query_number("offset", 0, usize::MAX)?;
-    let (found, total) = tasks::list(app, status, limit, offset);
+    let (found, total) = tasks::list(app, status, limit, offset)?;
     Ok(Reply::ok(page("tasks", found.iter().map(|t| t.to_api()), total, offset)))
 }
 
@@ -84,16 +85,16 @@ pub fn retry(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 pub fn queue_status(app: &App, _ctx: &Ctx) -> Result<Reply, ApiError> {
-    Ok(Reply::ok(json!({"success": true, "queue": queue_body(app)})))
+    Ok(Reply::ok(json!({"success": true, "queue": queue_body(app)?})))
 }
 
 /// The queue's counts, from the task records (all of them, not only this server's queue).
-fn queue_body(app: &App) -> Value {
-    let tasks = app.store.tasks.all();
+fn queue_body(app: &App) -> Result<Value, StoreError> {
+    let tasks = app.store.tasks.all()?;
     let count = |status: TaskStatus| tasks.iter().filter(|t| t.status == status).count();
     let cost: u64 = tasks.iter().map(|t| money::to_micros(t.cost_usd.unwrap_or(0.0))).sum();
     let oldest_pending = tasks.iter().filter(|t| t.status == TaskStatus::Pending).map(|t| t.created_at).min();
-    json!({
+    Ok(json!({
         "running": !app.is_shutting_down(),
         "concurrency": app.config().task_queue.concurrency,
         "total": tasks.len(),
@@ -106,5 +107,5 @@ fn queue_body(app: &App) -> Value {
         "interrupted": count(TaskStatus::Interrupted),
         "total_cost_usd": money::to_usd(cost),
         "oldest_pending_age_ms": oldest_pending.map(|at| (now() - at).num_milliseconds().max(0)),
-    })
+    }))
 }

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -62,6 +63,13 @@ impl ApiError {
     }
 }
 
+/// A failed read or write of the store: 503, as `Error::Storage`.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        Error::from(e).into()
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(err: Error) -> ApiError {
         let message = err.to_string();
@@ -89,7 +97,7 @@ impl From<Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::store::Op;
 
     #[test]
     fn each_kind_has_its_status() {
@@ -101,7 +109,8 @@ mod tests {
             (Error::Unavailable("x".into()), 503),
             (Error::CliFailed { message: "x".into(), task_id: None, session_id: None }, 502),
             (Error::CliTimeout { message: "x".into(), task_id: "t".into(), session_id: None }, 504),
-            (Error::from(StoreError { kind: "tasks", id: "t".into(), source: std::io::Error::other("x") }), 503),
+            (Error::from(StoreError::new(Op::Save, "tasks", "t", std::io::Error::other("x"), "")), 503),
+            (Error::from(StoreError::new(Op::Read, "tasks", "", std::io::Error::other("x"), "")), 503),
         ];
         for (err, status) in cases {
             let api = ApiError::from(err);

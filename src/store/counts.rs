@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{Op, StoreError};
 use crate::redis_link::Link;
 
 /// Counts of a window.
@@ -95,7 +95,7 @@ impl Counts for RedisCounts {
             let script = redis::Script::new(ADD);
             self.link.with(|c| script.key(&key).arg(add).arg(length_ms * 2).invoke::<u64>(c))
         };
-        result.map_err(|e| StoreError { kind: "rate limit", id: client_kind(client), source: e.into() })
+        result.map_err(|e| StoreError::new(Op::Save, "rate limit", &client_kind(client), e.into(), super::redis::HINT))
     }
 }
 

@@ -170,6 +170,11 @@ impl Backend for FileBackend {
         }
     }
 
+    fn hint(&self) -> &'static str {
+        "check free disk space, the permissions of dataDir and that its file system is writable; GET /health \
+         says when the store writes again"
+    }
+
     fn faults(&self) -> Vec<String> {
         let journal = self.journal.fault().map(|fault| fault.to_string());
         journal.into_iter().chain(self.applier.fault.lock().clone()).collect()

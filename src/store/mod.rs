@@ -1,8 +1,8 @@
 //! The store: records by kind and id, and the one interface to them the rest of ccs uses
 //! (`Records`, one per kind, gathered in `Store`).
 //!
-//! ARCHITECTURE: what any implementation of `Records` (the local one here, `Table` over a
-//! `Backend`; a Redis one shared by several servers later) must guarantee.
+//! ARCHITECTURE: what any implementation of `Records` (the local one, `Table` over a `Backend`;
+//! the shared one, `RedisRecords`, for several servers over one Redis) must guarantee.
 //! - **Records by kind and id.** A record is a serde value under an id of ASCII letters, digits,
 //!   `-`, `_` and `.` (not first); other ids are refused.
 //! - **Durable before anyone is told.** Every write says when it must be durable (`Durable`):
@@ -16,6 +16,7 @@
 //! - **`update` holds a per-record lock from read to write**, so two writers never lose each
 //!   other's changes; for a shared store the lock holds across servers. It calls `change` at
 //!   most once.
+//! - **A read that fails says so** (`StoreError`), never answers "no such record".
 //! - **`scan` by prefix returns records in id order.** `get` and `scan` are cheap (an index);
 //!   `all` and `len` read every record of the kind: for listings and counts that need them, not
 //!   for a request's hot path.
@@ -25,7 +26,8 @@
 //!
 //! The local implementation keeps every record in memory, loaded once at start (reads and
 //! listings never parse files), over a `Backend` of bytes: the file backend's journal (see
-//! `journal`: ordered, group-committed, retried after a fault) or memory only.
+//! `journal`: ordered, group-committed, retried after a fault) or memory only. The shared one
+//! (`redis`) keeps nothing but what this server showed unsaved, and reads Redis each time.
 
 mod counts;
 mod file;
@@ -33,6 +35,7 @@ mod file;
 pub(crate) mod flaky;
 mod journal;
 mod memory;
+mod redis;
 mod table;
 
 /// For the store's tests: waits (at most 10 s) until `done`, failing the test with `what`.
@@ -47,15 +50,18 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 use std::fmt;
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::StorageType;
+use crate::config::{Config, StorageType};
 use crate::model::{Day, Delivery, Session, Task, Turn};
+use crate::redis_link::Link;
 
-pub use counts::{Counts, LocalCounts, RedisCounts, MAX_CLIENTS};
+#[cfg(test)]
+pub use counts::MAX_CLIENTS;
+pub use counts::{Counts, LocalCounts, RedisCounts};
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
+pub use redis::RedisRecords;
 pub use table::{Backend, Table};
 
 /// When a write must be on disk.
@@ -70,8 +76,11 @@ pub enum Durable {
 /// The records of one kind (see the ARCHITECTURE note above for what an implementation
 /// guarantees). Object-safe; call sites use the generic `update` and `upsert` of
 /// `dyn Records<T>`.
+///
+/// Reads can fail too (a shared store's server can be down): a failed read is a `StoreError`,
+/// never a missing record, so an API answers 503 and not a wrong 404.
 pub trait Records<T>: Send + Sync {
-    fn get(&self, id: &str) -> Option<Arc<T>>;
+    fn get(&self, id: &str) -> Result<Option<Arc<T>>, StoreError>;
 
     /// Stores `record` under `id` and makes it visible (see `Durable` for the order).
     fn put(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError>;
@@ -103,13 +112,13 @@ pub trait Records<T>: Send + Sync {
     fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
 
     /// Records whose id starts with `prefix`, in id order.
-    fn scan(&self, prefix: &str) -> Vec<Arc<T>>;
+    fn scan(&self, prefix: &str) -> Result<Vec<Arc<T>>, StoreError>;
 
-    /// Every record of the kind (reads them all).
-    fn all(&self) -> Vec<Arc<T>>;
+    /// Every record of the kind (reads them all), in id order.
+    fn all(&self) -> Result<Vec<Arc<T>>, StoreError>;
 
     /// How many records of the kind there are (may count them all).
-    fn len(&self) -> usize;
+    fn len(&self) -> Result<usize, StoreError>;
 }
 
 impl<T> dyn Records<T> + '_ {
@@ -137,22 +146,48 @@ impl<T> dyn Records<T> + '_ {
     }
 }
 
-/// A failed write or removal.
+/// What the store was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Save,
+    Remove,
+}
+
+/// A failed read, write or removal: what was done, on what, why, and what to do about it.
 #[derive(Debug)]
 pub struct StoreError {
+    pub op: Op,
     pub kind: &'static str,
+    /// The record's id; empty for a read of the whole kind.
     pub id: String,
     pub source: io::Error,
+    /// What to do about it; it depends on where the records live (the backend says). May be
+    /// empty (an id that is refused needs no hint).
+    pub hint: &'static str,
+}
+
+impl StoreError {
+    pub fn new(op: Op, kind: &'static str, id: &str, source: io::Error, hint: &'static str) -> StoreError {
+        StoreError { op, kind, id: id.to_string(), source, hint }
+    }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "could not save {} record {}: {} (check free disk space, the permissions of dataDir and that \
-             its file system is writable; GET /health says when the store writes again)",
-            self.kind, self.id, self.source
-        )
+        let op = match self.op {
+            Op::Read => "read",
+            Op::Save => "save",
+            Op::Remove => "remove",
+        };
+        match self.id.as_str() {
+            "" => write!(f, "could not {op} the {} records: {}", self.kind, self.source)?,
+            id => write!(f, "could not {op} {} record {id}: {}", self.kind, self.source)?,
+        }
+        match self.hint {
+            "" => Ok(()),
+            hint => write!(f, " ({hint})"),
+        }
     }
 }
 
@@ -160,7 +195,7 @@ impl std::error::Error for StoreError {}
 
 /// Every kind of record of ccs.
 pub struct Store {
-    backend: Arc<dyn Backend>,
+    home: Home,
     pub sessions: Box<dyn Records<Session>>,
     pub turns: Box<dyn Records<Turn>>,
     pub tasks: Box<dyn Records<Task>>,
@@ -171,30 +206,59 @@ pub struct Store {
     pub counts: Arc<dyn Counts>,
 }
 
+/// Where the records live.
+enum Home {
+    Local(Arc<dyn Backend>),
+    Redis(Arc<Link>),
+}
+
 impl Store {
-    /// Opens the store of `storage_type` under `data_dir`, loading every record.
-    pub fn open(storage_type: StorageType, data_dir: &Path) -> io::Result<Store> {
-        let backend: Arc<dyn Backend> = match storage_type {
-            StorageType::File => Arc::new(FileBackend::new(data_dir)?),
+    /// Opens the store `config` names (`storageType`): the local one loads every record; the
+    /// Redis one connects and checks its key prefix. Errors say what to fix.
+    pub fn open(config: &Config) -> io::Result<Store> {
+        let backend: Arc<dyn Backend> = match config.storage_type {
+            StorageType::File => Arc::new(FileBackend::new(&config.data_dir)?),
             StorageType::Memory => Arc::new(MemoryBackend),
-            // Never fall back to memory silently: that would lose data on restart.
+            // Never fall back to another store silently: that would lose or split data.
             StorageType::Redis => {
-                return Err(io::Error::new(io::ErrorKind::Unsupported, "storageType \"redis\" is not available yet"))
+                let url = config.redis_url.as_deref().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "storageType \"redis\" needs redisUrl in the config")
+                })?;
+                return Ok(Store::on_redis(Link::open(url, &config.redis_key_prefix)?));
             }
         };
         Store::with_backend(backend)
     }
 
-    /// The local store: every kind a `Table` over `backend`.
+    /// The shared store: every kind in Redis over `link`.
+    pub fn on_redis(link: Arc<Link>) -> Store {
+        Store {
+            sessions: Box::new(RedisRecords::new("sessions", link.clone())),
+            turns: Box::new(RedisRecords::new("turns", link.clone())),
+            tasks: Box::new(RedisRecords::new("tasks", link.clone())),
+            deliveries: Box::new(RedisRecords::new("deliveries", link.clone())),
+            statistics: Box::new(RedisRecords::new("statistics", link.clone())),
+            counts: Arc::new(RedisCounts::new(link.clone())),
+            home: Home::Redis(link),
+        }
+    }
+
+    /// For tests: the store of `storageType: "memory"`.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Store {
+        Store::with_backend(Arc::new(MemoryBackend)).unwrap()
+    }
+
     /// For tests: the file store in `dir`, its journal on a disk that fails on demand.
     #[cfg(test)]
-    pub(crate) fn on_flaky_disk(dir: &Path) -> (Store, Arc<parking_lot::Mutex<flaky::Faults>>) {
+    pub(crate) fn on_flaky_disk(dir: &std::path::Path) -> (Store, Arc<parking_lot::Mutex<flaky::Faults>>) {
         let disk = flaky::FlakyDisk::new(dir);
         let faults = disk.faults();
         let backend = FileBackend::open_on(dir, Box::new(disk), journal::CHECKPOINT_BYTES).unwrap();
         (Store::with_backend(Arc::new(backend)).unwrap(), faults)
     }
 
+    /// The local store: every kind a `Table` over `backend`.
     pub fn with_backend(backend: Arc<dyn Backend>) -> io::Result<Store> {
         let store = Store {
             sessions: Box::new(Table::open("sessions", backend.clone())?),
@@ -203,21 +267,28 @@ impl Store {
             deliveries: Box::new(Table::open("deliveries", backend.clone())?),
             statistics: Box::new(Table::open("statistics", backend.clone())?),
             counts: Arc::new(LocalCounts::default()),
-            backend,
+            home: Home::Local(backend.clone()),
         };
-        store.backend.loaded()?;
+        backend.loaded()?;
         Ok(store)
     }
 
-    /// What keeps the store from writing now (empty: nothing), each with what it does about
-    /// it; `/health` shows them.
+    /// What keeps the store from reading or writing now (empty: nothing), each with what it
+    /// does about it; `/health` shows them.
     pub fn faults(&self) -> Vec<String> {
-        self.backend.faults()
+        match &self.home {
+            Home::Local(backend) => backend.faults(),
+            Home::Redis(link) => link.fault().into_iter().collect(),
+        }
     }
 
     /// At a clean stop: everything written is made durable (the file store's journal is emptied
-    /// into the record files); later writes fail.
+    /// into the record files); later writes fail. Redis has nothing pending: each write was
+    /// acknowledged when it returned.
     pub fn close(&self) {
-        self.backend.close();
+        match &self.home {
+            Home::Local(backend) => backend.close(),
+            Home::Redis(_) => {}
+        }
     }
 }

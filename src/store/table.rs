@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Durable, Records, StoreError};
+use super::{Durable, Op, Records, StoreError};
 
 /// Where records live: bytes by (kind, id).
 pub trait Backend: Send + Sync {
@@ -34,6 +34,10 @@ pub trait Backend: Send + Sync {
     }
     /// Writes what is pending; later writes fail.
     fn close(&self) {}
+    /// What to do when a write fails (it goes into the `StoreError`).
+    fn hint(&self) -> &'static str {
+        ""
+    }
 }
 
 /// One kind of record, indexed in memory by id.
@@ -69,17 +73,17 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// The write itself; the caller holds the record's stripe lock.
     fn write(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
         if !is_safe_id(id) {
-            return Err(self.error(id, io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id")));
+            return Err(unsafe_id(self.kind, id));
         }
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| self.error(id, e.into()))?;
-        self.backend.write(self.kind, id, &bytes, durable).map_err(|e| self.error(id, e))?;
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| self.error(Op::Save, id, e.into()))?;
+        self.backend.write(self.kind, id, &bytes, durable).map_err(|e| self.error(Op::Save, id, e))?;
         let record = Arc::new(record);
         self.rows.write().insert(id.to_string(), record.clone());
         Ok(record)
     }
 
-    fn error(&self, id: &str, source: io::Error) -> StoreError {
-        StoreError { kind: self.kind, id: id.to_string(), source }
+    fn error(&self, op: Op, id: &str, source: io::Error) -> StoreError {
+        StoreError::new(op, self.kind, id, source, self.backend.hint())
     }
 
     fn writer(&self, id: &str) -> &Mutex<()> {
@@ -88,8 +92,8 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Table<T> {
-    fn get(&self, id: &str) -> Option<Arc<T>> {
-        self.rows.read().get(id).cloned()
+    fn get(&self, id: &str) -> Result<Option<Arc<T>>, StoreError> {
+        Ok(self.rows.read().get(id).cloned())
     }
 
     fn put(&self, id: &str, record: T, durable: Durable) -> Result<Arc<T>, StoreError> {
@@ -104,7 +108,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Table
         change: &mut dyn FnMut(&mut T) -> bool,
     ) -> Result<Option<Arc<T>>, StoreError> {
         let _writer = self.writer(id).lock();
-        let Some(current) = self.get(id) else { return Ok(None) };
+        let Some(current) = self.rows.read().get(id).cloned() else { return Ok(None) };
         let mut next = (*current).clone();
         if !change(&mut next) {
             return Ok(None);
@@ -120,7 +124,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Table
         change: &mut dyn FnMut(&mut T),
     ) -> Result<Arc<T>, StoreError> {
         let _writer = self.writer(id).lock();
-        let mut next = self.get(id).map_or_else(fresh, |current| (*current).clone());
+        let current = self.rows.read().get(id).cloned();
+        let mut next = current.map_or_else(fresh, |current| (*current).clone());
         change(&mut next);
         self.write(id, next, durable)
     }
@@ -134,22 +139,26 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Table
 
     fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError> {
         let _writer = self.writer(id).lock();
-        self.backend.remove(self.kind, id, durable).map_err(|e| self.error(id, e))?;
+        self.backend.remove(self.kind, id, durable).map_err(|e| self.error(Op::Remove, id, e))?;
         self.rows.write().remove(id);
         Ok(())
     }
 
-    fn scan(&self, prefix: &str) -> Vec<Arc<T>> {
+    fn scan(&self, prefix: &str) -> Result<Vec<Arc<T>>, StoreError> {
         let rows = self.rows.read();
-        rows.range(prefix.to_string()..).take_while(|(id, _)| id.starts_with(prefix)).map(|(_, r)| r.clone()).collect()
+        Ok(rows
+            .range(prefix.to_string()..)
+            .take_while(|(id, _)| id.starts_with(prefix))
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 
-    fn all(&self) -> Vec<Arc<T>> {
-        self.rows.read().values().cloned().collect()
+    fn all(&self) -> Result<Vec<Arc<T>>, StoreError> {
+        Ok(self.rows.read().values().cloned().collect())
     }
 
-    fn len(&self) -> usize {
-        self.rows.read().len()
+    fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.rows.read().len())
     }
 }
 
@@ -157,10 +166,16 @@ fn stripe(id: &str) -> usize {
     id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % STRIPES
 }
 
-fn is_safe_id(id: &str) -> bool {
+/// Ids of ASCII letters, digits, `-`, `_` and `.` (not first): safe as file names and keys.
+pub(super) fn is_safe_id(id: &str) -> bool {
     !id.is_empty()
         && !id.starts_with('.')
         && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The refusal of an id that `is_safe_id` does not allow.
+pub(super) fn unsafe_id(kind: &'static str, id: &str) -> StoreError {
+    StoreError::new(Op::Save, kind, id, io::Error::new(io::ErrorKind::InvalidInput, "unsafe record id"), "")
 }
 
 #[cfg(test)]
@@ -198,9 +213,9 @@ mod tests {
         t.remove("b.00000001", Durable::Now).unwrap();
         drop(t);
         let reopened = table(dir.path());
-        let scanned: Vec<i64> = reopened.scan("a.").iter().map(|v| v["n"].as_i64().unwrap()).collect();
+        let scanned: Vec<i64> = reopened.scan("a.").unwrap().iter().map(|v| v["n"].as_i64().unwrap()).collect();
         assert_eq!(scanned, [10, 2]);
-        assert_eq!(reopened.len(), 2);
+        assert_eq!(reopened.len().unwrap(), 2);
     }
 
     #[test]
@@ -210,7 +225,7 @@ mod tests {
         std::fs::write(dir.join("things/bad.json"), b"{\"half\": ").unwrap();
         std::fs::write(dir.join("things/.good.json.1.2.tmp"), b"{").unwrap();
         let t = table(dir.path());
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.len().unwrap(), 1);
         let names: Vec<String> = std::fs::read_dir(dir.join("things"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -249,7 +264,7 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(*t.get("n").unwrap(), json!({"a": 500, "b": 500}));
+        assert_eq!(*t.get("n").unwrap().unwrap(), json!({"a": 500, "b": 500}));
         assert!(t.update("missing", Durable::Now, |_| true).unwrap().is_none());
     }
 
@@ -265,7 +280,7 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(*t.get("day").unwrap(), json!(8));
+        assert_eq!(*t.get("day").unwrap().unwrap(), json!(8));
     }
 
     #[test]
@@ -280,8 +295,8 @@ mod tests {
     fn memory_backend_keeps_nothing_across_opens() {
         let t = in_memory();
         t.put("x", json!(1), Durable::Now).unwrap();
-        assert_eq!(t.get("x").as_deref(), Some(&json!(1)));
-        assert_eq!(in_memory().len(), 0);
+        assert_eq!(t.get("x").unwrap().as_deref(), Some(&json!(1)));
+        assert_eq!(in_memory().len().unwrap(), 0);
     }
 
     #[test]
@@ -308,8 +323,8 @@ mod tests {
             refused.contains("could not save things record refused") && refused.contains("refused until"),
             "{refused}"
         );
-        assert!(t.get("refused").is_none(), "a refused write is not shown");
-        assert_eq!(*t.get("kept").unwrap(), json!("shown"));
+        assert!(t.get("refused").unwrap().is_none(), "a refused write is not shown");
+        assert_eq!(*t.get("kept").unwrap().unwrap(), json!("shown"));
 
         faults.lock().down = false;
         wait_until("the store recovers", || backend.faults().is_empty());
@@ -317,8 +332,8 @@ mod tests {
         drop(t);
         drop(backend);
         let reopened = table(dir.path());
-        assert_eq!(*reopened.get("kept").unwrap(), json!("shown"), "the shown write was written by a retry");
-        assert_eq!(*reopened.get("after").unwrap(), json!(2));
-        assert!(reopened.get("refused").is_none());
+        assert_eq!(*reopened.get("kept").unwrap().unwrap(), json!("shown"), "the shown write was written by a retry");
+        assert_eq!(*reopened.get("after").unwrap().unwrap(), json!(2));
+        assert!(reopened.get("refused").unwrap().is_none());
     }
 }

@@ -124,8 +124,13 @@ pub fn retry(app: &App, id: &str) -> Result<Arc<Task>, Error> {
 /// At shutdown: waiting sync tasks (their clients are still connected) end `cancelled` with a 503.
 pub fn refuse_waiting(app: &App, waiting: Vec<Entry>) {
     for entry in waiting {
-        if app.store.tasks.get(&entry.task_id).is_some_and(|t| t.mode == Mode::Sync) {
-            end_without_running(app, &entry.task_id, TaskStatus::Cancelled, shutting_down());
+        match app.store.tasks.get(&entry.task_id) {
+            Ok(Some(task)) if task.mode == Mode::Sync => {
+                end_without_running(app, &entry.task_id, TaskStatus::Cancelled, shutting_down());
+            }
+            Ok(_) => {}
+            // Left waiting: the next start's recovery cancels a sync task.
+            Err(e) => log::error!("{e}; task {} is left as it is", entry.task_id),
         }
     }
 }

@@ -71,7 +71,7 @@ fn end_early(
         Ok(None) => Ok(None),
         Err(e) => {
             let err = Error::from(e);
-            end_unsaved(app, task_id, err.clone());
+            end_unsaved(app, task_id, err.clone(), None);
             Err(err)
         }
     }
@@ -79,10 +79,17 @@ fn end_early(
 
 /// A change of a task's state could not be saved (a full disk, a read-only dataDir): the task
 /// shows `failed` saying so, in memory only (a restart finds its last saved state), and whoever
-/// waits hears it at once. No webhook: nothing unsaved is told.
-pub(super) fn end_unsaved(app: &App, task_id: &str, err: Error) {
+/// waits hears it at once. No webhook: nothing unsaved is told. `last` is the task as last
+/// read, if known: it stands in for the record when that cannot be read either (the store is
+/// down); without it, nobody can be told.
+pub(super) fn end_unsaved(app: &App, task_id: &str, err: Error, last: Option<&Arc<Task>>) {
     log::error!("task {task_id}: its state could not be saved: {err}");
-    let Some(current) = app.store.tasks.get(task_id) else { return };
+    let current = match (app.store.tasks.get(task_id), last) {
+        (Ok(Some(current)), _) => current,
+        (Ok(None), _) => return,
+        (Err(_), Some(last)) => last.clone(),
+        (Err(e), None) => return log::error!("task {task_id} cannot be shown failed either: {e}"),
+    };
     let mut task = (*current).clone();
     task.status = TaskStatus::Failed;
     task.error = Some(format!("the task could not be saved: {err}"));

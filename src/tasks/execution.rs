@@ -17,7 +17,13 @@ use super::live;
 
 /// Runs a task the queue handed out, records how it ended, and tells whoever waits.
 pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
-    let Some(task) = app.store.tasks.get(task_id) else { return };
+    let task = match app.store.tasks.get(task_id) {
+        Ok(Some(task)) => task,
+        Ok(None) => return,
+        // Left pending in the store (the next start's recovery queues it again): nothing else
+        // can be done with a task whose record cannot be read.
+        Err(e) => return log::error!("{e}; task {task_id} is not run now"),
+    };
     if task.status != TaskStatus::Pending {
         return; // cancelled while it waited
     }
@@ -50,7 +56,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let started = match start {
         Some(Ok(Some(started))) => started,
         Some(Ok(None)) => return, // it ended meanwhile; its CLI was killed before its prompt
-        Some(Err(e)) => return end_unsaved(app, task_id, e.into()),
+        Some(Err(e)) => return end_unsaved(app, task_id, e.into(), Some(&task)),
         // The CLI could not be started: the end goes on the task as it waited.
         None => task,
     };
@@ -76,7 +82,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let task = match ended {
         Ok(Some(task)) => task,
         Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e.into()),
+        Err(e) => return end_unsaved(app, task_id, e.into(), Some(&started)),
     };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
@@ -298,14 +304,14 @@ fn describe(task: &Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigSource, StorageType};
+    use crate::config::ConfigSource;
     use crate::store::Store;
 
     #[test]
     fn a_panic_after_the_end_was_recorded_leaves_the_final_state_as_it_is() {
         let home = std::path::Path::new("/nonexistent/ccs-home");
         let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
-        let app = App::new(source.defaults(), source, Store::open(StorageType::Memory, home).unwrap());
+        let app = App::new(source.defaults(), source, Store::in_memory());
         let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
         let task = crate::tasks::submit(&app, request, Mode::Async).unwrap();
         // The run ended and was recorded; then something after it (telling who waits) panicked.
@@ -317,6 +323,6 @@ mod tests {
             })
             .unwrap();
         fail_internally(&app, &task.id);
-        assert_eq!(app.store.tasks.get(&task.id).unwrap().status, TaskStatus::Completed);
+        assert_eq!(app.store.tasks.get(&task.id).unwrap().unwrap().status, TaskStatus::Completed);
     }
 }

@@ -26,17 +26,22 @@ pub use recovery::recover;
 pub fn get(app: &App, id: &str) -> Result<Arc<Task>, Error> {
     app.store
         .tasks
-        .get(id)
+        .get(id)?
         .ok_or_else(|| Error::NotFound(format!("task {id} not found; list tasks with GET /api/tasks")))
 }
 
 /// Tasks with `status` (all when `None`) in queue order: priority first, then arrival.
-pub fn list(app: &App, status: Option<TaskStatus>, limit: usize, offset: usize) -> (Vec<Arc<Task>>, usize) {
+pub fn list(
+    app: &App,
+    status: Option<TaskStatus>,
+    limit: usize,
+    offset: usize,
+) -> Result<(Vec<Arc<Task>>, usize), Error> {
     let mut tasks: Vec<Arc<Task>> =
-        app.store.tasks.all().into_iter().filter(|t| status.is_none_or(|s| t.status == s)).collect();
+        app.store.tasks.all()?.into_iter().filter(|t| status.is_none_or(|s| t.status == s)).collect();
     tasks.sort_by(|a, b| {
         b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)).then_with(|| a.created_at.cmp(&b.created_at))
     });
     let total = tasks.len();
-    (tasks.into_iter().skip(offset).take(limit).collect(), total)
+    Ok((tasks.into_iter().skip(offset).take(limit).collect(), total))
 }

@@ -15,7 +15,14 @@ use super::intake::entry_of;
 /// waiting async tasks are queued again in their old order, and waiting sync tasks (whose
 /// client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
 pub fn recover(app: &App) -> (usize, usize, usize) {
-    let mut tasks: Vec<Arc<Task>> = app.store.tasks.all().into_iter().filter(|t| !t.status.is_final()).collect();
+    let all = match app.store.tasks.all() {
+        Ok(all) => all,
+        Err(e) => {
+            log::error!("{e}; the tasks left from the last stop are not recovered: restart ccs once the store answers");
+            return (0, 0, 0);
+        }
+    };
+    let mut tasks: Vec<Arc<Task>> = all.into_iter().filter(|t| !t.status.is_final()).collect();
     tasks.sort_by_key(|t| t.seq);
     let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
     for task in tasks {

@@ -26,6 +26,8 @@ use crate::store::Durable;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How soon the store is read again when it could not be (a shared store that is down).
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// The URL a finished task notifies, if any.
 pub fn url_for(task: &Task, config: &Config) -> Option<String> {
@@ -92,17 +94,20 @@ pub fn spawn(app: Arc<App>, due_now: Receiver<String>, stop: Receiver<()>) -> st
     std::thread::Builder::new().name("webhooks".into()).spawn(move || run(&app, &due_now, &stop))
 }
 
+type Due = BinaryHeap<Reverse<(DateTime<Utc>, String)>>;
+
 fn run(app: &App, due_now: &Receiver<String>, stop: &Receiver<()>) {
-    let mut due: BinaryHeap<Reverse<(DateTime<Utc>, String)>> =
-        app.store.deliveries.all().iter().map(|d| Reverse((d.next_attempt_at, d.id.clone()))).collect();
-    if !due.is_empty() {
-        log::info!("{} webhook delivery(ies) left from before the restart will be sent", due.len());
-    }
+    let mut due = Due::new();
+    let mut left_unread = true;
     loop {
+        if left_unread {
+            left_unread = !add_left_over(app, &mut due);
+        }
         let wait = due
             .peek()
             .map(|Reverse((at, _))| (*at - Utc::now()).to_std().unwrap_or_default())
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or(Duration::from_secs(3600))
+            .min(if left_unread { STORE_RETRY } else { Duration::MAX });
         crossbeam_channel::select! {
             recv(due_now) -> id => match id {
                 Ok(id) => due.push(Reverse((now(), id))),
@@ -120,6 +125,25 @@ fn run(app: &App, due_now: &Receiver<String>, stop: &Receiver<()>) {
     }
 }
 
+/// Adds the deliveries left from before the restart to `due` (those not in it yet); false when
+/// the store cannot be read now.
+fn add_left_over(app: &App, due: &mut Due) -> bool {
+    let left = match app.store.deliveries.all() {
+        Ok(left) => left,
+        Err(e) => {
+            log::error!("{e}; webhook deliveries left from before the restart are looked for again soon");
+            return false;
+        }
+    };
+    let known: std::collections::HashSet<String> = due.iter().map(|Reverse((_, id))| id.clone()).collect();
+    let left: Vec<_> = left.iter().filter(|d| !known.contains(&d.id)).collect();
+    if !left.is_empty() {
+        log::info!("{} webhook delivery(ies) left from before the restart will be sent", left.len());
+    }
+    due.extend(left.into_iter().map(|d| Reverse((d.next_attempt_at, d.id.clone()))));
+    true
+}
+
 /// How one attempt ended.
 #[derive(Debug, PartialEq)]
 enum Verdict {
@@ -131,7 +155,13 @@ enum Verdict {
 
 /// One attempt of a delivery; returns when to try again, if ever.
 fn attempt(app: &App, id: &str) -> Option<DateTime<Utc>> {
-    let mut d = (*app.store.deliveries.get(id)?).clone();
+    let mut d = match app.store.deliveries.get(id) {
+        Ok(d) => (*d?).clone(),
+        Err(e) => {
+            log::error!("{e}; webhook delivery {id} is tried again soon");
+            return Some(now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default());
+        }
+    };
     let config = app.config();
     d.attempts += 1;
     let verdict = post(&config, &d);

@@ -138,8 +138,9 @@ pub struct Server {
     extra_args: Vec<String>,
     /// A program ccs is started through (e.g. `prlimit --nofile=64`), if any.
     launcher: Vec<String>,
-    /// The server's own redis-server when the suite runs on the Redis store.
-    pub redis: Option<Redis>,
+    /// The server's own redis-server when the suite runs on the Redis store (kept running
+    /// until the server is dropped).
+    _redis: Option<Redis>,
 }
 
 impl Server {
@@ -179,7 +180,7 @@ impl Server {
         std::fs::write(home.path().join("state/config.json"), serde_json::to_vec_pretty(&base).unwrap()).unwrap();
         let launcher = launcher.iter().map(|s| s.to_string()).collect();
         let mut server =
-            Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new(), launcher, redis };
+            Server { port: 0, home, project, calls_log, child: None, extra_args: Vec::new(), launcher, _redis: redis };
         server.launch();
         server
     }
