@@ -19,6 +19,8 @@ Commands:
   stop       Stop the background server (graceful, then forced after a bounded wait)
   status     Show whether it runs, its address, uptime and queue (exit 3 when stopped)
   restart    Stop, then start
+  copy-to-redis  Copy the file store (dataDir) into the Redis of redisUrl, then switch
+                 storageType to redis (README: Several servers on one Redis)
 
 Options:
   --home DIR       State folder (env CCS_HOME) [default: ~/.claude-code-server]
@@ -41,6 +43,7 @@ pub enum Command {
     Stop,
     Status,
     Restart,
+    CopyToRedis,
     Help,
     Version,
 }
@@ -83,6 +86,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Options, String> {
             Some("stop") => Command::Stop,
             Some("status") => Command::Status,
             Some("restart") => Command::Restart,
+            Some("copy-to-redis") => Command::CopyToRedis,
             Some("help") => Command::Help,
             Some(other) => return Err(format!("unknown command '{other}'")),
         }
@@ -142,6 +146,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Stop => crate::daemon::stop(&options.source).print(),
         Command::Status => crate::daemon::status(&options.source).print(),
         Command::Restart => crate::daemon::restart(&options.source).print(),
+        Command::CopyToRedis => match crate::server::copy_to_redis(&options.source) {
+            Ok(report) => {
+                println!("{report}");
+                exit::OK
+            }
+            Err(err) => {
+                eprintln!("ccs: {err}");
+                err.exit_code()
+            }
+        },
         Command::Serve => match crate::server::serve(options.source) {
             Ok(()) => exit::OK,
             Err(err) => {

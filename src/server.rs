@@ -111,6 +111,41 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// `ccs copy-to-redis`: copies the file store under `dataDir` into the Redis of `redisUrl`
+/// (what Redis lacks; nothing there is overwritten). Returns what it did, line by line.
+pub fn copy_to_redis(source: &ConfigSource) -> Result<String, ServeError> {
+    let (config, _) = source.load().map_err(|e| ServeError::Config(e.to_string()))?;
+    let url = config.redis_url.as_deref().ok_or_else(|| {
+        ServeError::Config("set redisUrl in the config (e.g. \"redis://127.0.0.1:6379/0\") to copy into it".into())
+    })?;
+    if config.storage_type == crate::config::StorageType::File {
+        if let pidfile::State::Running(pid) = pidfile::state(&config.pid_file) {
+            return Err(ServeError::Start(format!(
+                "the server (pid {pid}) is writing the file store: stop it first (`ccs stop`), then copy"
+            )));
+        }
+    }
+    if !config.data_dir.join("tasks").is_dir() && !config.data_dir.join("sessions").is_dir() {
+        return Err(ServeError::Start(format!("no file store in {} to copy", config.data_dir.display())));
+    }
+    let from =
+        Store::with_backend(std::sync::Arc::new(crate::store::FileBackend::new(&config.data_dir).map_err(|e| {
+            ServeError::Start(format!("cannot open the file store {}: {e}", config.data_dir.display()))
+        })?))
+        .map_err(|e| ServeError::Start(format!("cannot read the file store {}: {e}", config.data_dir.display())))?;
+    let link =
+        crate::redis_link::Link::open(url, &config.redis_key_prefix).map_err(|e| ServeError::Config(e.to_string()))?;
+    let copied = from.copy_into(&Store::on_redis(link)).map_err(|e| ServeError::Start(e.to_string()));
+    from.close();
+    let mut report: Vec<String> = copied?.iter().map(ToString::to_string).collect();
+    report.push(format!(
+        "done: set \"storageType\": \"redis\" in {} and start the server(s); tasks that were waiting are queued at \
+         the first start, tasks that were running are marked interrupted",
+        source.path.display()
+    ));
+    Ok(report.join("\n"))
+}
+
 /// Raises the soft limit of open files to the hard one and says what both are: each connection
 /// and each CLI run takes descriptors.
 /// A count for the log, or `?` when the store cannot say.

@@ -29,6 +29,7 @@
 //! `journal`: ordered, group-committed, retried after a fault) or memory only. The shared one
 //! (`redis`) keeps nothing but what this server showed unsaved, and reads Redis each time.
 
+mod copy;
 mod counts;
 mod file;
 #[cfg(test)]
