@@ -277,3 +277,35 @@ fn keys_of_another_program_under_the_prefix_are_refused_and_never_touched() {
     let ours = redis.cli(&["KEYS", "*"]);
     assert!(ours.lines().all(|k| k.starts_with("mine:") || k == "ccs:theirs" || k == "elsewhere"), "{ours}");
 }
+
+#[test]
+fn copy_to_redis_moves_a_file_store_and_its_waiting_tasks_run_on_redis() {
+    let redis = Redis::start();
+    let mut server = Server::start_with(json!({"storageType": "file", "taskQueue": {"concurrency": 1, "killGraceMs": 200}}));
+    let done = server.submit(json!({"prompt": "finished before the move"}));
+    assert_eq!(server.wait_final(&done)["status"], "completed");
+    let running = server.submit(json!({"prompt": "long @@sleep=30"}));
+    server.wait_for_runs(2);
+    let waiting: Vec<String> = (0..2).map(|i| server.submit(json!({"prompt": format!("waiting {i}")}))).collect();
+    assert_eq!(server.terminate(), Some(0));
+
+    let copy = |server: &Server| {
+        server.edit_config(json!({"redisUrl": redis.url()}));
+        server.command().arg("copy-to-redis").output().unwrap()
+    };
+    let out = copy(&server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("tasks: 4 copied, 0 already there"), "{stdout}");
+    let again = copy(&server);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("tasks: 0 copied, 4 already there"));
+
+    server.edit_config(json!({"storageType": "redis"}));
+    server.launch();
+    assert_eq!(server.get(&format!("/api/tasks/{done}")).json["task"]["status"], "completed");
+    assert_eq!(server.get(&format!("/api/tasks/{running}")).json["task"]["status"], "interrupted");
+    for id in &waiting {
+        assert_eq!(server.wait_final(id)["status"], "completed", "waiting task {id} ran on Redis");
+    }
+    assert!(redis.cli(&["EXISTS", &format!("ccs:tasks:{done}")]) == "1", "the records are in Redis");
+}
