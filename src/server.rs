@@ -54,7 +54,10 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Start(format!("cannot open the data folder {}: {e}", config.data_dir.display())))?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
-    let app = App::new(config.clone(), source, store);
+    // Arrival numbers continue after the highest one stored (a shared queue: across servers).
+    let next_seq = store.tasks.all().iter().map(|t| t.seq).max().unwrap_or(0);
+    let queue = crate::queue::open(&config, next_seq).map_err(ServeError::Start)?;
+    let app = App::new(config.clone(), source, store, queue);
     *app.config_stamp.lock() = config_stamp;
     app.probe_cli();
     let (interrupted, requeued, cancelled) = tasks::recover(&app);
@@ -150,7 +153,7 @@ fn stop(app: &App, server: &mut http::HttpServer) {
     // Acceptors only ever write answers; one stuck on a slow reader is left behind.
     server.stop_accepting(grace.clamp(Duration::from_millis(200), Duration::from_secs(1)));
     tasks::refuse_waiting(app, app.queue.close());
-    while app.queue.counts().1 > 0 && Instant::now() < deadline {
+    while app.queue.running_here() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = app.queue.interrupt_running();
