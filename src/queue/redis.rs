@@ -519,3 +519,5 @@ impl Queue for RedisQueue {
     }
 }
 
+#[cfg(test)]
+mod tests;
