@@ -95,7 +95,7 @@ pub struct QueueError(pub String);
 
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the task queue is not reachable now: {}", self.0)
+        write!(f, "the task queue cannot be used now: {}", self.0)
     }
 }
 
