@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, ConfigSource};
 use crate::metrics::Metrics;
-use crate::queue::{LocalQueue, Queue};
+use crate::queue::Queue;
 use crate::store::Store;
 
 pub struct App {
@@ -21,7 +21,7 @@ pub struct App {
     /// The host the server listens on (a reload may change `host` in the config, not the bind).
     pub bound_host: String,
     pub store: Store,
-    /// The task queue (the in-process `LocalQueue` today).
+    /// The task queue (`queue::open`: in-process, or shared in Redis).
     pub queue: Box<dyn Queue>,
     /// The ends of tasks that HTTP requests wait for.
     pub ends: crate::events::Ends,
@@ -48,15 +48,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, source: ConfigSource, store: Store) -> Arc<App> {
-        let next_seq = match store.tasks.all() {
-            Ok(tasks) => tasks.iter().map(|t| t.seq).max().unwrap_or(0),
-            Err(e) => {
-                // Only the order among tasks of equal priority suffers.
-                log::error!("{e}; new tasks are numbered from 1 and may queue before older ones of their priority");
-                0
-            }
-        };
+    pub fn new(config: Config, source: ConfigSource, store: Store, queue: Box<dyn Queue>) -> Arc<App> {
         let (webhook_tx, webhook_rx) = crossbeam_channel::unbounded();
         Arc::new_cyclic(|me| App {
             me: me.clone(),
@@ -64,7 +56,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             source,
             store,
-            queue: Box::new(LocalQueue::new(next_seq)),
+            queue,
             ends: Default::default(),
             priority_change: Mutex::new(()),
             webhook_tx,

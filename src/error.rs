@@ -49,6 +49,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The shared queue is out of reach: the request can be sent again (ccs reconnects by itself).
+impl From<crate::queue::QueueError> for Error {
+    fn from(e: crate::queue::QueueError) -> Error {
+        Error::Unavailable(format!("{e}; send the request again in a moment"))
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
         Error::Storage(Arc::new(e))

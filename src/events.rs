@@ -148,6 +148,11 @@ impl Ends {
         }
     }
 
+    /// Nobody will ask for task `id` (its request failed after `keep`): what was kept goes.
+    pub fn forget(&self, id: &str) {
+        self.0.lock().remove(id);
+    }
+
     /// Task `id` ended: whoever listens hears it now (a kept task keeps it for its request).
     pub fn ended(&self, id: &str, end: TaskEnd) {
         let mut awaited = self.0.lock();

@@ -2,7 +2,7 @@
 //! validating first and keeping the running config when the new one is wrong; notices a claude
 //! CLI that was installed, upgraded or removed (and has it probed again); and removes sessions
 //! and tasks past their retention; retires idle live CLI processes past `liveCli.keepMs` and
-//! starts the spares that are missing.
+//! starts the spares that are missing; ends the tasks a dead server left in a shared queue.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ fn run(app: &App, stop: &Receiver<()>) {
         // Live processes: idle ones past liveCli.keepMs end, missing spares start.
         app.live.expire();
         tasks::live::top_up_spares(app);
+        tasks::settle_lost(app);
         match stop.recv_timeout(POLL) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,

@@ -243,9 +243,15 @@ pub(crate) mod testing {
 
     impl RedisServer {
         pub fn start() -> RedisServer {
+            // The listener is gone before redis-server binds the port.
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            RedisServer::start_on(port)
+        }
+
+        /// On `port` (a Redis that comes back where one was stopped).
+        pub fn start_on(port: u16) -> RedisServer {
             let dir = std::env::temp_dir().join(format!("ccs-redis-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir).unwrap();
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")

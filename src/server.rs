@@ -61,7 +61,12 @@ pub fn serve(source: ConfigSource) -> Result<(), ServeError> {
     let store = Store::open(&config).map_err(|e| ServeError::Start(format!("cannot open {data}: {e}")))?;
     let shutdown = signals::install().map_err(ServeError::Start)?;
     let addr = format!("{}:{}", config.host, config.port);
-    let app = App::new(config.clone(), source, store);
+    // Arrival numbers continue after the highest one stored (a shared queue: across servers).
+    let stored = store.tasks.all().map_err(|e| ServeError::Start(format!("cannot read the tasks from {data}: {e}")))?;
+    let next_seq = stored.iter().map(|t| t.seq).max().unwrap_or(0);
+    drop(stored);
+    let queue = crate::queue::open(&config, next_seq).map_err(ServeError::Start)?;
+    let app = App::new(config.clone(), source, store, queue);
     *app.config_stamp.lock() = config_stamp;
     app.probe_cli();
     let (interrupted, requeued, cancelled) = tasks::recover(&app);
@@ -196,7 +201,7 @@ fn stop(app: &App, server: &mut http::HttpServer) {
     // Acceptors only ever write answers; one stuck on a slow reader is left behind.
     server.stop_accepting(grace.clamp(Duration::from_millis(200), Duration::from_secs(1)));
     tasks::refuse_waiting(app, app.queue.close());
-    while app.queue.counts().1 > 0 && Instant::now() < deadline {
+    while app.queue.running_here() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = app.queue.interrupt_running();

@@ -121,7 +121,7 @@ pub fn set_status(app: &App, id: &str, status: SessionStatus) -> Result<Arc<Sess
 
 pub fn delete(app: &App, id: &str) -> Result<(), Error> {
     get(app, id)?;
-    if app.queue.session_busy(id) {
+    if app.queue.session_busy(id)? {
         return Err(Error::Conflict(format!(
             "session {id} has a turn waiting or running; wait for it (or cancel it with DELETE /api/tasks/<task id>), then delete"
         )));
@@ -148,7 +148,7 @@ pub fn cleanup_expired(app: &App, now: DateTime<Utc>) -> Result<(usize, usize), 
     let session_cutoff = now - Days::days(config.session_retention_days.into());
     let mut sessions = 0;
     for session in app.store.sessions.all()? {
-        if session.updated_at < session_cutoff && !app.queue.session_busy(&session.id) {
+        if session.updated_at < session_cutoff && !app.queue.session_busy(&session.id)? {
             remove_with_turns(app, &session.id)?;
             sessions += 1;
         }
@@ -285,7 +285,7 @@ mod tests {
             port: None,
         };
         let config = source.defaults();
-        App::new(config, source, Store::in_memory())
+        App::new(config, source, Store::in_memory(), Box::new(crate::queue::LocalQueue::new(0)))
     }
 
     fn session(app: &App, id: &str, idle_days: i64) {
@@ -333,12 +333,15 @@ mod tests {
         session(&app, "old", 31);
         session(&app, "busy-old", 31);
         session(&app, "recent", 29);
-        app.queue.push(crate::queue::Entry {
-            task_id: "t".into(),
-            priority: crate::model::Priority::DEFAULT,
-            seq: 1,
-            session_id: Some("busy-old".into()),
-        });
+        app.queue
+            .push(crate::queue::Entry {
+                task_id: "t".into(),
+                priority: crate::model::Priority::DEFAULT,
+                seq: 1,
+                session_id: Some("busy-old".into()),
+                pinned: false,
+            })
+            .unwrap();
         let (removed, _) = cleanup_expired(&app, now()).unwrap();
         assert_eq!(removed, 1);
         assert!(app.store.sessions.get("old").unwrap().is_none());

@@ -168,7 +168,7 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let requests: Vec<TurnRequest> =
         prompts.into_iter().map(|prompt| TurnRequest { prompt, ..template.clone() }).collect();
-    let (waiting, _) = app.queue.counts();
+    let (waiting, _) = app.queue.counts().map_err(Error::from)?;
     if waiting + requests.len() > config.task_queue.max_pending {
         return Err(Error::Unavailable(format!(
             "the queue cannot take {} more tasks ({waiting} waiting, taskQueue.maxPending {}); retry later",

@@ -20,7 +20,7 @@ fn app_on(store: Store) -> Arc<App> {
     let home = std::path::Path::new("/nonexistent/ccs-home");
     let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
     let config = source.defaults();
-    App::new(config, source, store)
+    App::new(config, source, store, Box::new(crate::queue::LocalQueue::new(0)))
 }
 
 fn with_body(body: Value) -> Ctx {
@@ -54,7 +54,7 @@ fn error_of(answer: Result<Reply, ApiError>) -> ApiError {
 fn an_async_run_is_answered_at_once_and_waits_in_the_queue() {
     let app = app();
     let id = queue_async(&app, "hello");
-    assert_eq!(app.queue.counts(), (1, 0));
+    assert_eq!(app.queue.counts().unwrap(), (1, 0));
     let (entry, _) = app.queue.take().unwrap();
     assert_eq!(entry.task_id, id);
     assert_eq!(app.store.tasks.get(&id).unwrap().unwrap().status, crate::model::TaskStatus::Pending);
@@ -66,7 +66,7 @@ fn a_typo_in_a_field_is_a_400_that_names_it_and_nothing_is_queued() {
     let err = error_of(super::claude::post(&app, &with_body(json!({"prompt": "x", "promt": "y"}))));
     assert_eq!(err.status, 400);
     assert!(err.message.contains("\"promt\" is not allowed"), "{}", err.message);
-    assert_eq!(app.queue.counts(), (0, 0));
+    assert_eq!(app.queue.counts().unwrap(), (0, 0));
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn cancelling_a_waiting_task_answers_at_once_and_a_running_one_when_it_ends() {
     let reply = super::tasks::cancel(&app, &for_task(&waiting, None)).unwrap();
     assert!(reply.after.is_none(), "a waiting task is answered at once");
     assert_eq!((reply.status, &reply.body["status"]), (200, &json!("cancelled")));
-    assert_eq!(app.queue.counts(), (0, 1));
+    assert_eq!(app.queue.counts().unwrap(), (0, 1));
     // The running one: its kill is asked for, and the answer waits for its end.
     let reply = super::tasks::cancel(&app, &for_task(&running, None)).unwrap();
     let after = reply.after.expect("a running task is answered when it has ended");

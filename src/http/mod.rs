@@ -547,7 +547,7 @@ mod tests {
         let home = std::path::Path::new("/nonexistent/ccs-home");
         let source = config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
         let store = crate::store::Store::in_memory();
-        let app = App::new(source.defaults(), source, store);
+        let app = App::new(source.defaults(), source, store, Box::new(crate::queue::LocalQueue::new(0)));
         let edge = Arc::new(EdgeState {
             routes: Router::default(),
             limiter: RateLimiter::default(),

@@ -1,13 +1,14 @@
 //! The in-process queue: a `BinaryHeap` of ready tasks under a `Mutex`, a `Condvar` that wakes
 //! a worker per push. Only a session's oldest waiting turn is in the heap; later ones wait aside
 //! (in `later`) and move into the heap when the turn before them ends, so no worker ever waits
-//! on a session.
+//! on a session. One server takes from it, so `pinned` means nothing here, nothing is ever
+//! `lost`, and no call fails.
 
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Cancelled, Entry, Queue};
+use super::{Cancelled, Entry, Lost, Queue, QueueError};
 use crate::model::Priority;
 use crate::runner::Cancel;
 
@@ -19,6 +20,8 @@ struct State {
     /// Sessions that have a turn in `ready` or running.
     occupied: HashSet<String>,
     running: HashMap<String, (Entry, Cancel)>,
+    /// Ids of the tasks waiting or running (a push of one of them does nothing).
+    held: HashSet<String>,
     next_seq: u64,
     workers_wanted: usize,
     workers_alive: usize,
@@ -65,14 +68,17 @@ impl LocalQueue {
 
 impl Queue for LocalQueue {
     /// A new arrival number (stored with the task, so the order survives a restart).
-    fn next_seq(&self) -> u64 {
+    fn next_seq(&self) -> Result<u64, QueueError> {
         let mut s = self.state.lock();
         s.next_seq += 1;
-        s.next_seq
+        Ok(s.next_seq)
     }
 
-    fn push(&self, entry: Entry) {
+    fn push(&self, entry: Entry) -> Result<(), QueueError> {
         let mut s = self.state.lock();
+        if !s.held.insert(entry.task_id.clone()) {
+            return Ok(());
+        }
         match &entry.session_id {
             Some(session) if s.occupied.contains(session) => {
                 let waiting = s.later.entry(session.clone()).or_default();
@@ -87,6 +93,7 @@ impl Queue for LocalQueue {
                 self.wake.notify_one();
             }
         }
+        Ok(())
     }
 
     /// Blocks for the next task to run; `None` tells the calling worker to exit (the queue is
@@ -111,6 +118,7 @@ impl Queue for LocalQueue {
     fn done(&self, task_id: &str) {
         let mut s = self.state.lock();
         if let Some((entry, _)) = s.running.remove(task_id) {
+            s.held.remove(task_id);
             if let Some(session) = &entry.session_id {
                 s.release_session(session);
                 self.wake.notify_one();
@@ -119,40 +127,56 @@ impl Queue for LocalQueue {
     }
 
     /// Takes a waiting task out of the queue, or flags a running one to be killed.
-    fn cancel(&self, task_id: &str) -> Cancelled {
+    fn cancel(&self, task_id: &str) -> Result<Cancelled, QueueError> {
         let mut s = self.state.lock();
         if let Some((_, cancel)) = s.running.get(task_id) {
             cancel.cancel();
-            return Cancelled::Running;
+            return Ok(Cancelled::Running);
         }
-        match remove_pending(&mut s, task_id) {
-            Some(_) => Cancelled::Pending,
+        Ok(match remove_pending(&mut s, task_id) {
+            Some(_) => {
+                s.held.remove(task_id);
+                Cancelled::Pending
+            }
             None => Cancelled::NotQueued,
-        }
+        })
     }
 
     /// Changes the priority of a waiting task; false if it is not waiting.
-    fn reprioritize(&self, task_id: &str, priority: Priority) -> bool {
+    fn reprioritize(&self, task_id: &str, priority: Priority) -> Result<bool, QueueError> {
         let mut s = self.state.lock();
         if let Some(waiting) = s.later.values_mut().flat_map(|q| q.iter_mut()).find(|e| e.task_id == task_id) {
             waiting.priority = priority;
-            return true;
+            return Ok(true);
         }
         let mut entries = std::mem::take(&mut s.ready).into_vec();
         let found = entries.iter_mut().find(|e| e.task_id == task_id).map(|e| e.priority = priority).is_some();
         s.ready = entries.into();
-        found
+        Ok(found)
     }
 
     /// Whether a turn of `session` waits or runs.
-    fn session_busy(&self, session: &str) -> bool {
-        self.state.lock().occupied.contains(session)
+    fn session_busy(&self, session: &str) -> Result<bool, QueueError> {
+        Ok(self.state.lock().occupied.contains(session))
+    }
+
+    fn is_queued(&self, task_id: &str) -> Result<bool, QueueError> {
+        Ok(self.state.lock().held.contains(task_id))
     }
 
     /// (waiting, running)
-    fn counts(&self) -> (usize, usize) {
+    fn counts(&self) -> Result<(usize, usize), QueueError> {
         let s = self.state.lock();
-        (s.pending(), s.running.len())
+        Ok((s.pending(), s.running.len()))
+    }
+
+    /// One server: none of its tasks is ever another's to end.
+    fn lost(&self) -> Vec<Lost> {
+        Vec::new()
+    }
+
+    fn fault(&self) -> Option<String> {
+        None
     }
 
     /// Sets the number of workers; returns how many new worker threads the caller must start.
@@ -178,6 +202,9 @@ impl Queue for LocalQueue {
         self.wake.notify_all();
         let mut left: Vec<Entry> = s.ready.drain().collect();
         left.extend(s.later.drain().flat_map(|(_, q)| q));
+        for entry in &left {
+            s.held.remove(&entry.task_id);
+        }
         left
     }
 
@@ -186,6 +213,10 @@ impl Queue for LocalQueue {
         let s = self.state.lock();
         s.running.values().for_each(|(_, cancel)| cancel.interrupt());
         s.running.len()
+    }
+
+    fn running_here(&self) -> usize {
+        self.state.lock().running.len()
     }
 }
 
@@ -217,7 +248,7 @@ mod tests {
 
     fn entry(id: &str, priority: u8, seq: u64, session: Option<&str>) -> Entry {
         let priority = Priority::new(priority.into()).unwrap();
-        Entry { task_id: id.into(), priority, seq, session_id: session.map(str::to_string) }
+        Entry { task_id: id.into(), priority, seq, session_id: session.map(str::to_string), pinned: false }
     }
 
     fn queue() -> LocalQueue {
@@ -235,11 +266,11 @@ mod tests {
     #[test]
     fn higher_priority_first_then_arrival_order() {
         let q = queue();
-        q.push(entry("a", 5, 1, None));
-        q.push(entry("b", 9, 2, None));
-        q.push(entry("c", 5, 3, None));
-        q.push(entry("d", 9, 4, None));
-        q.push(entry("e", 1, 5, None));
+        q.push(entry("a", 5, 1, None)).unwrap();
+        q.push(entry("b", 9, 2, None)).unwrap();
+        q.push(entry("c", 5, 3, None)).unwrap();
+        q.push(entry("d", 9, 4, None)).unwrap();
+        q.push(entry("e", 1, 5, None)).unwrap();
         let order: Vec<String> = (0..5).map(|_| take_id(&q)).collect();
         assert_eq!(order, ["b", "d", "a", "c", "e"]);
     }
@@ -247,10 +278,10 @@ mod tests {
     #[test]
     fn reprioritize_reorders_waiting_tasks() {
         let q = queue();
-        q.push(entry("a", 5, 1, None));
-        q.push(entry("b", 5, 2, None));
-        assert!(q.reprioritize("b", Priority::new(10).unwrap()));
-        assert!(!q.reprioritize("nope", Priority::new(10).unwrap()));
+        q.push(entry("a", 5, 1, None)).unwrap();
+        q.push(entry("b", 5, 2, None)).unwrap();
+        assert!(q.reprioritize("b", Priority::new(10).unwrap()).unwrap());
+        assert!(!q.reprioritize("nope", Priority::new(10).unwrap()).unwrap());
         assert_eq!(take_id(&q), "b");
         assert_eq!(take_id(&q), "a");
     }
@@ -258,43 +289,43 @@ mod tests {
     #[test]
     fn a_sessions_turns_keep_their_order_and_never_overlap_yet_others_run() {
         let q = queue();
-        q.push(entry("s1", 1, 1, Some("S")));
-        q.push(entry("s2", 10, 2, Some("S"))); // higher priority, but must wait for s1
-        q.push(entry("x", 5, 3, None));
+        q.push(entry("s1", 1, 1, Some("S"))).unwrap();
+        q.push(entry("s2", 10, 2, Some("S"))).unwrap(); // higher priority, but must wait for s1
+        q.push(entry("x", 5, 3, None)).unwrap();
         let (first, _) = q.take().unwrap();
         assert_eq!(first.task_id, "x"); // x (5) beats s1 (1); s2 waits aside
         let (second, _) = q.take().unwrap();
         assert_eq!(second.task_id, "s1");
         // s1 is running: s2 is not takeable although a worker asks.
-        assert_eq!(q.counts(), (1, 2));
-        assert!(q.session_busy("S"));
+        assert_eq!(q.counts().unwrap(), (1, 2));
+        assert!(q.session_busy("S").unwrap());
         q.done("s1");
         let (third, _) = q.take().unwrap();
         assert_eq!(third.task_id, "s2");
         q.done("s2");
         q.done("x");
-        assert!(!q.session_busy("S"));
-        assert_eq!(q.counts(), (0, 0));
+        assert!(!q.session_busy("S").unwrap());
+        assert_eq!(q.counts().unwrap(), (0, 0));
     }
 
     #[test]
     fn cancel_removes_waiting_tasks_and_flags_running_ones() {
         let q = queue();
-        q.push(entry("s1", 5, 1, Some("S")));
-        q.push(entry("s2", 5, 2, Some("S")));
-        q.push(entry("s3", 5, 3, Some("S")));
-        assert_eq!(q.cancel("s2"), Cancelled::Pending);
+        q.push(entry("s1", 5, 1, Some("S"))).unwrap();
+        q.push(entry("s2", 5, 2, Some("S"))).unwrap();
+        q.push(entry("s3", 5, 3, Some("S"))).unwrap();
+        assert_eq!(q.cancel("s2").unwrap(), Cancelled::Pending);
         let (running, cancel) = q.take().unwrap();
         assert_eq!(running.task_id, "s1");
-        assert_eq!(q.cancel("s1"), Cancelled::Running);
+        assert_eq!(q.cancel("s1").unwrap(), Cancelled::Running);
         assert!(cancel.is_cancelled());
-        assert_eq!(q.cancel("zzz"), Cancelled::NotQueued);
+        assert_eq!(q.cancel("zzz").unwrap(), Cancelled::NotQueued);
         q.done("s1");
         assert_eq!(take_id(&q), "s3");
         // Cancelling a session's head in the heap lets its next turn in.
-        q.push(entry("t1", 5, 4, Some("T")));
-        q.push(entry("t2", 5, 5, Some("T")));
-        assert_eq!(q.cancel("t1"), Cancelled::Pending);
+        q.push(entry("t1", 5, 4, Some("T"))).unwrap();
+        q.push(entry("t2", 5, 5, Some("T"))).unwrap();
+        assert_eq!(q.cancel("t1").unwrap(), Cancelled::Pending);
         assert_eq!(take_id(&q), "t2");
     }
 
@@ -305,9 +336,9 @@ mod tests {
         assert_eq!(q.set_workers(1), 0);
         assert!(q.take().is_none(), "one of the two workers is surplus");
         assert_eq!(q.workers_alive(), 1);
-        q.push(entry("a", 5, 1, None));
-        q.push(entry("b", 5, 2, Some("S")));
-        q.push(entry("c", 5, 3, Some("S")));
+        q.push(entry("a", 5, 1, None)).unwrap();
+        q.push(entry("b", 5, 2, Some("S"))).unwrap();
+        q.push(entry("c", 5, 3, Some("S"))).unwrap();
         let left: HashSet<String> = q.close().into_iter().map(|e| e.task_id).collect();
         assert_eq!(left, ["a", "b", "c"].iter().map(|s| s.to_string()).collect());
         assert!(q.take().is_none());
@@ -315,9 +346,24 @@ mod tests {
     }
 
     #[test]
+    fn a_push_of_a_task_the_queue_holds_does_nothing() {
+        let q = queue();
+        q.push(entry("x", 5, 1, None)).unwrap();
+        q.push(entry("x", 5, 1, None)).unwrap();
+        assert_eq!(q.counts().unwrap(), (1, 0));
+        let (taken, _) = q.take().unwrap();
+        q.push(taken).unwrap();
+        assert_eq!(q.counts().unwrap(), (0, 1), "running: not queued again");
+        assert!(q.is_queued("x").unwrap());
+        q.done("x");
+        assert!(!q.is_queued("x").unwrap());
+        assert!(q.lost().is_empty() && q.fault().is_none());
+    }
+
+    #[test]
     fn seq_numbers_continue_from_the_start_value() {
         let q = LocalQueue::new(41);
-        assert_eq!(q.next_seq(), 42);
-        assert_eq!(q.next_seq(), 43);
+        assert_eq!(q.next_seq().unwrap(), 42);
+        assert_eq!(q.next_seq().unwrap(), 43);
     }
 }

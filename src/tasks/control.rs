@@ -32,7 +32,7 @@ pub fn cancel(app: &App, id: &str, why: &str) -> Result<Cancelling, Error> {
     if task.status.is_final() {
         return Err(already_ended(&task));
     }
-    if app.queue.cancel(id) == Cancelled::Running {
+    if app.queue.cancel(id)? == Cancelled::Running {
         return Ok(Cancelling::Stopping);
     }
     // Out of the queue (or on its way in: a worker skips a task that is no longer pending).
@@ -46,7 +46,7 @@ pub fn cancel(app: &App, id: &str, why: &str) -> Result<Cancelling, Error> {
     if task.status.is_final() {
         return Err(already_ended(&task));
     }
-    match app.queue.cancel(id) {
+    match app.queue.cancel(id)? {
         Cancelled::Running => Ok(Cancelling::Stopping),
         _ => Err(Error::Conflict(format!("task {id} could not be cancelled; try again"))),
     }
@@ -91,9 +91,25 @@ pub fn set_priority(app: &App, id: &str, priority: Priority) -> Result<(Priority
     if changed.is_none() {
         return Err(not_pending());
     }
-    if !app.queue.reprioritize(id, priority) {
+    match app.queue.reprioritize(id, priority) {
+        Ok(true) => {}
         // A worker took it between the write and now: it runs; the record keeps what was asked.
-        return Err(not_pending());
+        Ok(false) => return Err(not_pending()),
+        Err(e) => {
+            // The queue keeps the old priority: so does the record (unless it left `pending`).
+            let restored = app.store.tasks.update(id, Durable::Now, |t| {
+                if t.status != TaskStatus::Pending || t.priority != priority {
+                    return false;
+                }
+                t.priority = old;
+                t.updated_at = now();
+                true
+            });
+            if let Err(store_err) = restored {
+                log::error!("task {id}: priority {priority} is recorded, the queue keeps {old}: {store_err}");
+            }
+            return Err(e.into());
+        }
     }
     log::info!("task {id} priority {old} -> {priority}");
     Ok((old, priority))

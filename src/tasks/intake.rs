@@ -13,6 +13,7 @@ use crate::queue::Entry;
 use crate::store::Durable;
 use crate::{cli_support, sessions};
 
+use super::ends::end_without_running;
 use super::execution::cli_args;
 
 /// Checks, stores and queues a turn whose end nobody waits for here (async: a webhook tells;
@@ -33,7 +34,7 @@ fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Re
     if app.is_shutting_down() {
         return Err(shutting_down());
     }
-    let (waiting, _) = app.queue.counts();
+    let (waiting, _) = app.queue.counts()?;
     if waiting >= config.task_queue.max_pending {
         return Err(Error::Unavailable(format!(
             "the queue is full ({waiting} tasks waiting, taskQueue.maxPending); retry later or raise taskQueue.maxPending"
@@ -53,7 +54,7 @@ fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Re
         }
     }
     req.session_id = Some(session.id.clone());
-    let task = new_task(req, &session, mode, app.queue.next_seq());
+    let task = new_task(req, &session, mode, app.queue.next_seq()?);
     // An async task's id is answered at once, so it is on disk first. A sync task's client hears
     // only its end (written `Now`); if the server dies before, the client sees the connection
     // drop, and a restart cancels the task if it was saved by then.
@@ -62,14 +63,27 @@ fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Re
     if keep_end {
         app.ends.keep(&task.id);
     }
-    app.queue.push(entry_of(&task));
+    // A sync turn is pinned to this server: its client, answer and live stream are here.
+    if let Err(e) = app.queue.push(Entry { pinned: mode == Mode::Sync, ..entry_of(&task) }) {
+        let err = Error::from(e);
+        end_without_running(app, &task.id, TaskStatus::Failed, err.clone());
+        app.ends.forget(&task.id);
+        return Err(err);
+    }
     log::info!("task {} queued ({}, priority {}, session {})", task.id, mode_name(mode), task.priority, session.id);
     log::debug!("task {} prompt: {}", task.id, task.prompt);
     Ok(task)
 }
 
+/// The queue entry of a task any server may run (`pinned` false).
 pub(super) fn entry_of(task: &Task) -> Entry {
-    Entry { task_id: task.id.clone(), priority: task.priority, seq: task.seq, session_id: task.session_id.clone() }
+    Entry {
+        task_id: task.id.clone(),
+        priority: task.priority,
+        seq: task.seq,
+        session_id: task.session_id.clone(),
+        pinned: false,
+    }
 }
 
 fn mode_name(mode: Mode) -> &'static str {

@@ -21,7 +21,7 @@ use crate::model::{Task, TaskStatus};
 pub use control::{cancel, cancelled_end, refuse_waiting, retry, set_priority, Cancelling};
 pub use execution::{execute, fail_internally};
 pub use intake::{submit, submit_awaited};
-pub use recovery::recover;
+pub use recovery::{recover, settle_lost};
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Task>, Error> {
     app.store

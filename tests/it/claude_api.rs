@@ -335,7 +335,7 @@ fn health_reports_status_and_queue() {
     assert_eq!(r.json["version"], env!("CARGO_PKG_VERSION"));
     assert!(r.json["uptime"].as_f64().is_some());
     assert!(r.json["timestamp"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(r.json["queue"], json!({"pending": 0, "processing": 0}));
+    assert_eq!(r.json["queue"], json!({"pending": 0, "processing": 0, "reason": null}));
 }
 
 #[test]

@@ -281,7 +281,8 @@ fn keys_of_another_program_under_the_prefix_are_refused_and_never_touched() {
 #[test]
 fn copy_to_redis_moves_a_file_store_and_its_waiting_tasks_run_on_redis() {
     let redis = Redis::start();
-    let mut server = Server::start_with(json!({"storageType": "file", "taskQueue": {"concurrency": 1, "killGraceMs": 200}}));
+    let mut server =
+        Server::start_with(json!({"storageType": "file", "taskQueue": {"concurrency": 1, "killGraceMs": 200}}));
     let done = server.submit(json!({"prompt": "finished before the move"}));
     assert_eq!(server.wait_final(&done)["status"], "completed");
     let running = server.submit(json!({"prompt": "long @@sleep=30"}));

@@ -249,7 +249,11 @@ fn health_answers_while_every_worker_and_acceptor_would_be_busy() {
     });
     assert!(answered, "{health}");
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["queue"], json!({"pending": 4, "processing": 1}), "answered while five sync requests wait");
+    assert_eq!(
+        health["queue"],
+        json!({"pending": 4, "processing": 1, "reason": null}),
+        "answered while five sync requests wait"
+    );
     assert_eq!(server.get("/api/tasks/queue/status").status, 200);
     drop(waiting); // the runs finish on their own; the server is killed at the end of the test
 }
