@@ -80,6 +80,16 @@ impl Hub {
     }
 
     /// The task has ended: tell every subscriber, keep the topic a little for latecomers.
+    /// The tasks someone follows whose end has not come yet.
+    pub fn followed(&self) -> Vec<String> {
+        let topics = self.topics.lock();
+        topics
+            .iter()
+            .filter(|(_, t)| t.ended.is_none() && !t.subscribers.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn end(&self, task: Arc<Task>) {
         let mut topics = self.topics.lock();
         topics.retain(|_, t| t.ended.as_ref().is_none_or(|(_, at)| at.elapsed() < KEEP_ENDED));
@@ -149,6 +159,12 @@ impl Ends {
     }
 
     /// Nobody will ask for task `id` (its request failed after `keep`): what was kept goes.
+    /// The tasks whose end a request listens for now.
+    pub fn awaited(&self) -> Vec<String> {
+        let awaited = self.0.lock();
+        awaited.iter().filter(|(_, w)| matches!(w, Watch::Listeners(_))).map(|(id, _)| id.clone()).collect()
+    }
+
     pub fn forget(&self, id: &str) {
         self.0.lock().remove(id);
     }

@@ -34,6 +34,7 @@ fn run(app: &App, stop: &Receiver<()>) {
         app.live.expire();
         tasks::live::top_up_spares(app);
         tasks::settle_lost(app);
+        tasks::hear_ends_from_elsewhere(app);
         match stop.recv_timeout(POLL) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,

@@ -45,6 +45,7 @@ pub struct Link {
     /// `redisUrl` with its password masked, for messages.
     shown_url: String,
     prefix: String,
+    /// Open connections between calls.
     idle: Mutex<Vec<redis::Connection>>,
     /// Why the last call failed, until one succeeds again.
     down: Mutex<Option<String>>,
@@ -85,27 +86,39 @@ impl Link {
 
     /// Runs `call` on a connection. A failure of the connection (refused, reset, timed out)
     /// drops it and marks Redis down until a call succeeds.
-    pub fn with<R>(&self, call: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>) -> Result<R, LinkError> {
+    pub fn with<R>(&self, call: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>) -> Result<R, LinkError> {
         let idle = self.idle.lock().pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => self.connect()?,
+        let (mut conn, pooled) = match idle {
+            Some(conn) => (conn, true),
+            None => (self.connect()?, false),
         };
-        match call(&mut conn) {
+        let mut result = call(&mut conn);
+        // A kept connection may have died with a Redis that restarted since: the command never
+        // reached the new one, so it goes once more on a new connection. (Had Redis died while
+        // answering it, it is down now and the new connection fails.)
+        if pooled && result.as_ref().is_err_and(is_connection_failure) {
+            conn = self.connect()?;
+            result = call(&mut conn);
+        }
+        match result {
             Ok(value) => {
                 *self.down.lock() = None;
-                let mut idle = self.idle.lock();
-                if idle.len() < IDLE_CONNECTIONS {
-                    idle.push(conn);
-                }
+                self.give_back(conn);
                 Ok(value)
             }
             Err(e) if is_connection_failure(&e) => Err(self.mark_down(&e)),
             Err(e) => {
                 // Redis answered (a script or type error): the connection is fine.
-                self.idle.lock().push(conn);
+                self.give_back(conn);
                 Err(LinkError(format!("Redis at {} refused a command: {e}", self.shown_url)))
             }
+        }
+    }
+
+    fn give_back(&self, conn: redis::Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
         }
     }
 
@@ -130,7 +143,7 @@ impl Link {
     }
 
     fn mark_down(&self, e: &redis::RedisError) -> LinkError {
-        let why = format!("Redis at {} is not reachable ({e}); ccs connects again by itself", self.shown_url);
+        let why = format!("Redis at {} is not reachable ({e})", self.shown_url);
         *self.down.lock() = Some(why.clone());
         self.idle.lock().clear();
         LinkError(why)
@@ -231,7 +244,7 @@ pub(crate) mod testing {
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::Link;
 

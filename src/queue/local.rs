@@ -218,6 +218,10 @@ impl Queue for LocalQueue {
     fn running_here(&self) -> usize {
         self.state.lock().running.len()
     }
+
+    fn runs_here(&self, task_id: &str) -> bool {
+        self.state.lock().running.contains_key(task_id)
+    }
 }
 
 fn remove_pending(s: &mut State, task_id: &str) -> Option<Entry> {

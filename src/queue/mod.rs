@@ -95,7 +95,7 @@ pub struct QueueError(pub String);
 
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the task queue cannot be used now: {}", self.0)
+        write!(f, "the task queue cannot be used now: {}; ccs connects again by itself: retry in a moment", self.0)
     }
 }
 
@@ -176,4 +176,7 @@ pub trait Queue: Send + Sync {
 
     /// How many tasks this server's workers run now.
     fn running_here(&self) -> usize;
+
+    /// Whether one of this server's workers runs `task_id` now (from `take` until `done`).
+    fn runs_here(&self, task_id: &str) -> bool;
 }

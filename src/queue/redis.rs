@@ -542,6 +542,10 @@ impl Queue for RedisQueue {
     fn running_here(&self) -> usize {
         self.shared.local.lock().running.len()
     }
+
+    fn runs_here(&self, task_id: &str) -> bool {
+        self.shared.local.lock().running.contains_key(task_id)
+    }
 }
 
 #[cfg(test)]

@@ -109,3 +109,19 @@ pub(super) fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {
     }
     app.ends.ended(&task.id.clone(), TaskEnd { task, error });
 }
+
+/// Tells whoever waits here of tasks that ended on another server sharing the queue (a cancel
+/// sent here for a task that runs there, the events of a task followed here). A task that runs
+/// here is told by its worker, with the details of its end; one that ended here is told already.
+pub fn hear_ends_from_elsewhere(app: &App) {
+    let mut ids = app.ends.awaited();
+    ids.extend(app.events.followed());
+    for id in ids {
+        // The record first: a task that ended here was told before its worker let it go.
+        let Ok(Some(task)) = app.store.tasks.get(&id) else { continue };
+        if task.status.is_final() && !app.queue.runs_here(&id) {
+            app.ends.ended(&id, TaskEnd { task: task.clone(), error: None });
+            app.events.end(task);
+        }
+    }
+}

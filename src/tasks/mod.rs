@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::model::{Task, TaskStatus};
 
 pub use control::{cancel, cancelled_end, refuse_waiting, retry, set_priority, Cancelling};
+pub use ends::hear_ends_from_elsewhere;
 pub use execution::{execute, fail_internally};
 pub use intake::{submit, submit_awaited};
 pub use recovery::{recover, settle_lost};
