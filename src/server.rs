@@ -138,9 +138,8 @@ pub fn copy_to_redis(source: &ConfigSource) -> Result<String, ServeError> {
             ServeError::Start(format!("cannot open the file store {}: {e}", config.data_dir.display()))
         })?))
         .map_err(|e| ServeError::Start(format!("cannot read the file store {}: {e}", config.data_dir.display())))?;
-    let link =
-        crate::redis_link::Link::open(url, &config.redis_key_prefix).map_err(|e| ServeError::Config(e.to_string()))?;
-    let copied = from.copy_into(&Store::on_redis(link)).map_err(|e| ServeError::Start(e.to_string()));
+    let to = Store::open_redis(url, &config.redis_key_prefix).map_err(|e| ServeError::Config(e.to_string()))?;
+    let copied = from.copy_into(&to).map_err(|e| ServeError::Start(e.to_string()));
     from.close();
     let mut report: Vec<String> = copied?.iter().map(ToString::to_string).collect();
     report.push(format!(

@@ -225,13 +225,18 @@ impl Store {
                 let url = config.redis_url.as_deref().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidInput, "storageType \"redis\" needs redisUrl in the config")
                 })?;
-                return Ok(Store::on_redis(Link::open(url, &config.redis_key_prefix)?));
+                return Store::open_redis(url, &config.redis_key_prefix);
             }
         };
         Store::with_backend(backend)
     }
 
     /// The shared store: every kind in Redis over `link`.
+    /// The store in the Redis at `url`, under `prefix` (errors say what to fix).
+    pub fn open_redis(url: &str, prefix: &str) -> io::Result<Store> {
+        Ok(Store::on_redis(Link::open(url, prefix)?))
+    }
+
     pub fn on_redis(link: Arc<Link>) -> Store {
         Store {
             sessions: Box::new(RedisRecords::new("sessions", link.clone())),

@@ -58,7 +58,8 @@ fn a_cli_left_running_by_a_killed_server_dies_with_its_grandchild_at_the_next_st
 
 #[test]
 fn a_graceful_stop_keeps_waiting_tasks_and_interrupts_running_ones() {
-    let mut server = Server::start_with(json!({"taskQueue": {"concurrency": 1}}));
+    // The file store's own files are read below.
+    let mut server = Server::start_with(json!({"storageType": "file", "taskQueue": {"concurrency": 1}}));
     let running = server.submit(json!({"prompt": "@@sleep=30"}));
     server.wait_for_runs(1);
     let waiting = server.submit(json!({"prompt": "after the restart"}));
@@ -197,7 +198,7 @@ fn a_sync_request_on_a_full_disk_answers_at_once_and_its_task_ends_failed() {
         );
         return;
     };
-    let mut server = Server::start_with(json!({"dataDir": disk.0.path().join("data")}));
+    let mut server = Server::start_with(json!({"storageType": "file", "dataDir": disk.0.path().join("data")}));
     assert_eq!(server.ask("while there is room").status, 200);
     // A clean stop empties the journal into the record files: the journal the next server starts
     // is empty, so retiring it after the failed write frees no room (else the retry could
@@ -228,7 +229,7 @@ fn a_read_only_data_folder_refuses_writes_says_so_and_recovers_by_itself() {
         );
         return;
     };
-    let mut server = Server::start_with(json!({"dataDir": disk.0.path().join("data")}));
+    let mut server = Server::start_with(json!({"storageType": "file", "dataDir": disk.0.path().join("data")}));
     let session = server.new_session(json!({"project_path": server.project, "metadata": {"when": "before"}}));
     let task = server.submit(json!({"prompt": "before"}));
     assert_eq!(server.wait_final(&task)["status"], "completed");

@@ -106,7 +106,8 @@ fn a_second_server_on_the_same_port_fails_with_advice() {
 
 #[test]
 fn a_second_server_on_the_same_home_leaves_the_first_ones_state_alone() {
-    let server = Server::start();
+    // The file store's lock (servers on one Redis share their state on purpose: redis_cluster.rs).
+    let server = Server::start_with(json!({"storageType": "file"}));
     let running =
         server.post_in_background("/api/claude", json!({"prompt": "@@sleep=2", "project_path": server.project}));
     server.wait_for_runs(1);

@@ -203,7 +203,8 @@ fn session_budget_stops_new_turns_once_spent() {
 
 #[test]
 fn sessions_and_turns_survive_kill_9() {
-    let mut server = Server::start();
+    // The file store's journal and record files are what this checks.
+    let mut server = Server::start_with(json!({"storageType": "file"}));
     let a = server.ask("first");
     let id = a.json["session_id"].as_str().unwrap().to_string();
     server.post(&format!("/api/sessions/{id}/continue"), json!({"prompt": "second"}));
@@ -251,7 +252,8 @@ fn a_run_in_progress_at_kill_9_is_marked_interrupted_after_restart() {
 
 #[test]
 fn a_corrupt_record_is_moved_aside_and_the_rest_loads() {
-    let mut server = Server::start();
+    // A record file of the file store is corrupted (the Redis store's case: src/store/redis.rs).
+    let mut server = Server::start_with(json!({"storageType": "file"}));
     let good = server.ask("keep me").json["session_id"].as_str().unwrap().to_string();
     let sessions_dir = server.state_dir().join("data/sessions");
     std::fs::write(sessions_dir.join("11111111-1111-4111-8111-111111111111.json"), b"{\"id\": \"half").unwrap();

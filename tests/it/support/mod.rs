@@ -112,6 +112,10 @@ fn dechunk(mut rest: &str) -> String {
 
 /// A port nobody listens on, below the ephemeral range (32768 and up on Linux) that outgoing
 /// connections take their local ports from, so it stays free until a server binds it.
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 pub fn free_port() -> u16 {
     loop {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
@@ -219,9 +223,11 @@ impl Server {
         cmd
     }
 
+    /// Starts the server; again on its last port when that is free (a restarted server keeps
+    /// its address, and on a shared queue its identity, host and port).
     pub fn launch(&mut self) {
-        for _attempt in 0..5 {
-            let port = free_port();
+        for attempt in 0..5 {
+            let port = if attempt == 0 && self.port != 0 && port_is_free(self.port) { self.port } else { free_port() };
             let mut cmd = self.command();
             cmd.args(["--port", &port.to_string()]).args(&self.extra_args).arg("serve");
             let mut child =
