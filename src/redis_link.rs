@@ -135,6 +135,14 @@ impl Link {
         self.down.lock().clone()
     }
 
+    /// Writes the prefix's marker again if it is gone (a Redis that restarted without its data):
+    /// else the next server to start would take ccs's own keys for another program's.
+    pub fn keep_claim(&self) -> Result<(), LinkError> {
+        let marker = self.key(MARKER);
+        self.with(|c| redis::cmd("SET").arg(&marker).arg(MARKER_VALUE).arg("NX").query::<Option<String>>(c))?;
+        Ok(())
+    }
+
     fn connect(&self) -> Result<redis::Connection, LinkError> {
         let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| self.mark_down(&e))?;
         conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| self.mark_down(&e))?;
@@ -175,8 +183,7 @@ impl Link {
                 self.prefix
             )));
         }
-        self.with(|c| redis::cmd("SET").arg(&marker).arg(MARKER_VALUE).arg("NX").query::<Option<String>>(c))?;
-        Ok(())
+        self.keep_claim()
     }
 }
 

@@ -267,6 +267,7 @@ impl Shared {
         let mut args: Vec<&str> = vec![&self.server, &lease, &pid];
         args.extend(ids.iter().map(String::as_str));
         let (gone, cancelled): (Vec<String>, Vec<String>) = self.run(&self.scripts.heartbeat, &args)?;
+        self.link.keep_claim()?;
         let local = self.local.lock();
         for id in &gone {
             if let Some(cancel) = local.running.get(id) {

@@ -112,6 +112,12 @@ pub trait Records<T>: Send + Sync {
 
     fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
 
+    /// Saves what `show_unsaved` showed and is not saved yet; returns how many it saved. The
+    /// local store's journal does this by itself (nothing to do here).
+    fn save_unsaved(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     /// Records whose id starts with `prefix`, in id order.
     fn scan(&self, prefix: &str) -> Result<Vec<Arc<T>>, StoreError>;
 
@@ -277,6 +283,25 @@ impl Store {
         };
         backend.loaded()?;
         Ok(store)
+    }
+
+    /// Saves what was shown unsaved while the store could not write (the housekeeping tick asks;
+    /// for the local store its journal does it by itself). Logs what it saved.
+    pub fn save_unsaved(&self) {
+        let kinds: [(&str, &dyn Fn() -> Result<usize, StoreError>); 5] = [
+            ("sessions", &|| self.sessions.save_unsaved()),
+            ("turns", &|| self.turns.save_unsaved()),
+            ("tasks", &|| self.tasks.save_unsaved()),
+            ("deliveries", &|| self.deliveries.save_unsaved()),
+            ("statistics", &|| self.statistics.save_unsaved()),
+        ];
+        for (kind, save) in kinds {
+            match save() {
+                Ok(0) => {}
+                Ok(n) => log::info!("saved {n} {kind} record(s) that could only be shown while the store was down"),
+                Err(e) => log::debug!("{e}"),
+            }
+        }
     }
 
     /// What keeps the store from reading or writing now (empty: nothing), each with what it

@@ -318,6 +318,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Redis
         record
     }
 
+    fn save_unsaved(&self) -> Result<usize, StoreError> {
+        let shown: Vec<(String, Arc<T>)> =
+            self.unsaved.lock().iter().map(|(id, record)| (id.clone(), record.clone())).collect();
+        for (id, record) in &shown {
+            let held = self.lock(Op::Save, id)?;
+            self.write_locked(held, id, Some(record))?;
+        }
+        Ok(shown.len())
+    }
+
     fn remove(&self, id: &str, _durable: Durable) -> Result<(), StoreError> {
         if !is_safe_id(id) {
             return Ok(()); // no such record can exist
@@ -497,6 +507,24 @@ mod tests {
         assert!(store.statistics.update("2026-01-31", Durable::Now, |_| true).is_err());
         assert!(store.statistics.remove("2026-01-31", Durable::Now).is_err());
         assert!(store.faults().iter().any(|f| f.contains("not reachable")), "{:?}", store.faults());
+    }
+
+    #[test]
+    fn what_was_shown_while_redis_was_down_is_saved_when_it_is_back() {
+        let redis = RedisServer::start();
+        let port = redis.port;
+        let store = Store::on_redis(redis.link("ccs:"));
+        drop(redis);
+        let day = Day { date: "2026-03-01".into(), total_requests: 7, ..Day::default() };
+        assert!(store.statistics.put("2026-03-01", day.clone(), Durable::Now).is_err());
+        store.statistics.show_unsaved("2026-03-01", day);
+        assert!(store.statistics.save_unsaved().is_err(), "Redis is still down");
+        let redis = RedisServer::start_on(port);
+        assert_eq!(store.statistics.save_unsaved().unwrap(), 1);
+        assert_eq!(store.statistics.save_unsaved().unwrap(), 0, "saved once");
+        let saved: Option<String> =
+            redis.link("other:").with(|c| redis::cmd("GET").arg("ccs:statistics:2026-03-01").query(c)).unwrap();
+        assert!(saved.is_some_and(|json| json.contains("\"total_requests\":7")));
     }
 
     #[test]
