@@ -288,15 +288,15 @@ impl Store {
     /// Saves what was shown unsaved while the store could not write (the housekeeping tick asks;
     /// for the local store its journal does it by itself). Logs what it saved.
     pub fn save_unsaved(&self) {
-        let kinds: [(&str, &dyn Fn() -> Result<usize, StoreError>); 5] = [
-            ("sessions", &|| self.sessions.save_unsaved()),
-            ("turns", &|| self.turns.save_unsaved()),
-            ("tasks", &|| self.tasks.save_unsaved()),
-            ("deliveries", &|| self.deliveries.save_unsaved()),
-            ("statistics", &|| self.statistics.save_unsaved()),
+        let saved = [
+            ("sessions", self.sessions.save_unsaved()),
+            ("turns", self.turns.save_unsaved()),
+            ("tasks", self.tasks.save_unsaved()),
+            ("deliveries", self.deliveries.save_unsaved()),
+            ("statistics", self.statistics.save_unsaved()),
         ];
-        for (kind, save) in kinds {
-            match save() {
+        for (kind, saved) in saved {
+            match saved {
                 Ok(0) => {}
                 Ok(n) => log::info!("saved {n} {kind} record(s) that could only be shown while the store was down"),
                 Err(e) => log::debug!("{e}"),
