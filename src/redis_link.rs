@@ -7,7 +7,7 @@
 //! caller decides (a request answers 503, a worker waits and tries again).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -54,7 +54,22 @@ pub struct Link {
 impl Link {
     /// Connects to `url` and checks that keys under `prefix` are ccs's (or that there are none).
     /// Every error says what to fix.
+    ///
+    /// One link per Redis and prefix in a process: the store and the queue share it, so both
+    /// know at once when Redis is down (`/health`).
     pub fn open(url: &str, prefix: &str) -> Result<Arc<Link>, LinkError> {
+        static OPEN: Mutex<Vec<(String, String, Weak<Link>)>> = Mutex::new(Vec::new());
+        let mut open = OPEN.lock();
+        open.retain(|(_, _, link)| link.strong_count() > 0);
+        if let Some(link) = open.iter().find(|(u, p, _)| u == url && p == prefix).and_then(|(_, _, l)| l.upgrade()) {
+            return Ok(link);
+        }
+        let link = Link::connect_new(url, prefix)?;
+        open.push((url.to_string(), prefix.to_string(), Arc::downgrade(&link)));
+        Ok(link)
+    }
+
+    fn connect_new(url: &str, prefix: &str) -> Result<Arc<Link>, LinkError> {
         let shown_url = crate::config::mask::mask_url_password(url);
         let client = redis::Client::open(url).map_err(|e| {
             LinkError(format!(

@@ -95,7 +95,7 @@ pub struct QueueError(pub String);
 
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the task queue cannot be used now: {}; ccs connects again by itself: retry in a moment", self.0)
+        write!(f, "the task queue cannot be used now: {}; ccs connects again by itself", self.0)
     }
 }
 
