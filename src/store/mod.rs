@@ -178,6 +178,12 @@ impl StoreError {
     pub fn new(op: Op, kind: &'static str, id: &str, source: io::Error, hint: &'static str) -> StoreError {
         StoreError { op, kind, id: id.to_string(), source, hint }
     }
+
+    /// The store could not be reached (a shared store over the network): it may answer again in
+    /// a moment, unlike a store that refused the write (a full or read-only disk).
+    pub fn is_unreachable(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotConnected
+    }
 }
 
 impl fmt::Display for StoreError {

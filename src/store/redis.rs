@@ -127,7 +127,9 @@ impl<T: Serialize + DeserializeOwned> RedisRecords<T> {
     }
 
     fn failed(&self, op: Op, id: &str, e: LinkError) -> StoreError {
-        StoreError::new(op, self.kind, id, e.into(), HINT)
+        // Down (the link says so) or refused: `StoreError::is_unreachable` tells them apart.
+        let kind = if self.link.fault().is_some() { io::ErrorKind::NotConnected } else { io::ErrorKind::Other };
+        StoreError::new(op, self.kind, id, io::Error::new(kind, e.0), HINT)
     }
 
     fn parse(&self, id: &str, bytes: &[u8]) -> Option<T> {

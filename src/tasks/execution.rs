@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::model::{now, Mode, Session, SessionStatus, Task, TaskStatus, TurnRequest};
 use crate::runner::caps::Caps;
 use crate::runner::{self, Cancel, CliArgs, Invocation, RunResult, RunStatus, SessionFlag, SpawnError};
-use crate::store::Durable;
+use crate::store::{Durable, StoreError};
 use crate::{cli_support, project, sessions};
 
 use super::ends::{end_unsaved, end_without_running, finished};
@@ -75,10 +75,7 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     if !sessions::get(app, &session.id).is_ok_and(|s| s.status == SessionStatus::Active) {
         app.live.retire_session(&session.id);
     }
-    let ended = app.store.tasks.update(task_id, Durable::Now, |t| {
-        record_outcome(t, &outcome, cancel, at);
-        true
-    });
+    let ended = save_end(app, task_id, |t| record_outcome(t, &outcome, cancel, at));
     let task = match ended {
         Ok(Some(task)) => task,
         Ok(None) => return,
@@ -89,6 +86,31 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
         app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
     }
     finished(app, task, None);
+}
+
+/// Writes a run's end with `record`. While the store cannot be reached (Redis down) it waits
+/// and tries again, so the answer the run produced is kept, not replaced by a failure; a store
+/// that refuses the write (a full disk) fails at once, as does a server that is stopping.
+fn save_end(app: &App, task_id: &str, record: impl Fn(&mut Task)) -> Result<Option<Arc<Task>>, StoreError> {
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        // Another server may have ended it meanwhile (its claim ran out while the store was down).
+        let saved = app.store.tasks.update(task_id, Durable::Now, |t| {
+            if t.status.is_final() {
+                return false;
+            }
+            record(t);
+            true
+        });
+        match saved {
+            Err(e) if e.is_unreachable() && !app.is_shutting_down() => {
+                log::warn!("task {task_id}: its end waits until it can be saved: {e}");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            saved => return saved,
+        }
+    }
 }
 
 /// Marks a task started by its CLI of process group `pgid`; false when it no longer waits for

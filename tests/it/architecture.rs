@@ -21,6 +21,33 @@ fn top_level_modules_form_no_cycle_and_the_readme_shows_the_graph() {
     assert!(readme.contains(&block), "README.md's \"Who imports whom\" is out of date; it should show:\n\n{block}");
 }
 
+/// The seams hold (issue 14): the code that serves the API, runs tasks and sessions, sends
+/// webhooks and counts statistics works through `Store` and `Queue` alone; which store is
+/// configured (file, memory, Redis) is known only to the store and queue implementations and to
+/// the start-up that opens them.
+#[test]
+fn only_the_store_and_the_queue_know_which_backend_runs() {
+    let graph = module_graph(Path::new(SRC));
+    for module in ["api", "tasks", "sessions", "webhook", "http", "stats", "events", "housekeeping", "app"] {
+        let uses = &graph[module];
+        assert!(!uses.contains("redis_link"), "{module} imports redis_link");
+        let path = Path::new(SRC).join(module);
+        let files = if path.is_dir() { rust_files(&path) } else { vec![path.with_extension("rs")] };
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                assert!(
+                    !code.contains("StorageType") && !code.to_lowercase().contains("redis"),
+                    "{}:{}: a backend named outside the store and the queue: {line}",
+                    file.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
 /// Each top-level module (a file or a folder of `src/`), with the other top-level modules its
 /// code names as `crate::<module>`.
 fn module_graph(src: &Path) -> Graph {

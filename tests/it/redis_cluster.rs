@@ -310,3 +310,19 @@ fn copy_to_redis_moves_a_file_store_and_its_waiting_tasks_run_on_redis() {
     }
     assert!(redis.cli(&["EXISTS", &format!("ccs:tasks:{done}")]) == "1", "the records are in Redis");
 }
+
+#[test]
+fn a_keys_rate_limit_holds_across_servers() {
+    const KEY: &str = "a-long-enough-api-key-for-the-cluster";
+    let limited = json!({"auth": {"apiKeys": [KEY]}, "rateLimit": {"enabled": true, "maxRequests": 4, "windowMs": 86400000}});
+    let cluster = Cluster::start(2, limited);
+    let ask = |server: usize| {
+        crate::support::http(cluster.servers[server].port, "GET", "/api/tasks", None, &[("X-API-Key", KEY)])
+    };
+    let statuses: Vec<u16> = [0, 1, 0, 1, 0, 1].iter().map(|&s| ask(s).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "4 requests in all, whichever server");
+    let refused = ask(1);
+    assert!(refused.header("Retry-After").is_some());
+    // The API key is not a Redis key name.
+    assert!(!cluster.redis.cli(&["KEYS", "*"]).contains(KEY));
+}
