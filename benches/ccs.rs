@@ -1,7 +1,8 @@
 //! `make bench`: the release `ccs` with an instant fake CLI on 127.0.0.1, measured from outside,
 //! printed as one markdown table (docs/benchmarks.md keeps the last one). Loads are bounded:
 //! a few seconds each, loopback only. Its own keep-alive HTTP/1.1 load generator needs no tools.
-//! The `live` part runs the real claude CLI (`make real-cli`) against a mock Anthropic API.
+//! The `live` part runs the real claude CLI (`make real-cli`) against a mock Anthropic API; the
+//! `redis` part starts redis-servers of its own (`apt-get install redis-server`).
 
 #[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code)]
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::mock_anthropic::MockApi;
+use support::redis_server::Redis;
 use support::{ccs_bin, free_port, Server, FAKE_CLAUDE};
 
 const LOAD: Duration = Duration::from_secs(3);
@@ -32,7 +34,7 @@ fn main() {
     raise_fd_limit();
     // CCS_BENCH=sync,async runs only those parts (names below); unset runs all.
     let only = std::env::var("CCS_BENCH").unwrap_or_default();
-    let parts: [(&str, Part); 9] = [
+    let parts: [(&str, Part); 10] = [
         ("startup", startup_and_memory),
         ("health", health_load),
         ("burst", burst_of_connections),
@@ -40,6 +42,7 @@ fn main() {
         ("sync", sync_load),
         ("async", async_throughput),
         ("stored", stored_tasks),
+        ("redis", redis_servers),
         ("idle", idle_connections),
         ("live", live_processes),
     ];
@@ -568,6 +571,242 @@ fn restart_with_a_full_journal(rows: &mut Vec<Row>) {
     ));
 }
 
+/// Workers of each server in the `redis` part, and how long the fake CLI takes a task there:
+/// a server runs at most 4 / 0.2 s = 20 tasks/s, and the CLI sleeps rather than working, so
+/// the cores are not what bounds it.
+const REDIS_CONCURRENCY: usize = 4;
+const REDIS_SLEEP_S: f64 = 0.2;
+/// Tasks a server of the cluster gets (about 12 s at 20 tasks/s), and the client threads sending.
+const REDIS_TASKS_PER_SERVER: usize = 240;
+const REDIS_CLIENTS: usize = 4;
+
+/// Several servers on one Redis (issue 14): async throughput of 1, 2 and 3 servers sharing the
+/// queue, each task run exactly once; then submit and get latency, Redis store against file.
+fn redis_servers(rows: &mut Vec<Row>) {
+    let mut one_server = 0.0;
+    for n in 1..=3 {
+        let rate = redis_throughput(rows, n, one_server);
+        if n == 1 {
+            one_server = rate;
+        }
+    }
+    redis_latency(rows);
+}
+
+/// `n` ccs servers on one private redis-server, sharing the project folder and the CLI's state
+/// as tests/it/redis_cluster.rs starts them; the fake CLI of each logs to that server's own
+/// file, so its runs can be counted per server. The fields drop in order: Redis last.
+struct RedisCluster {
+    servers: Vec<Server>,
+    shared: support::TempDir,
+    _redis: Redis,
+}
+
+impl RedisCluster {
+    fn start(n: usize) -> RedisCluster {
+        let redis = Redis::start();
+        let shared = support::TempDir::new("bench-cluster");
+        std::fs::create_dir_all(shared.path().join("project")).unwrap();
+        let config = json!({
+            "storageType": "redis",
+            "redisUrl": redis.url(),
+            "taskQueue": {"concurrency": REDIS_CONCURRENCY},
+            "rateLimit": {"enabled": false},
+            "claudeEnv": {"CLAUDE_CONFIG_DIR": shared.path().join("claude-config").display().to_string()},
+        });
+        let servers = (0..n).map(|_| quiet(config.clone())).collect();
+        RedisCluster { servers, shared, _redis: redis }
+    }
+
+    fn project(&self) -> std::path::PathBuf {
+        self.shared.path().join("project")
+    }
+}
+
+/// `n` servers on one Redis: `REDIS_TASKS_PER_SERVER` × `n` async tasks sent round-robin to
+/// them by `REDIS_CLIENTS` threads, timed until the last one ended; returns its tasks/s.
+fn redis_throughput(rows: &mut Vec<Row>, n: usize, one_server: f64) -> f64 {
+    let cluster = RedisCluster::start(n);
+    let tasks = REDIS_TASKS_PER_SERVER * n;
+    let started = Instant::now();
+    submit_round_robin(&cluster, tasks);
+    let accepted = started.elapsed();
+    let queue = wait_until_all_ended(&cluster, tasks, started);
+    let took = started.elapsed();
+    let rate = tasks as f64 / took.as_secs_f64();
+    let bound = (n * REDIS_CONCURRENCY) as f64 / REDIS_SLEEP_S;
+    let compare = if n == 1 {
+        format!("bound {bound:.0} tasks/s ({:.0}%)", rate / bound * 100.0)
+    } else {
+        format!(
+            "{:.2}× one server{}; bound {bound:.0} tasks/s ({:.0}%)",
+            rate / one_server.max(1e-9),
+            if n == 3 { " (target ≥ 2.5×)" } else { "" },
+            rate / bound * 100.0
+        )
+    };
+    rows.push(Row(
+        format!(
+            "redis: {tasks} async tasks round-robin to {n} server(s) on one Redis, concurrency \
+             {REDIS_CONCURRENCY} each, fake CLI {REDIS_SLEEP_S} s"
+        ),
+        format!(
+            "{rate:.1} tasks/s ({:.2} s; all accepted after {:.2} s); {}",
+            took.as_secs_f64(),
+            accepted.as_secs_f64(),
+            ran_once(&cluster, tasks, &queue)
+        ),
+        compare,
+    ));
+    rate
+}
+
+/// Sends tasks 0..`tasks` from `REDIS_CLIENTS` threads, task i to server i mod n, each thread
+/// on one kept-alive connection to every server.
+fn submit_round_robin(cluster: &RedisCluster, tasks: usize) {
+    let project = cluster.project();
+    std::thread::scope(|scope| {
+        for client in 0..REDIS_CLIENTS {
+            let project = &project;
+            scope.spawn(move || {
+                let mut conns: Vec<Conn> = cluster.servers.iter().map(|s| Conn::open(s.port)).collect();
+                for i in (client..tasks).step_by(REDIS_CLIENTS) {
+                    let body =
+                        json!({"prompt": format!("redis bench {i} @@sleep={REDIS_SLEEP_S}"), "project_path": project});
+                    let n = conns.len();
+                    let (status, answer) = conns[i % n].request("POST", "/api/tasks/async", &body.to_string());
+                    assert_eq!(status, 201, "redis: a submit failed: {}", String::from_utf8_lossy(&answer));
+                }
+            });
+        }
+    });
+}
+
+/// Polls the first server's `GET /api/tasks/queue/status` (the counts of every task in Redis)
+/// every 50 ms until all `tasks` are there and none is pending or running; its last answer.
+fn wait_until_all_ended(cluster: &RedisCluster, tasks: usize, started: Instant) -> Value {
+    // Five times the ideal time, and a minute more: a loaded machine is slow, not stuck.
+    let ideal = tasks as f64 * REDIS_SLEEP_S / (cluster.servers.len() * REDIS_CONCURRENCY) as f64;
+    let limit = Duration::from_secs_f64(ideal * 5.0 + 60.0);
+    let mut conn = Conn::open(cluster.servers[0].port);
+    loop {
+        let (_, body) = conn.request("GET", "/api/tasks/queue/status", "");
+        let queue = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)["queue"].clone();
+        let count = |key: &str| queue[key].as_u64().unwrap_or(0);
+        if count("total") >= tasks as u64 && count("pending") + count("processing") == 0 {
+            return queue;
+        }
+        assert!(started.elapsed() < limit, "redis: the tasks did not all end within {limit:?}: {queue}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether every task ran exactly once, from the fake CLI's `start` events of all the servers
+/// (the prompt names the task), with how many tasks completed and how many runs each server made.
+fn ran_once(cluster: &RedisCluster, tasks: usize, queue: &Value) -> String {
+    let mut runs: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut per_server = Vec::new();
+    for server in &cluster.servers {
+        let starts = server.starts();
+        per_server.push(starts.len().to_string());
+        for start in starts {
+            *runs.entry(start["stdin"].as_str().unwrap_or("").to_string()).or_default() += 1;
+        }
+    }
+    let twice = runs.values().filter(|&&count| count > 1).count();
+    let completed = queue["completed"].as_u64().unwrap_or(0);
+    let verdict = if runs.len() == tasks && twice == 0 { "each exactly once" } else { "NOT each exactly once" };
+    format!(
+        "{} runs of {tasks} tasks, {} tasks run, {twice} more than once: {verdict}; {completed} completed; \
+         runs per server {}",
+        runs.values().sum::<usize>(),
+        runs.len(),
+        per_server.join(" / ")
+    )
+}
+
+/// Requests of each kind in the latency rows.
+const REDIS_LATENCY_REQUESTS: usize = 300;
+
+/// One server on the Redis store and one on the file store, each with its one worker held by a
+/// long task so the measured tasks only queue: sequential `POST /api/tasks/async` and `GET
+/// /api/tasks/:id` of the task just submitted on one kept-alive connection, in three rounds
+/// alternating the servers so a drift of the machine hits both alike.
+fn redis_latency(rows: &mut Vec<Row>) {
+    let redis = Redis::start();
+    let config = |storage: Value| {
+        let mut config = json!({"taskQueue": {"concurrency": 1}, "rateLimit": {"enabled": false}});
+        support::merge(&mut config, storage);
+        config
+    };
+    let mut servers = [
+        quiet(config(json!({"storageType": "redis", "redisUrl": redis.url()}))),
+        quiet(config(json!({"storageType": "file"}))),
+    ];
+    let mut samples = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for server in &servers {
+        server.submit(json!({"prompt": "@@sleep=600"}));
+        server.wait_for_runs(1);
+    }
+    let mut conns: Vec<Conn> = servers.iter().map(|s| Conn::open(s.port)).collect();
+    for _round in 0..3 {
+        for (which, server) in servers.iter().enumerate() {
+            settle(server.pid());
+            let (submits, gets) = &mut samples[which];
+            submit_and_get(&mut conns[which], server, REDIS_LATENCY_REQUESTS / 3, submits, gets);
+        }
+    }
+    let [(redis_submits, redis_gets), (file_submits, file_gets)] = &samples;
+    let requests = redis_submits.len();
+    rows.push(Row(
+        format!("redis: {requests} sequential submits (`POST /api/tasks/async`), one connection, worker busy"),
+        format!("Redis store: {}", p50_p99(redis_submits)),
+        format!(
+            "file store: {}; Redis p50 {}, p99 {}",
+            p50_p99(file_submits),
+            signed_ms(p50(redis_submits), p50(file_submits)),
+            signed_ms(p99(redis_submits), p99(file_submits))
+        ),
+    ));
+    rows.push(Row(
+        format!("redis: {requests} `GET /api/tasks/:id` of the task just submitted"),
+        format!("Redis store: {}", p50_p99(redis_gets)),
+        format!(
+            "file store: {}; Redis p50 {}, p99 {}",
+            p50_p99(file_gets),
+            signed_ms(p50(redis_gets), p50(file_gets)),
+            signed_ms(p99(redis_gets), p99(file_gets))
+        ),
+    ));
+    for server in &mut servers {
+        server.terminate(); // ends the long task's CLI
+    }
+}
+
+/// `count` pairs on `conn`: a submit, then a get of the task it made; the times go to `submits`
+/// and `gets`.
+fn submit_and_get(
+    conn: &mut Conn,
+    server: &Server,
+    count: usize,
+    submits: &mut Vec<Duration>,
+    gets: &mut Vec<Duration>,
+) {
+    let body = json!({"prompt": "latency", "project_path": server.project}).to_string();
+    for _ in 0..count {
+        let t = Instant::now();
+        let (status, answer) = conn.request("POST", "/api/tasks/async", &body);
+        submits.push(t.elapsed());
+        assert_eq!(status, 201, "redis: a submit failed: {}", String::from_utf8_lossy(&answer));
+        let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        let path = format!("/api/tasks/{}", answer["task"]["id"].as_str().unwrap_or(""));
+        let t = Instant::now();
+        let status = conn.call("GET", &path, "");
+        gets.push(t.elapsed());
+        assert_eq!(status, 200, "redis: a get failed");
+    }
+}
+
 fn idle_connections(rows: &mut Vec<Row>) {
     let server = quiet(json!({}));
     let before = (threads(server.pid()), rss_kb(server.pid()));
@@ -879,6 +1118,12 @@ fn p50(latencies: &[Duration]) -> Duration {
     let mut sorted = latencies.to_vec();
     sorted.sort();
     percentile(&sorted, 0.5)
+}
+
+fn p99(latencies: &[Duration]) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    percentile(&sorted, 0.99)
 }
 
 /// `a - b`, signed.
