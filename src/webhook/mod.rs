@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::Receiver;
@@ -28,6 +28,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How soon the store is read again when it could not be (a shared store that is down).
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// A delivery due for longer than this is sent by whichever server finds it (the one that queued
+/// it is gone: a live sender attempts a due delivery within its timeout); looked for as often.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// The URL a finished task notifies, if any.
 pub fn url_for(task: &Task, config: &Config) -> Option<String> {
@@ -99,15 +102,21 @@ type Due = BinaryHeap<Reverse<(DateTime<Utc>, String)>>;
 fn run(app: &App, due_now: &Receiver<String>, stop: &Receiver<()>) {
     let mut due = Due::new();
     let mut left_unread = true;
+    let mut looked_for_abandoned = Instant::now();
     loop {
         if left_unread {
-            left_unread = !add_left_over(app, &mut due);
+            left_unread = !add_left_over(app, &mut due, None);
+        }
+        if looked_for_abandoned.elapsed() >= ABANDONED_AFTER {
+            add_left_over(app, &mut due, Some(ABANDONED_AFTER));
+            looked_for_abandoned = Instant::now();
         }
         let wait = due
             .peek()
             .map(|Reverse((at, _))| (*at - Utc::now()).to_std().unwrap_or_default())
             .unwrap_or(Duration::from_secs(3600))
-            .min(if left_unread { STORE_RETRY } else { Duration::MAX });
+            .min(if left_unread { STORE_RETRY } else { Duration::MAX })
+            .min(ABANDONED_AFTER.saturating_sub(looked_for_abandoned.elapsed()));
         crossbeam_channel::select! {
             recv(due_now) -> id => match id {
                 Ok(id) => due.push(Reverse((now(), id))),
@@ -125,20 +134,29 @@ fn run(app: &App, due_now: &Receiver<String>, stop: &Receiver<()>) {
     }
 }
 
-/// Adds the deliveries left from before the restart to `due` (those not in it yet); false when
-/// the store cannot be read now.
-fn add_left_over(app: &App, due: &mut Due) -> bool {
-    let left = match app.store.deliveries.all() {
-        Ok(left) => left,
+/// Adds stored deliveries that are not in `due` yet: at a start, every one left from before;
+/// later (`overdue`), those due for longer than that, which no server is sending (on a shared
+/// store, the server that queued them died). False when the store cannot be read now.
+fn add_left_over(app: &App, due: &mut Due, overdue: Option<Duration>) -> bool {
+    let stored = match app.store.deliveries.all() {
+        Ok(stored) => stored,
         Err(e) => {
-            log::error!("{e}; webhook deliveries left from before the restart are looked for again soon");
+            log::error!("{e}; webhook deliveries left over are looked for again soon");
             return false;
         }
     };
     let known: std::collections::HashSet<String> = due.iter().map(|Reverse((_, id))| id.clone()).collect();
-    let left: Vec<_> = left.iter().filter(|d| !known.contains(&d.id)).collect();
-    if !left.is_empty() {
-        log::info!("{} webhook delivery(ies) left from before the restart will be sent", left.len());
+    let cutoff = overdue.map(|overdue| now() - chrono::Duration::from_std(overdue).unwrap_or_default());
+    let left: Vec<_> = stored
+        .iter()
+        .filter(|d| !known.contains(&d.id) && cutoff.is_none_or(|cutoff| d.next_attempt_at < cutoff))
+        .collect();
+    match (left.len(), overdue) {
+        (0, _) => {}
+        (n, None) => log::info!("{n} webhook delivery(ies) left from before the restart will be sent"),
+        (n, Some(_)) => {
+            log::warn!("{n} webhook delivery(ies) that no server was sending (its server stopped?) are sent here")
+        }
     }
     due.extend(left.into_iter().map(|d| Reverse((d.next_attempt_at, d.id.clone()))));
     true
@@ -263,6 +281,36 @@ mod tests {
         for status in [400, 401, 404, 410, 301, 302] {
             assert!(matches!(judge(status, None), Verdict::GiveUp(..)), "{status}");
         }
+    }
+
+    #[test]
+    fn deliveries_no_server_is_sending_are_taken_up_and_the_others_left() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = crate::config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let store = crate::store::Store::in_memory();
+        let app = App::new(source.defaults(), source, store, Box::new(crate::queue::LocalQueue::new(0)));
+        let delivery = |id: &str, due_secs_ago: i64| Delivery {
+            id: id.into(),
+            task_id: "t".into(),
+            url: "http://127.0.0.1:1/".into(),
+            body: "{}".into(),
+            attempts: 1,
+            next_attempt_at: now() - chrono::Duration::seconds(due_secs_ago),
+            created_at: now(),
+            last_error: None,
+        };
+        for (id, ago) in [("abandoned", 120), ("due-now", 5), ("later", -30), ("known", 600)] {
+            app.store.deliveries.put(id, delivery(id, ago), Durable::Now).unwrap();
+        }
+        let mut due = Due::new();
+        due.push(Reverse((now(), "known".to_string())));
+        assert!(add_left_over(&app, &mut due, Some(ABANDONED_AFTER)));
+        let ids: Vec<String> = due.into_sorted_vec().into_iter().map(|Reverse((_, id))| id).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids.contains(&"abandoned".to_string()) && ids.contains(&"known".to_string()), "{ids:?}");
+        let mut at_start = Due::new();
+        assert!(add_left_over(&app, &mut at_start, None));
+        assert_eq!(at_start.len(), 4, "a start takes every delivery left");
     }
 
     #[test]

@@ -314,7 +314,8 @@ fn copy_to_redis_moves_a_file_store_and_its_waiting_tasks_run_on_redis() {
 #[test]
 fn a_keys_rate_limit_holds_across_servers() {
     const KEY: &str = "a-long-enough-api-key-for-the-cluster";
-    let limited = json!({"auth": {"apiKeys": [KEY]}, "rateLimit": {"enabled": true, "maxRequests": 4, "windowMs": 86400000}});
+    let limited =
+        json!({"auth": {"apiKeys": [KEY]}, "rateLimit": {"enabled": true, "maxRequests": 4, "windowMs": 86400000}});
     let cluster = Cluster::start(2, limited);
     let ask = |server: usize| {
         crate::support::http(cluster.servers[server].port, "GET", "/api/tasks", None, &[("X-API-Key", KEY)])
