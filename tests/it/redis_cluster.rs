@@ -113,16 +113,19 @@ fn five_hundred_tasks_sent_to_three_servers_run_exactly_once() {
 #[test]
 fn priorities_hold_across_servers() {
     let cluster = Cluster::start(2, json!({"taskQueue": {"concurrency": 1}}));
-    // Both workers busy, then low- and high-priority tasks arrive at both servers.
+    // Both workers busy until every task below has arrived (at either server); then both free.
     let blockers: Vec<String> =
-        (0..2).map(|i| cluster.submit(i, json!({"prompt": format!("blocker {i} @@sleep=2")}))).collect();
+        (0..2).map(|i| cluster.submit(i, json!({"prompt": format!("blocker {i} @@sleep=60")}))).collect();
     assert!(eventually(15, || cluster.starts().len() == 2), "both servers run a blocker");
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(cluster.submit(i % 2, json!({"prompt": format!("low {i}"), "priority": 2})));
         ids.push(cluster.submit((i + 1) % 2, json!({"prompt": format!("high {i}"), "priority": 9})));
     }
-    for id in blockers.iter().chain(&ids) {
+    for (i, blocker) in blockers.iter().enumerate() {
+        assert_eq!(cluster.servers[1 - i].delete(&format!("/api/tasks/{blocker}")).status, 200);
+    }
+    for id in &ids {
         assert_eq!(cluster.servers[0].wait_final(id)["status"], "completed");
     }
     let order: Vec<String> = cluster.starts().iter().skip(2).map(prompt_of).collect();
@@ -153,8 +156,11 @@ fn a_sessions_turns_sent_to_different_servers_run_in_order() {
     // Every turn after the first continued the conversation (`--resume`, or a live process).
     let session_after = cluster.servers[1].get(&format!("/api/sessions/{session}")).json["session"].clone();
     assert_eq!(session_after["messages_count"], 6, "{session_after}");
-    let resumed =
-        starts.iter().skip(1).filter(|s| s["live"] == true || argv(s).contains(&"--resume".to_string())).count();
+    let resumed = starts
+        .iter()
+        .skip(1)
+        .filter(|s| s["live"] == true || argv(s).iter().any(|a| a.starts_with("--resume")))
+        .count();
     assert_eq!(resumed, 5);
 }
 
