@@ -110,6 +110,16 @@ pub trait Records<T>: Send + Sync {
     /// state instead.
     fn show_unsaved(&self, id: &str, record: T) -> Arc<T>;
 
+    /// Saves what this server showed unsaved of `id`, unless the stored record stands
+    /// (`stored_stands`, e.g. another server ended the task meanwhile; then that one is shown
+    /// again). Ok(false): nothing was shown unsaved. Only a shared store does it: in it, nobody
+    /// else would ever save a state that only one server knows. The file and memory stores keep
+    /// it shown until a restart (their recovery sorts it out).
+    fn save_shown(&self, id: &str, stored_stands: &mut dyn FnMut(&T) -> bool) -> Result<bool, StoreError> {
+        let _ = (id, stored_stands);
+        Ok(false)
+    }
+
     fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
 
     /// Records whose id starts with `prefix`, in id order.

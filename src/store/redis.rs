@@ -318,6 +318,23 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Redis
         record
     }
 
+    fn save_shown(&self, id: &str, stored_stands: &mut dyn FnMut(&T) -> bool) -> Result<bool, StoreError> {
+        let Some(shown) = self.unsaved.lock().get(id).cloned() else { return Ok(false) };
+        let held = self.lock(Op::Save, id)?;
+        // What Redis holds, not what is shown here.
+        let key = self.record_key(id);
+        let bytes: Option<Vec<u8>> =
+            self.link.with(|c| redis::cmd("GET").arg(&key).query(c)).map_err(|e| self.failed(Op::Read, id, e))?;
+        match bytes.map(|bytes| self.parse(id, &bytes)) {
+            // Removed meanwhile, or replaced by a record that stands.
+            None => {}
+            Some(Some(stored)) if stored_stands(&stored) => {}
+            Some(_) => return self.write_locked(held, id, Some(&shown)).map(|()| true),
+        }
+        self.unsaved.lock().remove(id);
+        Ok(true)
+    }
+
     fn remove(&self, id: &str, _durable: Durable) -> Result<(), StoreError> {
         if !is_safe_id(id) {
             return Ok(()); // no such record can exist
@@ -453,6 +470,24 @@ mod tests {
         here.put("t", json!({"n": 3}), Durable::Now).unwrap();
         there.put("t", json!({"n": 4}), Durable::Now).unwrap();
         assert_eq!(*here.get("t").unwrap().unwrap(), json!({"n": 4}), "the write replaced what was shown");
+    }
+
+    #[test]
+    fn what_was_shown_unsaved_is_saved_later_unless_the_stored_record_stands() {
+        let redis = RedisServer::start();
+        let (here, there) = (things(&redis.link("ccs:")), things(&redis.link("ccs:")));
+        here.put("t", json!({"n": 1}), Durable::Now).unwrap();
+        assert!(!here.save_shown("t", &mut |_| false).unwrap(), "nothing was shown unsaved");
+        here.show_unsaved("t", json!({"n": 2}));
+        assert!(here.save_shown("t", &mut |_| false).unwrap());
+        assert_eq!(*there.get("t").unwrap().unwrap(), json!({"n": 2}), "saved for every server");
+        assert!(!here.save_shown("t", &mut |_| false).unwrap(), "once");
+
+        here.show_unsaved("t", json!({"n": 3}));
+        there.put("t", json!({"n": 9}), Durable::Now).unwrap();
+        assert!(here.save_shown("t", &mut |stored| stored["n"] == 9).unwrap());
+        assert_eq!(*there.get("t").unwrap().unwrap(), json!({"n": 9}), "the record that stands is kept");
+        assert_eq!(*here.get("t").unwrap().unwrap(), json!({"n": 9}), "and shown here again");
     }
 
     #[test]
