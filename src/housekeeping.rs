@@ -33,7 +33,6 @@ fn run(app: &App, stop: &Receiver<()>) {
         // Live processes: idle ones past liveCli.keepMs end, missing spares start.
         app.live.expire();
         tasks::live::top_up_spares(app);
-        app.store.save_unsaved();
         tasks::settle_lost(app);
         tasks::hear_ends_from_elsewhere(app);
         match stop.recv_timeout(POLL) {

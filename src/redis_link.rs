@@ -110,8 +110,9 @@ impl Link {
         let mut result = call(&mut conn);
         // A kept connection may have died with a Redis that restarted since: the command never
         // reached the new one, so it goes once more on a new connection. (Had Redis died while
-        // answering it, it is down now and the new connection fails.)
-        if pooled && result.as_ref().is_err_and(is_connection_failure) {
+        // answering it, it is down now and the new connection fails.) Not after a timeout: that
+        // Redis is alive and may have run the command (a take, a write) or run it still.
+        if pooled && result.as_ref().is_err_and(|e| is_connection_failure(e) && !e.is_timeout()) {
             conn = self.connect()?;
             result = call(&mut conn);
         }
@@ -249,6 +250,53 @@ mod tests {
         // A prefix of its own is claimed once and opens again.
         redis.link("ccs:");
         redis.link("ccs:");
+    }
+
+    /// A command that timed out may have run: it is not sent again (a `take` sent twice takes two
+    /// tasks, of which one never runs). A fake Redis that never answers the first INCR.
+    #[test]
+    fn a_command_that_timed_out_is_not_sent_again() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+        let incrs = Arc::new(AtomicUsize::new(0));
+        let seen = incrs.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut lines = BufReader::new(stream).lines();
+                    while let Some(Ok(line)) = lines.next() {
+                        // A RESP array: the command's name is its first bulk string.
+                        let Some(n) = line.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) else { continue };
+                        let parts: Vec<String> = (0..n * 2).filter_map(|_| lines.next()?.ok()).collect();
+                        let name = parts.get(1).cloned().unwrap_or_default().to_uppercase();
+                        let reply: &[u8] = match name.as_str() {
+                            "INCR" if seen.fetch_add(1, Ordering::SeqCst) == 0 => continue, // stalls
+                            "INCR" => b":2\r\n",
+                            "PING" => b"+PONG\r\n",
+                            _ => b"+OK\r\n",
+                        };
+                        let _ = writer.write_all(reply);
+                    }
+                });
+            }
+        });
+        let link = Link {
+            client: redis::Client::open(url.as_str()).unwrap(),
+            shown_url: url,
+            prefix: "ccs:".into(),
+            idle: Mutex::new(Vec::new()),
+            down: Mutex::new(None),
+        };
+        link.with(|c| redis::cmd("PING").query::<String>(c)).unwrap(); // leaves a kept connection
+        let incr = link.with(|c| redis::cmd("INCR").arg("n").query::<i64>(c));
+        assert!(incr.is_err(), "{incr:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(incrs.load(Ordering::SeqCst), 1, "the INCR that timed out was sent again");
     }
 
     #[test]

@@ -15,19 +15,33 @@ fn mask_key(key: &str) -> String {
     }
 }
 
-/// `redis://user:secret@host` → `redis://user:****@host` (never show or log a password).
+/// `redis://user:secret@host` → `redis://user:****@host`, and a socket's
+/// `redis+unix:///path?pass=secret` → `?pass=****` (never show or log a password). The
+/// userinfo ends at the last `@`, as URL parsers read it: a password may hold an `@`.
 pub fn mask_url_password(url: &str) -> String {
-    match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
+    let url = match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.rsplit_once('@')?))) {
         Some((scheme, (userinfo, host))) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
             format!("{scheme}://{user}:{MASK}@{host}")
         }
         None => url.to_string(),
+    };
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| if p.starts_with("pass=") { format!("pass={MASK}") } else { p.to_string() })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => url,
     }
 }
 
 fn is_masked(value: &Value) -> bool {
-    value.as_str().is_some_and(|s| s.starts_with(MASK) || s.contains(&format!(":{MASK}@")))
+    value
+        .as_str()
+        .is_some_and(|s| s.starts_with(MASK) || s.contains(&format!(":{MASK}@")) || s.contains(&format!("pass={MASK}")))
 }
 
 /// The lists of keys, shown by their last four characters.
@@ -89,6 +103,16 @@ pub fn unmask(incoming: &mut Value, stored: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_part_of_a_redis_password_is_masked() {
+        assert_eq!(mask_url_password("redis://:p@ss@host:6379/0"), "redis://:****@host:6379/0");
+        assert_eq!(
+            mask_url_password("redis+unix:///run/r.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/r.sock?db=1&pass=****"
+        );
+        assert_eq!(mask_url_password("redis://host:6379/0"), "redis://host:6379/0");
+    }
 
     #[test]
     fn secrets_are_masked_and_a_round_trip_restores_them() {

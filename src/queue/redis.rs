@@ -287,25 +287,49 @@ impl Shared {
     }
 }
 
-/// The heartbeat thread: every lease/3 until stopped.
+/// The heartbeat thread: every lease/3 until stopped. When the claims could not be renewed
+/// for 2/3 of a lease, they run out soon and other servers may settle the tasks (and run a
+/// session's next turn): the tasks that run here are interrupted first, so that two servers
+/// never run turns of one session at once (a server cut off from Redis cannot know).
 fn heartbeat(shared: &Shared, stopped: &Receiver<()>) {
     let mut down = false;
+    let mut fenced = false;
+    let mut renewed = std::time::Instant::now();
     loop {
         match stopped.recv_timeout(shared.lease / 3) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
+        let attempt = std::time::Instant::now();
         match shared.heartbeat() {
-            Ok(()) if down => {
-                down = false;
-                log::info!("the task queue in Redis answers again");
+            Ok(()) => {
+                renewed = attempt;
+                fenced = false;
+                if down {
+                    down = false;
+                    log::info!("the task queue in Redis answers again");
+                }
             }
-            Ok(()) => {}
-            Err(e) if !down => {
-                down = true;
-                log::warn!("cannot renew this server's claims in the task queue: {e}");
+            Err(e) => {
+                if !down {
+                    down = true;
+                    log::warn!("cannot renew this server's claims in the task queue: {e}");
+                }
+                if !fenced && renewed.elapsed() >= shared.lease * 2 / 3 {
+                    fenced = true;
+                    let local = shared.local.lock();
+                    local.running.values().for_each(Cancel::interrupt);
+                    if !local.running.is_empty() {
+                        log::warn!(
+                            "{} task(s) running here are stopped (interrupted): this server's claims on them run out \
+                             (Redis out of reach for {} ms, redisLeaseMs {}) and another server may settle them",
+                            local.running.len(),
+                            renewed.elapsed().as_millis(),
+                            shared.lease.as_millis()
+                        );
+                    }
+                }
             }
-            Err(_) => {}
         }
     }
 }

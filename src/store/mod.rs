@@ -110,13 +110,17 @@ pub trait Records<T>: Send + Sync {
     /// state instead.
     fn show_unsaved(&self, id: &str, record: T) -> Arc<T>;
 
-    fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
-
-    /// Saves what `show_unsaved` showed and is not saved yet; returns how many it saved. The
-    /// local store's journal does this by itself (nothing to do here).
-    fn save_unsaved(&self) -> Result<usize, StoreError> {
-        Ok(0)
+    /// Saves what this server showed unsaved of `id`, unless the stored record stands
+    /// (`stored_stands`, e.g. another server ended the task meanwhile; then that one is shown
+    /// again). Ok(false): nothing was shown unsaved. Only a shared store does it: in it, nobody
+    /// else would ever save a state that only one server knows. The file and memory stores keep
+    /// it shown until a restart (their recovery sorts it out).
+    fn save_shown(&self, id: &str, stored_stands: &mut dyn FnMut(&T) -> bool) -> Result<bool, StoreError> {
+        let _ = (id, stored_stands);
+        Ok(false)
     }
+
+    fn remove(&self, id: &str, durable: Durable) -> Result<(), StoreError>;
 
     /// Records whose id starts with `prefix`, in id order.
     fn scan(&self, prefix: &str) -> Result<Vec<Arc<T>>, StoreError>;
@@ -289,25 +293,6 @@ impl Store {
         };
         backend.loaded()?;
         Ok(store)
-    }
-
-    /// Saves what was shown unsaved while the store could not write (the housekeeping tick asks;
-    /// for the local store its journal does it by itself). Logs what it saved.
-    pub fn save_unsaved(&self) {
-        let saved = [
-            ("sessions", self.sessions.save_unsaved()),
-            ("turns", self.turns.save_unsaved()),
-            ("tasks", self.tasks.save_unsaved()),
-            ("deliveries", self.deliveries.save_unsaved()),
-            ("statistics", self.statistics.save_unsaved()),
-        ];
-        for (kind, saved) in saved {
-            match saved {
-                Ok(0) => {}
-                Ok(n) => log::info!("saved {n} {kind} record(s) that could only be shown while the store was down"),
-                Err(e) => log::debug!("{e}"),
-            }
-        }
     }
 
     /// What keeps the store from reading or writing now (empty: nothing), each with what it

@@ -320,14 +320,21 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Records<T> for Redis
         record
     }
 
-    fn save_unsaved(&self) -> Result<usize, StoreError> {
-        let shown: Vec<(String, Arc<T>)> =
-            self.unsaved.lock().iter().map(|(id, record)| (id.clone(), record.clone())).collect();
-        for (id, record) in &shown {
-            let held = self.lock(Op::Save, id)?;
-            self.write_locked(held, id, Some(record))?;
+    fn save_shown(&self, id: &str, stored_stands: &mut dyn FnMut(&T) -> bool) -> Result<bool, StoreError> {
+        let Some(shown) = self.unsaved.lock().get(id).cloned() else { return Ok(false) };
+        let held = self.lock(Op::Save, id)?;
+        // What Redis holds, not what is shown here.
+        let key = self.record_key(id);
+        let bytes: Option<Vec<u8>> =
+            self.link.with(|c| redis::cmd("GET").arg(&key).query(c)).map_err(|e| self.failed(Op::Read, id, e))?;
+        match bytes.map(|bytes| self.parse(id, &bytes)) {
+            // Removed meanwhile, or replaced by a record that stands.
+            None => {}
+            Some(Some(stored)) if stored_stands(&stored) => {}
+            Some(_) => return self.write_locked(held, id, Some(&shown)).map(|()| true),
         }
-        Ok(shown.len())
+        self.unsaved.lock().remove(id);
+        Ok(true)
     }
 
     fn remove(&self, id: &str, _durable: Durable) -> Result<(), StoreError> {
@@ -468,6 +475,24 @@ mod tests {
     }
 
     #[test]
+    fn what_was_shown_unsaved_is_saved_later_unless_the_stored_record_stands() {
+        let redis = RedisServer::start();
+        let (here, there) = (things(&redis.link("ccs:")), things(&redis.link("ccs:")));
+        here.put("t", json!({"n": 1}), Durable::Now).unwrap();
+        assert!(!here.save_shown("t", &mut |_| false).unwrap(), "nothing was shown unsaved");
+        here.show_unsaved("t", json!({"n": 2}));
+        assert!(here.save_shown("t", &mut |_| false).unwrap());
+        assert_eq!(*there.get("t").unwrap().unwrap(), json!({"n": 2}), "saved for every server");
+        assert!(!here.save_shown("t", &mut |_| false).unwrap(), "once");
+
+        here.show_unsaved("t", json!({"n": 3}));
+        there.put("t", json!({"n": 9}), Durable::Now).unwrap();
+        assert!(here.save_shown("t", &mut |stored| stored["n"] == 9).unwrap());
+        assert_eq!(*there.get("t").unwrap().unwrap(), json!({"n": 9}), "the record that stands is kept");
+        assert_eq!(*here.get("t").unwrap().unwrap(), json!({"n": 9}), "and shown here again");
+    }
+
+    #[test]
     fn a_record_that_does_not_parse_is_skipped_and_kept() {
         let redis = RedisServer::start();
         let link = redis.link("ccs:");
@@ -509,24 +534,6 @@ mod tests {
         assert!(store.statistics.update("2026-01-31", Durable::Now, |_| true).is_err());
         assert!(store.statistics.remove("2026-01-31", Durable::Now).is_err());
         assert!(store.faults().iter().any(|f| f.contains("not reachable")), "{:?}", store.faults());
-    }
-
-    #[test]
-    fn what_was_shown_while_redis_was_down_is_saved_when_it_is_back() {
-        let redis = RedisServer::start();
-        let port = redis.port;
-        let store = Store::on_redis(redis.link("ccs:"));
-        drop(redis);
-        let day = Day { date: "2026-03-01".into(), total_requests: 7, ..Day::default() };
-        assert!(store.statistics.put("2026-03-01", day.clone(), Durable::Now).is_err());
-        store.statistics.show_unsaved("2026-03-01", day);
-        assert!(store.statistics.save_unsaved().is_err(), "Redis is still down");
-        let redis = RedisServer::start_on(port);
-        assert_eq!(store.statistics.save_unsaved().unwrap(), 1);
-        assert_eq!(store.statistics.save_unsaved().unwrap(), 0, "saved once");
-        let saved: Option<String> =
-            redis.link("other:").with(|c| redis::cmd("GET").arg("ccs:statistics:2026-03-01").query(c)).unwrap();
-        assert!(saved.is_some_and(|json| json.contains("\"total_requests\":7")));
     }
 
     #[test]

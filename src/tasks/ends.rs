@@ -100,6 +100,31 @@ pub(super) fn end_unsaved(app: &App, task_id: &str, err: Error, last: Option<&Ar
     app.ends.ended(task_id, TaskEnd { task, error: Some(err) });
 }
 
+/// A task whose state this server could only show (`end_unsaved`: the store was out of reach)
+/// gets it saved before the queue lets the task go: in a shared store nobody else would end it
+/// once the queue no longer holds it, and the other servers would show it pending or
+/// processing for ever. Tries until it is saved (the task's claim in the queue is renewed
+/// meanwhile) or the server shuts down; a state another server saved meanwhile stands.
+pub(super) fn save_shown_end(app: &App, task_id: &str) {
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match app.store.tasks.save_shown(task_id, &mut |stored| stored.status.is_final()) {
+            Ok(true) => return log::info!("task {task_id}: the state it showed unsaved is saved now"),
+            Ok(false) => return,
+            Err(e) if app.is_shutting_down() => {
+                return log::error!("task {task_id}: the state it showed is still unsaved ({e}); it stays as saved")
+            }
+            Err(e) => {
+                if pause.as_millis() == 50 {
+                    log::warn!("task {task_id}: cannot save the state it showed unsaved yet ({e}); trying again");
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// A task reached its final state (saved): tell its followers and whoever waits for it, and
 /// send the webhook of an async task.
 pub(super) fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {

@@ -42,6 +42,7 @@ fn run(app: &App) {
             log::error!("task {task_id} failed with an internal error");
             super::fail_internally(app, &task_id);
         }
+        super::ends::save_shown_end(app, &task_id);
         app.queue.done(&task_id);
     }
 }

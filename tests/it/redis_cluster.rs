@@ -232,6 +232,25 @@ fn redis_killed_and_started_again_loses_no_acknowledged_task() {
 }
 
 #[test]
+fn a_task_that_ends_while_redis_is_down_has_its_end_saved_once_redis_is_back() {
+    // A lease longer than the outage: the server that ran the task still holds it when Redis is
+    // back, so nobody but that server can end it.
+    let mut cluster = Cluster::start(2, json!({"taskQueue": {"concurrency": 1}, "redisLeaseMs": 30_000}));
+    let id = cluster.submit(0, json!({"prompt": "short @@sleep=2"}));
+    assert!(eventually(15, || cluster.starts().len() == 1));
+    std::thread::sleep(std::time::Duration::from_millis(1200)); // its start is in the AOF
+    cluster.redis.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(2500)); // its CLI ends meanwhile
+    cluster.redis.launch();
+    let unfinished = |t: &Value| matches!(t["status"].as_str(), Some("pending" | "processing") | None);
+    let seen: Vec<Value> = (0..2).map(|i| cluster.servers[i].wait_task(&id, 15, |t| !unfinished(t))).collect();
+    for task in &seen {
+        assert!(!unfinished(task), "the task never ends on one server: {task}");
+    }
+    assert_eq!(seen[0]["status"], seen[1]["status"], "both servers show one end");
+}
+
+#[test]
 fn a_wrong_redis_url_fails_at_start_with_a_clear_error() {
     let home = TempDir::new("badredis");
     let port = crate::support::free_port();

@@ -318,6 +318,21 @@ fn without_redis_calls_fail_and_a_waiting_worker_goes_on_when_it_is_back() {
 }
 
 #[test]
+fn a_server_cut_off_from_redis_stops_its_tasks_before_its_claims_run_out() {
+    // Else another server settles them and runs the session's next turn while they still run.
+    let redis = RedisServer::start();
+    let q = server(&redis);
+    q.push(entry("x", 5, 1, Some("S"))).unwrap();
+    let (_, cancel) = q.take_now().unwrap();
+    std::thread::sleep(LEASE / 2);
+    assert!(!cancel.is_interrupt(), "a server that reaches Redis keeps its task");
+    let cut_off = Instant::now();
+    drop(redis);
+    assert!(eventually(3, || cancel.is_interrupt()), "the task runs on without a claim");
+    assert!(cut_off.elapsed() < LEASE, "stopped after {:?}, past the lease", cut_off.elapsed());
+}
+
+#[test]
 fn a_dropped_queue_ends_its_threads_even_without_redis() {
     let redis = RedisServer::start();
     let up = server(&redis);
