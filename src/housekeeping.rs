@@ -97,6 +97,13 @@ pub fn apply(app: &App, next: Config) -> Vec<&'static str> {
 }
 
 fn cleanup(app: &App) {
+    let (interrupted, requeued, cancelled) = tasks::settle_orphans(app);
+    if interrupted + requeued + cancelled > 0 {
+        log::warn!(
+            "found unfinished tasks that no queue held: {interrupted} were running and are marked interrupted, \
+             {requeued} waiting async task(s) are queued again, {cancelled} waiting sync task(s) are cancelled"
+        );
+    }
     match sessions::cleanup_expired(app, chrono::Utc::now()) {
         Ok((0, 0)) => {}
         Ok((s, t)) => log::info!("retention: removed {s} idle session(s) and {t} old task(s)"),

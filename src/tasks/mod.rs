@@ -22,7 +22,7 @@ pub use control::{cancel, cancelled_end, refuse_waiting, retry, set_priority, Ca
 pub use ends::hear_ends_from_elsewhere;
 pub use execution::{execute, fail_internally};
 pub use intake::{submit, submit_awaited};
-pub use recovery::{recover, settle_lost};
+pub use recovery::{recover, settle_lost, settle_orphans};
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Task>, Error> {
     app.store

@@ -25,14 +25,38 @@ const SYNC_CANCELLED: &str = "the server stopped before this synchronous request
 /// first), waiting async tasks are queued again in their old order, and waiting sync tasks
 /// (whose client is gone) are cancelled. Returns (interrupted, requeued, cancelled).
 pub fn recover(app: &App) -> (usize, usize, usize) {
+    let counts = settle_unqueued(app, |_| true);
+    // After the running tasks' groups (each killed and logged with its task): the rest.
+    kill_live_leftovers(app);
+    counts
+}
+
+/// Unfinished tasks untouched for this long that the queue does not hold are sorted out as at
+/// a start (`settle_orphans`).
+const ORPHANED_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// While the server runs (hourly): what `recover` does, for unfinished tasks untouched for ten
+/// minutes that the queue does not hold. With one server there are none; on a shared store,
+/// a record whose queue entry was lost (a Redis that lost its last second, a server that died
+/// between saving a task and queueing it) would otherwise wait for ever. Returns (interrupted,
+/// requeued, cancelled).
+pub fn settle_orphans(app: &App) -> (usize, usize, usize) {
+    let cutoff = now() - ORPHANED_AFTER;
+    settle_unqueued(app, |task| task.updated_at < cutoff)
+}
+
+/// Of the unfinished tasks that `pick` picks and the queue does not hold, those that were
+/// running become `interrupted`, waiting async ones are queued again in their old order, and
+/// waiting sync ones are cancelled.
+fn settle_unqueued(app: &App, pick: impl Fn(&Task) -> bool) -> (usize, usize, usize) {
     let all = match app.store.tasks.all() {
         Ok(all) => all,
         Err(e) => {
-            log::error!("{e}; the tasks left from the last stop are not recovered: restart ccs once the store answers");
+            log::error!("{e}; unfinished tasks are not sorted out now: restart ccs once the store answers");
             return (0, 0, 0);
         }
     };
-    let mut tasks: Vec<Arc<Task>> = all.into_iter().filter(|t| !t.status.is_final()).collect();
+    let mut tasks: Vec<Arc<Task>> = all.into_iter().filter(|t| !t.status.is_final() && pick(t)).collect();
     tasks.sort_by_key(|t| t.seq);
     let (mut interrupted, mut requeued, mut cancelled) = (0, 0, 0);
     for task in tasks {
@@ -62,8 +86,6 @@ pub fn recover(app: &App) -> (usize, usize, usize) {
             },
         }
     }
-    // After the running tasks' groups (each killed and logged with its task): the rest.
-    kill_live_leftovers(app);
     (interrupted, requeued, cancelled)
 }
 
@@ -138,5 +160,48 @@ fn kill_leftover_cli(task: &Task) {
             task.id
         ),
         Err(e) => log::error!("task {}: could not kill process group {pgid} of its CLI: {e}", task.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigSource;
+    use crate::model::TurnRequest;
+    use crate::queue::LocalQueue;
+    use crate::store::Store;
+
+    #[test]
+    fn unfinished_tasks_no_queue_holds_are_sorted_out_once_untouched_for_ten_minutes() {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        let app = App::new(source.defaults(), source, Store::in_memory(), Box::new(LocalQueue::new(0)));
+        let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
+        let queued = crate::tasks::submit(&app, request.clone(), Mode::Async).unwrap();
+        let orphan = |id: &str, status: TaskStatus, minutes_ago: i64| {
+            let mut task = (*queued).clone();
+            task.id = id.into();
+            task.status = status;
+            task.updated_at = now() - chrono::TimeDelta::minutes(minutes_ago);
+            app.store.tasks.put(id, task, Durable::Now).unwrap();
+        };
+        orphan("lost-run", TaskStatus::Processing, 11);
+        orphan("lost-wait", TaskStatus::Pending, 11);
+        orphan("recent", TaskStatus::Processing, 1);
+        // Held by the queue, however old: left to it.
+        app.store
+            .tasks
+            .update(&queued.id, Durable::Now, |t| {
+                t.updated_at = now() - chrono::TimeDelta::minutes(30);
+                true
+            })
+            .unwrap();
+        assert_eq!(settle_orphans(&app), (1, 1, 0));
+        let status = |id: &str| app.store.tasks.get(id).unwrap().unwrap().status;
+        assert_eq!(status("lost-run"), TaskStatus::Interrupted);
+        assert!(app.queue.is_queued("lost-wait").unwrap(), "a waiting async task is queued again");
+        assert_eq!(status("recent"), TaskStatus::Processing, "maybe on its way into the queue");
+        assert_eq!(status(&queued.id), TaskStatus::Pending);
+        assert_eq!(settle_orphans(&app), (0, 0, 0), "once");
     }
 }

@@ -486,7 +486,8 @@ fn running_out_of_file_descriptors_does_not_stop_the_listener_for_good() {
         answer.starts_with("HTTP/1.1 200")
     });
     assert!(server.log_text().contains("open files: soft limit 64"), "the limits are logged");
-    assert!(server.log_text().contains("Accepting new clients again"));
+    // The log line may land a moment after the first answer on a busy machine.
+    within(5, "the server says it accepts again", || server.log_text().contains("Accepting new clients again"));
 }
 
 #[test]
