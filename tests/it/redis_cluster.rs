@@ -79,6 +79,21 @@ fn logged(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// Runs `ccs serve` with `config`, which must refuse to start; returns what it said.
+fn refused_start(config: Value) -> String {
+    let home = TempDir::new("refused");
+    std::fs::write(home.path().join("config.json"), config.to_string()).unwrap();
+    let out = std::process::Command::new(crate::support::ccs_bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["--port", &crate::support::free_port().to_string(), "serve"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "it started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn prompt_of(start: &Value) -> String {
     start["stdin"].as_str().unwrap_or("").to_string()
 }
@@ -252,22 +267,8 @@ fn a_task_that_ends_while_redis_is_down_has_its_end_saved_once_redis_is_back() {
 
 #[test]
 fn a_wrong_redis_url_fails_at_start_with_a_clear_error() {
-    let home = TempDir::new("badredis");
     let port = crate::support::free_port();
-    std::fs::write(
-        home.path().join("config.json"),
-        json!({"storageType": "redis", "redisUrl": format!("redis://127.0.0.1:{port}/0")}).to_string(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::support::ccs_bin())
-        .arg("--home")
-        .arg(home.path())
-        .args(["--port", &crate::support::free_port().to_string(), "serve"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    let stderr = refused_start(json!({"storageType": "redis", "redisUrl": format!("redis://127.0.0.1:{port}/0")}));
     assert!(stderr.contains("redisUrl") && stderr.contains("not reachable"), "{stderr}");
 }
 
@@ -276,21 +277,7 @@ fn keys_of_another_program_under_the_prefix_are_refused_and_never_touched() {
     let redis = Redis::start();
     redis.cli(&["SET", "ccs:theirs", "their value"]);
     redis.cli(&["SET", "elsewhere", "also theirs"]);
-    let home = TempDir::new("prefix");
-    std::fs::write(
-        home.path().join("config.json"),
-        json!({"storageType": "redis", "redisUrl": redis.url()}).to_string(),
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::support::ccs_bin())
-        .arg("--home")
-        .arg(home.path())
-        .args(["--port", &crate::support::free_port().to_string(), "serve"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    let stderr = refused_start(json!({"storageType": "redis", "redisUrl": redis.url()}));
     assert!(stderr.contains("redisKeyPrefix") && stderr.contains("ccs:theirs"), "{stderr}");
     // With a prefix of its own, it runs beside them and leaves them as they were.
     let server =
