@@ -14,7 +14,8 @@
 //! A session's turn prefers the server that ran its last turn (its live CLI process is there):
 //! other servers leave it for `PREFER` after it became ready, while that server is alive.
 //! Limits: not for Redis Cluster (scripts build key names); `take` looks at the first `SCAN`
-//! ready entries, so a server may wait while more than that many pinned to other servers lead.
+//! shared ready entries (a server's pinned ones are in a set of its own), so a server may wait
+//! while more than that many turns are left to other servers' live processes (for `PREFER`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

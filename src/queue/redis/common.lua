@@ -2,7 +2,10 @@
 -- Keys (under the prefix):
 --   queue:seq            counter of arrival numbers
 --   queue:entries        HASH task id -> entry JSON (waiting and running tasks)
---   queue:ready          ZSET task id -> score (priority desc, then seq asc): takeable now
+--   queue:ready          ZSET task id -> score (priority desc, then seq asc): takeable now by
+--                        any server
+--   queue:ready:<id>     the same, for entries only server <id> takes (pinned to it): kept
+--                        apart so that many of them never hide the others' work from a server
 --   queue:ready_at       HASH task id -> ms when it became ready (the live-process preference)
 --   queue:later:<s>      ZSET task id -> seq: turns of session <s> waiting for an earlier one
 --   queue:occupied       SET sessions with a turn ready or running
@@ -43,8 +46,15 @@ end
 -- Priority 10 first, then the lowest seq (exact while seq < 2^44).
 local function score(e) return (11 - e.priority) * 17592186044416 + e.seq end
 
+-- The ready set of a task: its server's own when it is pinned, else the shared one.
+local function ready_key(id)
+  local pin = redis.call('HGET', PINNED, id)
+  if pin then return READY .. ':' .. pin end
+  return READY
+end
+
 local function make_ready(id, e, now)
-  redis.call('ZADD', READY, score(e), id)
+  redis.call('ZADD', ready_key(id), score(e), id)
   redis.call('HSET', READY_AT, id, now)
 end
 
@@ -79,7 +89,7 @@ local function drop_waiting(id, now)
   local e, json = entry(id)
   if not e or redis.call('HEXISTS', RUNNING, id) == 1 then return nil end
   local session = session_of(e)
-  local head = redis.call('ZREM', READY, id) == 1
+  local head = redis.call('ZREM', ready_key(id), id) == 1
   if session and not head then redis.call('ZREM', later_key(session), id) end
   forget(id)
   if head and session then release(session, now) end

@@ -8,5 +8,6 @@ if not e then return 0 end
 json = string.gsub(json, '"priority":%d+', '"priority":' .. priority, 1)
 redis.call('HSET', ENTRIES, id, json)
 e.priority = priority
-if redis.call('ZSCORE', READY, id) then redis.call('ZADD', READY, score(e), id) end
+local ready = ready_key(id)
+if redis.call('ZSCORE', ready, id) then redis.call('ZADD', ready, score(e), id) end
 return 1

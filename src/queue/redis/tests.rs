@@ -228,6 +228,23 @@ fn a_server_started_again_under_its_id_finds_what_it_held_out_of_the_queue_at_on
 }
 
 #[test]
+fn many_tasks_pinned_to_one_server_hide_no_work_from_the_others_and_keep_the_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (server(&redis), server(&redis));
+    for i in 0..100 {
+        a.push(pinned(&format!("sync-{i}"), i + 1)).unwrap(); // priority 10, all a's
+    }
+    a.push(entry("async", 1, 100, None)).unwrap();
+    assert_eq!(b.take_now().unwrap().0.task_id, "async", "b takes what it may at once");
+    // a takes its own and the shared ones by (priority, arrival) together.
+    a.push(entry("urgent", 10, 0, None)).unwrap();
+    a.push(pinned("late", 200)).unwrap();
+    assert_eq!(a.take_now().unwrap().0.task_id, "urgent");
+    assert_eq!(a.take_now().unwrap().0.task_id, "sync-0");
+    assert_eq!(a.counts().unwrap(), (100, 3));
+}
+
+#[test]
 fn a_pinned_task_is_taken_only_by_the_server_that_pushed_it() {
     let redis = RedisServer::start();
     let (a, b) = (server(&redis), server(&redis));
