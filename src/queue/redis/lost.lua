@@ -16,8 +16,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0,
   end
 end
 local pins = redis.call('HGETALL', PINNED)
+local alive = {} -- server id -> whether its key exists (asked once per server)
 for i = 1, #pins, 2 do
-  if redis.call('EXISTS', server_key(pins[i + 1])) == 0 then
+  local server = pins[i + 1]
+  if alive[server] == nil then alive[server] = redis.call('EXISTS', server_key(server)) == 1 end
+  if not alive[server] then
     local json = drop_waiting(pins[i], now)
     if json then
       table.insert(out, 'abandoned')
