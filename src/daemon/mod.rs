@@ -243,7 +243,12 @@ fn status_into(config: &Config, state: State, r: &mut Report) -> i32 {
                 h["version"].as_str().unwrap_or("?"),
                 uptime(h["uptime"].as_f64().unwrap_or(0.0))
             ));
-            r.say(format!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]));
+            match h["queue"]["reason"].as_str() {
+                Some(reason) => r.say(format!("queue: degraded: {reason}")),
+                None => {
+                    r.say(format!("queue: {} pending, {} processing", h["queue"]["pending"], h["queue"]["processing"]))
+                }
+            }
             r.say(cli_line(&h["cli"]));
             if let Some(reason) = h["store"]["reason"].as_str() {
                 r.say(format!("store: degraded: {reason}"));
