@@ -141,8 +141,9 @@ pub(super) fn finished(app: &App, task: Arc<Task>, error: Option<Error>) {
 pub fn hear_ends_from_elsewhere(app: &App) {
     let mut ids = app.ends.awaited();
     ids.extend(app.events.followed());
-    for id in ids {
-        // The record first: a task that ended here was told before its worker let it go.
+    for id in ids.into_iter().filter(|id| !app.queue.runs_here(id)) {
+        // Not here before the read, nor after it: a task that ended here was told before its
+        // worker let it go.
         let Ok(Some(task)) = app.store.tasks.get(&id) else { continue };
         if task.status.is_final() && !app.queue.runs_here(&id) {
             app.ends.ended(&id, TaskEnd { task: task.clone(), error: None });
