@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::model::{now, Mode, Task, TaskStatus};
-use crate::queue::Lost;
+use crate::queue::{Entry, Lost};
 use crate::runner;
 use crate::store::Durable;
 
@@ -91,23 +91,43 @@ fn settle_unqueued(app: &App, pick: impl Fn(&Task) -> bool) -> (usize, usize, us
 
 /// Ends the tasks whose server died (`Queue::lost`): one that ran becomes `interrupted` (its
 /// webhook fires; its CLI is killed if it ran on this host), a sync one that waited for that
-/// server becomes `cancelled` (its client was connected to the dead server). Returns how many
-/// it ended.
+/// server becomes `cancelled` (its client was connected to the dead server). An async one that
+/// server took but never started (still pending) is queued again: it never ran. Returns how
+/// many it ended.
 pub fn settle_lost(app: &App) -> usize {
     let mut ended = 0;
     for lost in app.queue.lost() {
         match lost {
             Lost::Running(entry) => {
-                log::warn!(
-                    "task {}: its server stopped renewing its claim (it died?); it ends interrupted",
-                    entry.task_id
-                );
-                if let Ok(Some(task)) = app.store.tasks.get(&entry.task_id) {
-                    kill_leftover_cli(&task);
-                }
-                if let Some(task) = end(app, &entry.task_id, TaskStatus::Interrupted, INTERRUPTED) {
-                    finished(app, task, None);
-                    ended += 1;
+                let task = app.store.tasks.get(&entry.task_id).ok().flatten();
+                match task.as_deref().map(|t| (t.status, t.mode)) {
+                    // Its server took it and stopped before its CLI got the prompt: it never ran.
+                    Some((TaskStatus::Pending, Mode::Async)) => {
+                        log::warn!("task {}: its server stopped before starting it; it is queued again", entry.task_id);
+                        let id = entry.task_id.clone();
+                        if let Err(e) = app.queue.push(Entry { pinned: false, ..entry }) {
+                            log::error!("task {id}: not queued again ({e}); the hourly check will");
+                        }
+                    }
+                    Some((TaskStatus::Pending, Mode::Sync)) => {
+                        log::warn!("task {}: its server stopped before starting it; it ends cancelled", entry.task_id);
+                        if end(app, &entry.task_id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some() {
+                            ended += 1;
+                        }
+                    }
+                    _ => {
+                        log::warn!(
+                            "task {}: its server stopped renewing its claim (it died?); it ends interrupted",
+                            entry.task_id
+                        );
+                        if let Some(task) = &task {
+                            kill_leftover_cli(task);
+                        }
+                        if let Some(task) = end(app, &entry.task_id, TaskStatus::Interrupted, INTERRUPTED) {
+                            finished(app, task, None);
+                            ended += 1;
+                        }
+                    }
                 }
             }
             Lost::Abandoned(entry) => {

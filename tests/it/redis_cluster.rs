@@ -339,3 +339,21 @@ fn a_keys_rate_limit_holds_across_servers() {
     // The API key is not a Redis key name.
     assert!(!cluster.redis.cli(&["KEYS", "*"]).contains(KEY));
 }
+
+#[test]
+fn a_task_taken_by_a_server_that_died_before_starting_it_runs_elsewhere() {
+    let mut cluster = Cluster::start(1, json!({"taskQueue": {"concurrency": 1}}));
+    let blocker = cluster.submit(0, json!({"prompt": "blocker @@sleep=60"}));
+    assert!(eventually(15, || cluster.starts().len() == 1));
+    let id = cluster.submit(0, json!({"prompt": "taken, never started"}));
+    // A server took it (out of the ready set, claimed with a lease) and died before its CLI got
+    // the prompt: the claim's lease has run out.
+    assert_eq!(cluster.redis.cli(&["ZREM", "ccs:queue:ready", &id]), "1");
+    cluster.redis.cli(&["HSET", "ccs:queue:running", &id, "gone-host:1"]);
+    cluster.redis.cli(&["ZADD", "ccs:queue:leases", "0", &id]);
+    cluster.add(json!({"taskQueue": {"concurrency": 1}}));
+    let task = cluster.servers[1].wait_final(&id);
+    assert_eq!(task["status"], "completed", "it never ran, so it runs now: {task}");
+    assert_eq!(cluster.starts().iter().filter(|s| prompt_of(s) == "taken, never started").count(), 1);
+    assert_eq!(cluster.servers[1].delete(&format!("/api/tasks/{blocker}")).status, 200);
+}
