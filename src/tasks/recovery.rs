@@ -100,16 +100,21 @@ pub fn settle_lost(app: &App) -> usize {
         match lost {
             Lost::Running(entry) => {
                 let task = app.store.tasks.get(&entry.task_id).ok().flatten();
-                match task.as_deref().map(|t| (t.status, t.mode)) {
+                // A later turn of its session may have gone ahead meanwhile: then it does not run
+                // out of order, it ends as below.
+                let session_free = |t: &Task| {
+                    t.session_id.as_deref().is_none_or(|s| app.queue.session_busy(s).is_ok_and(|busy| !busy))
+                };
+                match task.as_deref().map(|t| (t.status, t.mode, session_free(t))) {
                     // Its server took it and stopped before its CLI got the prompt: it never ran.
-                    Some((TaskStatus::Pending, Mode::Async)) => {
+                    Some((TaskStatus::Pending, Mode::Async, true)) => {
                         log::warn!("task {}: its server stopped before starting it; it is queued again", entry.task_id);
                         let id = entry.task_id.clone();
                         if let Err(e) = app.queue.push(Entry { pinned: false, ..entry }) {
                             log::error!("task {id}: not queued again ({e}); the hourly check will");
                         }
                     }
-                    Some((TaskStatus::Pending, Mode::Sync)) => {
+                    Some((TaskStatus::Pending, Mode::Sync, _)) => {
                         log::warn!("task {}: its server stopped before starting it; it ends cancelled", entry.task_id);
                         if end(app, &entry.task_id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some() {
                             ended += 1;
