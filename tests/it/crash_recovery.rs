@@ -36,6 +36,31 @@ fn kill_9_with_one_task_running_and_several_waiting() {
 }
 
 #[test]
+fn a_sync_request_waiting_at_kill_9_is_cancelled_at_the_next_start_and_never_runs() {
+    let mut server = Server::start_with(json!({"taskQueue": {"concurrency": 1}}));
+    let blocker = server.submit(json!({"prompt": "long @@sleep=30"}));
+    server.wait_for_runs(1);
+    let waiting =
+        server.post_in_background("/api/claude", json!({"prompt": "sync, waiting", "project_path": server.project}));
+    let mut id = String::new();
+    assert!(eventually(10, || {
+        let pending = server.get("/api/tasks?status=pending").json["tasks"].clone();
+        id = pending[0]["id"].as_str().unwrap_or_default().to_string();
+        !id.is_empty()
+    }));
+
+    server.restart(); // kill -9: the sync client is disconnected
+
+    assert_eq!(waiting.join().unwrap().status, 0, "its connection dropped");
+    let task = server.get(&format!("/api/tasks/{id}")).json["task"].clone();
+    assert_eq!(task["status"], "cancelled", "{task}");
+    assert!(task["error"].as_str().unwrap().contains("client was disconnected"), "{task}");
+    assert_eq!(server.get(&format!("/api/tasks/{blocker}")).json["task"]["status"], "interrupted");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!server.prompts_run().iter().any(|p| p == "sync, waiting"), "it never ran");
+}
+
+#[test]
 fn a_cli_left_running_by_a_killed_server_dies_with_its_grandchild_at_the_next_start() {
     let mut server = Server::start();
     let id = server.submit(json!({"prompt": "@@grandchild @@sleep=60"}));
