@@ -268,7 +268,10 @@ impl Shared {
         let mut args: Vec<&str> = vec![&self.server, &lease, &pid];
         args.extend(ids.iter().map(String::as_str));
         let (gone, cancelled): (Vec<String>, Vec<String>) = self.run(&self.scripts.heartbeat, &args)?;
-        self.link.keep_claim()?;
+        // Not part of the renewal: a failure here must not count as claims not renewed.
+        if let Err(e) = self.link.keep_claim() {
+            log::debug!("cannot write the key prefix's marker again: {e}");
+        }
         let local = self.local.lock();
         for id in &gone {
             if let Some(cancel) = local.running.get(id) {

@@ -97,53 +97,49 @@ fn settle_unqueued(app: &App, pick: impl Fn(&Task) -> bool) -> (usize, usize, us
 pub fn settle_lost(app: &App) -> usize {
     let mut ended = 0;
     for lost in app.queue.lost() {
-        match lost {
-            Lost::Running(entry) => {
-                let task = app.store.tasks.get(&entry.task_id).ok().flatten();
-                // A later turn of its session may have gone ahead meanwhile: then it does not run
-                // out of order, it ends as below.
-                let session_free = |t: &Task| {
-                    t.session_id.as_deref().is_none_or(|s| app.queue.session_busy(s).is_ok_and(|busy| !busy))
-                };
-                match task.as_deref().map(|t| (t.status, t.mode, session_free(t))) {
-                    // Its server took it and stopped before its CLI got the prompt: it never ran.
-                    Some((TaskStatus::Pending, Mode::Async, true)) => {
-                        log::warn!("task {}: its server stopped before starting it; it is queued again", entry.task_id);
-                        let id = entry.task_id.clone();
-                        if let Err(e) = app.queue.push(Entry { pinned: false, ..entry }) {
-                            log::error!("task {id}: not queued again ({e}); the hourly check will");
-                        }
-                    }
-                    Some((TaskStatus::Pending, Mode::Sync, _)) => {
-                        log::warn!("task {}: its server stopped before starting it; it ends cancelled", entry.task_id);
-                        if end(app, &entry.task_id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some() {
-                            ended += 1;
-                        }
-                    }
-                    _ => {
-                        log::warn!(
-                            "task {}: its server stopped renewing its claim (it died?); it ends interrupted",
-                            entry.task_id
-                        );
-                        if let Some(task) = &task {
-                            kill_leftover_cli(task);
-                        }
-                        if let Some(task) = end(app, &entry.task_id, TaskStatus::Interrupted, INTERRUPTED) {
-                            finished(app, task, None);
-                            ended += 1;
-                        }
-                    }
-                }
-            }
+        let settled = match lost {
+            Lost::Running(entry) => settle_lost_run(app, entry),
             Lost::Abandoned(entry) => {
                 log::warn!("task {}: the server its client waited on is gone; it ends cancelled", entry.task_id);
-                if end(app, &entry.task_id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some() {
-                    ended += 1;
-                }
+                end(app, &entry.task_id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some()
             }
-        }
+        };
+        ended += usize::from(settled);
     }
     ended
+}
+
+/// A task whose server stopped renewing its claim; true if this ended it.
+fn settle_lost_run(app: &App, entry: Entry) -> bool {
+    let id = entry.task_id.clone();
+    let task = app.store.tasks.get(&id).ok().flatten();
+    // A later turn of its session may have gone ahead meanwhile: then it is not run out of order.
+    let session_free =
+        |t: &Task| t.session_id.as_deref().is_none_or(|s| app.queue.session_busy(s).is_ok_and(|busy| !busy));
+    match task.as_deref().map(|t| (t.status, t.mode)) {
+        // Its end was saved; only the queue did not hear of it (Redis was out of reach).
+        Some((status, _)) if status.is_final() => false,
+        // Its server took it and stopped before its CLI got the prompt: it never ran.
+        Some((TaskStatus::Pending, Mode::Async)) if task.as_deref().is_some_and(session_free) => {
+            log::warn!("task {id}: its server stopped before starting it; it is queued again");
+            if let Err(e) = app.queue.push(Entry { pinned: false, ..entry }) {
+                log::error!("task {id}: not queued again ({e}); the hourly check will");
+            }
+            false
+        }
+        Some((TaskStatus::Pending, Mode::Sync)) => {
+            log::warn!("task {id}: its server stopped before starting it; it ends cancelled");
+            end(app, &id, TaskStatus::Cancelled, SYNC_CANCELLED).is_some()
+        }
+        _ => {
+            log::warn!("task {id}: its server stopped renewing its claim (it died?); it ends interrupted");
+            if let Some(task) = &task {
+                kill_leftover_cli(task);
+            }
+            let ended = end(app, &id, TaskStatus::Interrupted, INTERRUPTED);
+            ended.map(|task| finished(app, task, None)).is_some()
+        }
+    }
 }
 
 /// Ends an unfinished task with `status` and `message`; `None` when it ended meanwhile (another
