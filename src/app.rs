@@ -72,6 +72,15 @@ impl App {
         })
     }
 
+    /// For tests: the default config (of a home that does not exist), `store`, and an
+    /// in-process queue with no workers.
+    #[cfg(test)]
+    pub fn for_tests(store: Store) -> Arc<App> {
+        let home = std::path::Path::new("/nonexistent/ccs-home");
+        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
+        App::new(source.defaults(), source, store, Box::new(crate::queue::LocalQueue::new(0)))
+    }
+
     /// This app as an `Arc`, for work that outlives a borrow (a deferred HTTP answer).
     pub fn shared(&self) -> Option<Arc<App>> {
         self.me.upgrade()

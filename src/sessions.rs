@@ -270,22 +270,11 @@ pub(crate) fn record_turn(app: &App, session: &Session, task: &Task, cli_has_ses
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigSource;
     use crate::model::TaskStatus;
     use crate::store::Store;
-    use std::path::Path;
 
     fn app() -> Arc<App> {
-        let home = Path::new("/nonexistent/ccs-home");
-        let source = ConfigSource {
-            path: home.join("config.json"),
-            home: home.into(),
-            user_home: home.into(),
-            host: None,
-            port: None,
-        };
-        let config = source.defaults();
-        App::new(config, source, Store::in_memory(), Box::new(crate::queue::LocalQueue::new(0)))
+        App::for_tests(Store::in_memory())
     }
 
     fn session(app: &App, id: &str, idle_days: i64) {

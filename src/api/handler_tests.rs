@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::config::ConfigSource;
 use crate::fsutil::TempDir;
 use crate::http::{ApiError, Ctx, Reply};
 use crate::store::{Durable, Store};
@@ -17,10 +16,7 @@ fn app() -> Arc<App> {
 }
 
 fn app_on(store: Store) -> Arc<App> {
-    let home = std::path::Path::new("/nonexistent/ccs-home");
-    let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
-    let config = source.defaults();
-    App::new(config, source, store, Box::new(crate::queue::LocalQueue::new(0)))
+    App::for_tests(store)
 }
 
 fn with_body(body: Value) -> Ctx {

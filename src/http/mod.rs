@@ -544,10 +544,7 @@ mod tests {
 
     #[test]
     fn a_panic_shaping_a_deferred_answer_is_a_500_and_the_worker_goes_on() {
-        let home = std::path::Path::new("/nonexistent/ccs-home");
-        let source = config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
-        let store = crate::store::Store::in_memory();
-        let app = App::new(source.defaults(), source, store, Box::new(crate::queue::LocalQueue::new(0)));
+        let app = App::for_tests(crate::store::Store::in_memory());
         let edge = Arc::new(EdgeState {
             routes: Router::default(),
             limiter: RateLimiter::default(),

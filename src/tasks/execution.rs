@@ -326,14 +326,11 @@ fn describe(task: &Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigSource;
     use crate::store::Store;
 
     #[test]
     fn a_panic_after_the_end_was_recorded_leaves_the_final_state_as_it_is() {
-        let home = std::path::Path::new("/nonexistent/ccs-home");
-        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
-        let app = App::new(source.defaults(), source, Store::in_memory(), Box::new(crate::queue::LocalQueue::new(0)));
+        let app = App::for_tests(Store::in_memory());
         let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
         let task = crate::tasks::submit(&app, request, Mode::Async).unwrap();
         // The run ended and was recorded; then something after it (telling who waits) panicked.

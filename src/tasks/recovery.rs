@@ -187,16 +187,12 @@ fn kill_leftover_cli(task: &Task) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigSource;
     use crate::model::TurnRequest;
-    use crate::queue::LocalQueue;
     use crate::store::Store;
 
     #[test]
     fn unfinished_tasks_no_queue_holds_are_sorted_out_once_untouched_for_ten_minutes() {
-        let home = std::path::Path::new("/nonexistent/ccs-home");
-        let source = ConfigSource::new(home.into(), home.join("config.json"), None, None);
-        let app = App::new(source.defaults(), source, Store::in_memory(), Box::new(LocalQueue::new(0)));
+        let app = App::for_tests(Store::in_memory());
         let request = TurnRequest { prompt: "p".into(), project_path: Some("/tmp".into()), ..TurnRequest::default() };
         let queued = crate::tasks::submit(&app, request.clone(), Mode::Async).unwrap();
         let orphan = |id: &str, status: TaskStatus, minutes_ago: i64| {

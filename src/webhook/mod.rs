@@ -285,10 +285,7 @@ mod tests {
 
     #[test]
     fn deliveries_no_server_is_sending_are_taken_up_and_the_others_left() {
-        let home = std::path::Path::new("/nonexistent/ccs-home");
-        let source = crate::config::ConfigSource::new(home.into(), home.join("config.json"), None, None);
-        let store = crate::store::Store::in_memory();
-        let app = App::new(source.defaults(), source, store, Box::new(crate::queue::LocalQueue::new(0)));
+        let app = App::for_tests(crate::store::Store::in_memory());
         let delivery = |id: &str, due_secs_ago: i64| Delivery {
             id: id.into(),
             task_id: "t".into(),
