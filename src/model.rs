@@ -69,6 +69,21 @@ pub struct Session {
     /// Whether the CLI already has this session (later turns then `--resume` it).
     #[serde(default)]
     pub cli_started: bool,
+    /// The digest of the conversation a `/v1/` client holds of this session, as of its last
+    /// turn (the id of its `ConversationLink`; `api::conversation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+}
+
+/// A conversation a `/v1/` client holds, as a digest of its messages (the id), and the session
+/// that continues it, as of that session's `messages_count` then: a client that sends the same
+/// messages and one more gets that session resumed instead of the history replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationLink {
+    pub id: String,
+    pub session_id: String,
+    pub messages_count: u64,
+    pub created_at: DateTime<Utc>,
 }
 
 impl Session {
@@ -77,6 +92,7 @@ impl Session {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.remove("cli_started");
+            map.remove("conversation");
         }
         value
     }

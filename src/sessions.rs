@@ -55,6 +55,7 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
         status: SessionStatus::Active,
         metadata: new.metadata.unwrap_or_else(|| Value::Object(Default::default())),
         cli_started: false,
+        conversation: None,
     };
     log::info!("session {} created in {}", session.id, session.project_path);
     Ok(app.store.sessions.put(&session.id.clone(), session, durable)?)
@@ -133,8 +134,12 @@ pub fn delete(app: &App, id: &str) -> Result<(), Error> {
 
 fn remove_with_turns(app: &App, id: &str) -> Result<(), Error> {
     // The session goes first: a crash in between leaves orphan turns, never a session without them.
+    let conversation = app.store.sessions.get(id)?.and_then(|s| s.conversation.clone());
     app.store.sessions.remove(id, Durable::Now)?;
     app.live.retire_session(id);
+    if let Some(digest) = conversation {
+        app.store.conversations.remove(&digest, Durable::Soon)?;
+    }
     for turn in turns(app, id)? {
         app.store.turns.remove(&Turn::key(id, turn.seq), Durable::Soon)?;
     }
@@ -292,6 +297,7 @@ mod tests {
             status: SessionStatus::Active,
             metadata: Value::Null,
             cli_started: true,
+            conversation: None,
         };
         app.store.sessions.put(id, s, Durable::Now).unwrap();
         let turn = Turn {

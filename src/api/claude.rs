@@ -100,7 +100,7 @@ pub fn run_sync(app: &App, request: TurnRequest) -> Result<Reply, ApiError> {
     let task = tasks::submit_awaited(app, request)?;
     Ok(Reply::after_tasks(AfterTasks {
         tasks: vec![Ok(task.id.clone())],
-        answer: answer_run,
+        answer: Box::new(answer_run),
         on_gone: Some(cancel_run),
     }))
 }
@@ -189,7 +189,7 @@ pub fn batch(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     }
     // Each prompt is a task of its own; one refused (a full queue...) is an error in its place.
     let tasks = requests.into_iter().map(|request| tasks::submit_awaited(app, request).map(|t| t.id.clone())).collect();
-    Ok(Reply::after_tasks(AfterTasks { tasks, answer: answer_batch, on_gone: Some(cancel_run) }))
+    Ok(Reply::after_tasks(AfterTasks { tasks, answer: Box::new(answer_batch), on_gone: Some(cancel_run) }))
 }
 
 fn answer_batch(ends: Vec<Awaited>) -> Result<Reply, ApiError> {

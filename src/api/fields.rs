@@ -42,6 +42,11 @@ impl<'a> Fields<'a> {
         self.map.get(name).filter(|v| !v.is_null())
     }
 
+    /// The field as sent (`null` counts as absent), for shapes the helpers here do not know.
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.get(name)
+    }
+
     /// A required string with something other than whitespace in it.
     pub fn required_text(&self, name: &str) -> Result<String, ApiError> {
         self.text(name)?.ok_or_else(|| bad(name, format!("\"{name}\" is required")))

@@ -167,7 +167,7 @@ fn a_cancel_that_a_running_task_outran_is_a_409_not_a_success() {
         true
     });
     let end = crate::events::TaskEnd { task: shown.unwrap().unwrap(), error: Some(unsaved.into()) };
-    assert_eq!(error_of((after.answer)(vec![Ok(end)])).status, 503);
+    assert_eq!(error_of(super::tasks::answer_cancelled(vec![Ok(end)])).status, 503);
 }
 
 #[test]

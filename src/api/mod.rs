@@ -1,13 +1,17 @@
 //! The API (SPEC 6): the route table and one file per resource. Handlers are plain functions
 //! of (app, request data) → reply; the `http` module does the I/O around them.
 
+mod anthropic_messages;
+mod chat_completions;
 pub mod claude;
 mod config;
+mod conversation;
 mod fields;
 #[cfg(test)]
 mod handler_tests;
 mod health;
 mod metrics;
+mod models;
 mod sessions;
 mod statistics;
 mod stream;
@@ -49,6 +53,10 @@ pub fn routes() -> Router<Handler> {
         .add(Delete, "/api/tasks/:id", tasks::cancel)
         .add(Patch, "/api/tasks/:id/priority", tasks::set_priority)
         .add(Post, "/api/tasks/:id/retry", tasks::retry)
+        .add(Post, "/v1/chat/completions", chat_completions::post)
+        .add(Post, "/v1/messages", anthropic_messages::post)
+        .add(Get, "/v1/models", models::list)
+        .add(Get, "/v1/models/:model", models::get)
 }
 
 /// The most JSON a list answer holds: tasks and sessions carry prompts, system prompts and

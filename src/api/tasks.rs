@@ -61,13 +61,13 @@ pub fn cancel(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
         tasks::Cancelling::Ended(task) => Ok(Reply::ok(cancelled_body(&task))),
         tasks::Cancelling::Stopping => Ok(Reply::after_tasks(AfterTasks {
             tasks: vec![Ok(id.to_string())],
-            answer: answer_cancelled,
+            answer: Box::new(answer_cancelled),
             on_gone: None,
         })),
     }
 }
 
-fn answer_cancelled(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+pub(super) fn answer_cancelled(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
     match ends.pop() {
         Some(Ok(end)) => Ok(Reply::ok(cancelled_body(&*tasks::cancelled_end(end)?))),
         Some(Err(err)) => Err(err.into()),

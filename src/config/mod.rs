@@ -33,6 +33,8 @@ pub struct Config {
     pub webhook: Webhook,
     pub rate_limit: RateLimit,
     pub default_model: String,
+    /// The models callers may ask for (empty: see `Config::allows_model`).
+    pub models: Vec<String>,
     pub max_budget_usd: f64,
     pub statistics: Statistics,
     pub mcp: Mcp,
@@ -210,6 +212,38 @@ pub const RESTART_KEYS: &[&str] = &[
     "pidFile",
 ];
 
+/// The CLI's model aliases (it resolves them; CLI.md), offered when `models` is not set.
+pub const MODEL_ALIASES: &[&str] = &["sonnet", "opus", "haiku"];
+
+impl Config {
+    /// The models this server offers (`GET /v1/models`): `models`, or when it is empty the
+    /// CLI's aliases and `defaultModel`.
+    pub fn offered_models(&self) -> Vec<String> {
+        if !self.models.is_empty() {
+            return self.models.clone();
+        }
+        let mut offered: Vec<String> = MODEL_ALIASES.iter().map(|m| m.to_string()).collect();
+        if !offered.contains(&self.default_model) {
+            offered.push(self.default_model.clone());
+        }
+        offered
+    }
+
+    /// Whether a caller may ask for `model`: one of `models` when that is set; else one of the
+    /// offered models or a full Claude model id (`claude-...`), which the CLI passes on as it is.
+    pub fn allows_model(&self, model: &str) -> bool {
+        if !self.models.is_empty() {
+            return self.models.iter().any(|m| m == model);
+        }
+        self.offered_models().iter().any(|m| m == model)
+            || model.strip_prefix("claude-").is_some_and(|id| !id.is_empty() && id.bytes().all(is_model_id_byte))
+    }
+}
+
+fn is_model_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b'@')
+}
+
 /// Keys that decide what runs on the host, where data goes (results sent to a webhook
 /// included), or who gets in: changed only by editing the config file, never over HTTP
 /// (`PUT /api/config` answers 403 naming them).
@@ -274,6 +308,7 @@ impl Config {
             webhook: Webhook { enabled: false, default_url: None, timeout: 5_000, retries: 3, secret: None },
             rate_limit: RateLimit { enabled: true, window_ms: 60_000, max_requests: 100 },
             default_model: "claude-sonnet-4-5".into(),
+            models: Vec::new(),
             max_budget_usd: 10.0,
             statistics: Statistics { enabled: true },
             mcp: Mcp { enabled: false, config_path: None },

@@ -87,6 +87,7 @@ pub fn from_value(value: &Value, base: Config) -> Result<(Config, Vec<String>), 
                 }
             }
             "defaultModel" => c.default_model = non_empty(k, v)?,
+            "models" => c.models = strings(k, v)?,
             "maxBudgetUsd" => c.max_budget_usd = number(k, v, 0.0)?,
             "statistics" => {
                 for (sub, v) in section(k, v)? {

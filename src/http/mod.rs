@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use crate::app::App;
 use crate::config::{self, Config, RateLimit};
 pub use auth::Caller;
-pub use error::ApiError;
+pub use error::{ApiError, Dialect};
 use rate_limit::RateLimiter;
 pub use request::Ctx;
 pub use response::{AfterTasks, Awaited, Reply, ShapeAnswer};
@@ -176,6 +176,8 @@ struct RequestInfo {
     route: String,
     /// Headers every answer to it carries (rate limit).
     headers: Vec<(&'static str, String)>,
+    /// Whose error shape its errors take.
+    dialect: Dialect,
     started: Instant,
 }
 
@@ -192,6 +194,7 @@ fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
         line: format!("{} {}", method.name(), target::shown(rq.url())),
         route: "other".into(),
         headers: Vec::new(),
+        dialect: Dialect::Ccs,
         started: Instant::now(),
     };
     let admitted = match admit(app, edge, &rq, &mut info) {
@@ -227,6 +230,7 @@ fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
 fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut RequestInfo) -> Result<Admitted, ApiError> {
     let target = Target::parse(rq.url())?;
     info.line = format!("{} {}", info.method.name(), target.shown());
+    info.dialect = Dialect::of(&target.path, header(rq, "anthropic-version").is_some());
     let config = app.config();
     let headers = browser::Headers {
         host: header(rq, "Host"),
@@ -253,11 +257,25 @@ fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut Reques
     caller.loopback = address.is_some_and(|ip| ip.is_loopback());
     match found {
         Match::Found(route, params) => {
-            Ok(Admitted { handler: route.handler, ctx: Ctx { params, query: target.query, body: None, caller } })
+            let headers = ccs_headers(rq);
+            Ok(Admitted {
+                handler: route.handler,
+                ctx: Ctx { params, query: target.query, body: None, caller, headers },
+            })
         }
         Match::WrongMethod(allowed) => Err(ApiError::method_not_allowed(info.method.name(), &target.path, &allowed)),
         Match::NotFound => Err(ApiError::not_found(&target.shown())),
     }
+}
+
+/// The `x-ccs-*` headers of a request, names in lower case.
+fn ccs_headers(rq: &tiny_http::Request) -> Vec<(String, String)> {
+    rq.headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str()))
+        .filter(|(name, _)| name.starts_with("x-ccs-"))
+        .map(|(name, value)| (name, value.to_string()))
+        .collect()
 }
 
 /// The key check, with failed attempts counted per client address (429 past the limit).
@@ -402,7 +420,7 @@ fn answer_after_tasks(
         ends: after.tasks.into_iter().map(|t| t.err().map(Err)).collect(),
         rq: Some(rq),
         info,
-        answer: after.answer,
+        answer: Some(after.answer),
     }));
     Waiting::answer_if_complete(&waiting, app, edge);
     for (i, id) in pending {
@@ -428,7 +446,7 @@ struct Waiting {
     ends: Vec<Option<Awaited>>,
     rq: Option<tiny_http::Request>,
     info: RequestInfo,
-    answer: ShapeAnswer,
+    answer: Option<ShapeAnswer>,
 }
 
 impl Waiting {
@@ -438,10 +456,10 @@ impl Waiting {
         if w.ends.iter().any(Option::is_none) {
             return;
         }
-        let Some(rq) = w.rq.take() else { return };
+        let (Some(rq), Some(shape)) = (w.rq.take(), w.answer.take()) else { return };
         let ends = w.ends.drain(..).flatten().collect();
         // Handler code, run on the worker that ended the last task: a panic is this request's 500.
-        let answer = guard_panics(&w.info.line, || (w.answer)(ends));
+        let answer = guard_panics(&w.info.line, || shape(ends));
         let (rq, response) = answer_of(app, rq, answer, &w.info);
         drop(w);
         // Called on a worker, which must not wait on a slow client: written on a thread of its
@@ -487,7 +505,10 @@ fn answer_of(
 ) -> (tiny_http::Request, tiny_http::Response<std::io::Cursor<Vec<u8>>>) {
     let (status, body, headers) = match answer {
         Ok(reply) => (reply.status, reply.body, reply.headers),
-        Err(err) => (err.status, err.body(), err.headers.clone()),
+        Err(err) => {
+            let (status, body) = err.render(info.dialect);
+            (status, body, err.headers)
+        }
     };
     let level = if info.line == "GET /health" { log::Level::Debug } else { log::Level::Info };
     log::log!(level, "{} {status} {} ms", info.line, info.started.elapsed().as_millis());
@@ -557,10 +578,16 @@ mod tests {
             line: "POST /api/claude".into(),
             route: "/api/claude".into(),
             headers: Vec::new(),
+            dialect: Dialect::Ccs,
             started: Instant::now(),
         };
         let rq: tiny_http::Request = tiny_http::TestRequest::new().into();
-        let waiting = parking_lot::Mutex::new(Waiting { ends: Vec::new(), rq: Some(rq), info, answer: shape_panics });
+        let waiting = parking_lot::Mutex::new(Waiting {
+            ends: Vec::new(),
+            rq: Some(rq),
+            info,
+            answer: Some(Box::new(shape_panics)),
+        });
         // Called by the worker that ended the last task: it must not unwind into the worker.
         Waiting::answer_if_complete(&waiting, &app, &edge);
         let deadline = Instant::now() + Duration::from_secs(5);

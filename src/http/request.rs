@@ -17,6 +17,8 @@ pub struct Ctx {
     pub body: Option<Value>,
     /// Who sent it.
     pub caller: Caller,
+    /// The request's `x-ccs-*` headers (names in lower case): ccs's extras on the `/v1/` APIs.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -26,6 +28,11 @@ impl Ctx {
 
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// The value of the `x-ccs-*` header `name` (lower case), when sent and not blank.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
     /// A non-negative integer query parameter, `default` when absent, at most `max`.

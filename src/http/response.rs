@@ -15,8 +15,8 @@ pub type Streamer = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
 /// The end of one awaited task; an `Err` for one that failed before it became a task.
 pub type Awaited = Result<TaskEnd, Error>;
 
-/// Shapes the answer from the ends of the awaited tasks, in their order.
-pub type ShapeAnswer = fn(Vec<Awaited>) -> Result<Reply, ApiError>;
+/// Shapes the answer from the ends of the awaited tasks, in their order (called once).
+pub type ShapeAnswer = Box<dyn FnOnce(Vec<Awaited>) -> Result<Reply, ApiError> + Send>;
 
 /// Answer when every one of these tasks has ended.
 pub struct AfterTasks {

@@ -29,6 +29,7 @@ impl Store {
             copy_kind("tasks", &*self.tasks, &*to.tasks)?,
             copy_kind("deliveries", &*self.deliveries, &*to.deliveries)?,
             copy_kind("statistics", &*self.statistics, &*to.statistics)?,
+            copy_kind("conversations", &*self.conversations, &*to.conversations)?,
         ])
     }
 }
@@ -75,6 +76,12 @@ impl IdOf for crate::model::Task {
 }
 
 impl IdOf for crate::model::Delivery {
+    fn id_of(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl IdOf for crate::model::ConversationLink {
     fn id_of(&self) -> String {
         self.id.clone()
     }

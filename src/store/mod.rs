@@ -54,7 +54,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::config::{Config, StorageType};
-use crate::model::{Day, Delivery, Session, Task, Turn};
+use crate::model::{ConversationLink, Day, Delivery, Session, Task, Turn};
 use crate::redis_link::Link;
 
 #[cfg(test)]
@@ -219,6 +219,8 @@ pub struct Store {
     pub deliveries: Box<dyn Records<Delivery>>,
     /// Statistics, one record per day (`YYYY-MM-DD`).
     pub statistics: Box<dyn Records<Day>>,
+    /// Conversations of the `/v1/` APIs by digest, at most one per session.
+    pub conversations: Box<dyn Records<ConversationLink>>,
     /// Request counts for the rate limit.
     pub counts: Arc<dyn Counts>,
 }
@@ -260,6 +262,7 @@ impl Store {
             tasks: Box::new(RedisRecords::new("tasks", link.clone())),
             deliveries: Box::new(RedisRecords::new("deliveries", link.clone())),
             statistics: Box::new(RedisRecords::new("statistics", link.clone())),
+            conversations: Box::new(RedisRecords::new("conversations", link.clone())),
             counts: Arc::new(RedisCounts::new(link.clone())),
             home: Home::Redis(link),
         }
@@ -288,6 +291,7 @@ impl Store {
             tasks: Box::new(Table::open("tasks", backend.clone())?),
             deliveries: Box::new(Table::open("deliveries", backend.clone())?),
             statistics: Box::new(Table::open("statistics", backend.clone())?),
+            conversations: Box::new(Table::open("conversations", backend.clone())?),
             counts: Arc::new(LocalCounts::default()),
             home: Home::Local(backend.clone()),
         };

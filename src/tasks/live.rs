@@ -110,6 +110,7 @@ fn provisional_session(config: &Config, folder: &str) -> Session {
         status: SessionStatus::Active,
         metadata: serde_json::Value::Null,
         cli_started: false,
+        conversation: None,
     }
 }
 

@@ -1,0 +1,416 @@
+//! What the `/v1/` APIs (OpenAI chat completions, Anthropic messages) share: a client's whole
+//! conversation in, one ccs turn out, and the answer's figures back in their terms.
+//!
+//! A client sends its whole history each time. ccs continues the session that holds it (one
+//! `--resume`, or its live process, with only the new user message as the prompt) when it knows
+//! that session: by the id the client sends back (`ccs.session_id` or the `x-ccs-session-id`
+//! header, as every answer gives it), or by the exact history. After each answer ccs keeps a
+//! digest of the conversation as the client now holds it (system prompt, messages, the answer)
+//! with the session (`ConversationLink`, one per session); a request whose earlier messages have
+//! that digest continues the session, provided the session has not gone on since. Any other
+//! history (edited, shortened, from elsewhere) becomes the first prompt of a new session.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::fields::Fields;
+use crate::app::App;
+use crate::events::TaskEnd;
+use crate::http::{ApiError, Awaited, Ctx};
+use crate::model::{now, ConversationLink, SessionStatus, Task, TurnRequest};
+use crate::store::Durable;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// A client's conversation, split where ccs's turn begins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The system prompt: OpenAI's system and developer messages, Anthropic's `system`.
+    pub system: Option<String>,
+    /// Every message up to the last assistant one: what the session already holds, if ccs knows it.
+    pub history: Vec<(Role, String)>,
+    /// The user messages after the last assistant one, joined: the prompt of this turn.
+    pub new: String,
+}
+
+impl Conversation {
+    /// Splits `messages` (the last must be the user's) at the last assistant message.
+    pub fn new(system: Option<String>, messages: Vec<(Role, String)>) -> Result<Conversation, ApiError> {
+        if messages.last().map(|(role, _)| *role) != Some(Role::User) {
+            return Err(ApiError::bad_request(
+                "messages",
+                "the last message must be the user's: it is what ccs answers",
+            ));
+        }
+        let split = messages.iter().rposition(|(role, _)| *role == Role::Assistant).map_or(0, |i| i + 1);
+        let mut history = messages;
+        let new: Vec<String> = history.split_off(split).into_iter().map(|(_, text)| text).collect();
+        let new = new.join("\n\n");
+        if new.trim().is_empty() {
+            return Err(ApiError::bad_request("messages", "the last user message has no text; send what to ask"));
+        }
+        let system = system.filter(|s| !s.trim().is_empty());
+        Ok(Conversation { system, history, new })
+    }
+
+    /// The digest of what the client held before this request (system prompt and history).
+    pub fn held_digest(&self) -> String {
+        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())))
+    }
+
+    /// The digest of what the client holds once it has `answer`: its next request's history.
+    pub fn digest_with(&self, answer: &str) -> String {
+        let now = [(Role::User, self.new.as_str()), (Role::Assistant, answer)];
+        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())).chain(now))
+    }
+
+    /// The whole conversation as the first prompt of a new session.
+    fn replayed(&self) -> String {
+        let mut prompt = String::from("Here is our conversation so far:\n\n");
+        for (role, text) in &self.history {
+            let tag = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            prompt.push_str(&format!("<{tag}>\n{text}\n</{tag}>\n\n"));
+        }
+        prompt.push_str("Answer my next message:\n\n");
+        prompt.push_str(&self.new);
+        prompt
+    }
+}
+
+/// SHA-256 of the conversation, as hex (a store id); text compared without surrounding blanks.
+fn digest<'a>(system: &Option<String>, messages: impl Iterator<Item = (Role, &'a str)>) -> String {
+    let messages: Vec<Value> = messages.map(|(role, text)| json!([role == Role::User, text.trim()])).collect();
+    let canonical = json!([system.as_deref().map(str::trim), messages]).to_string();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text of a message's content: a string, or a list of text parts (`{"type": "text",
+/// "text": ...}`), joined by newlines. Other parts (images, files, tool calls) are refused.
+pub fn content_text(content: &Value, field: &str) -> Result<String, ApiError> {
+    match content {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(parts) => {
+            let texts = parts
+                .iter()
+                .map(|part| match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(text))) => Ok(text.as_str()),
+                    (Some(kind), _) if kind != "text" => Err(ApiError::bad_request(
+                        field,
+                        format!("content of type \"{kind}\" is not supported: ccs passes text to Claude Code; send text parts"),
+                    )),
+                    _ => Err(ApiError::bad_request(field, format!("each part of \"{field}\" must be {{\"type\": \"text\", \"text\": \"...\"}}"))),
+                })
+                .collect::<Result<Vec<&str>, ApiError>>()?;
+            Ok(texts.join("\n"))
+        }
+        _ => Err(ApiError::bad_request(field, format!("\"{field}\" must be a string or a list of text parts"))),
+    }
+}
+
+/// The fields of the `ccs` extension object, which both APIs take.
+const CCS_FIELDS: &[&str] = &["session_id", "project_path", "priority", "timeout_ms", "max_turns", "max_budget_usd"];
+
+/// What a `/v1/` request asks of ccs beyond the API it speaks: the `ccs` object of its body and
+/// its `x-ccs-session-id` / `x-ccs-project-path` headers (the body wins).
+#[derive(Debug, Default)]
+pub struct Extras {
+    session_id: Option<String>,
+    project_path: Option<String>,
+    template: TurnRequest,
+}
+
+impl Extras {
+    pub fn read(f: &Fields, ctx: &Ctx) -> Result<Extras, ApiError> {
+        let ccs = f.object("ccs")?;
+        let c = Fields::new(ccs.as_ref(), CCS_FIELDS).map_err(|e| nested("ccs", e))?;
+        let header = |name: &str| ctx.header(name).map(str::to_string);
+        Ok(Extras {
+            session_id: c.text("session_id")?.or_else(|| header("x-ccs-session-id")),
+            project_path: c.text("project_path")?.or_else(|| header("x-ccs-project-path")),
+            template: TurnRequest {
+                priority: c.priority()?.unwrap_or_default(),
+                timeout_ms: c.integer("timeout_ms", 100, 86_400_000)?,
+                max_turns: c.integer("max_turns", 1, 10_000)?.map(|n| n as u32),
+                max_budget_usd: c.number("max_budget_usd", 0.0)?,
+                ..TurnRequest::default()
+            },
+        })
+    }
+}
+
+/// An error about a field of a nested object, named by its path (`ccs.priority`, `messages[0].role`).
+pub fn nested(object: &str, mut err: ApiError) -> ApiError {
+    if let Some(field) = err.field.take() {
+        err.message = err.message.replacen(&format!("\"{field}\""), &format!("\"{object}.{field}\""), 1);
+        err.field = Some(format!("{object}.{field}"));
+    }
+    err
+}
+
+/// The turn that answers `conversation`, and whether it continues a session.
+pub fn turn(
+    app: &App,
+    conversation: &Conversation,
+    model: String,
+    metadata: Option<Value>,
+    extras: Extras,
+) -> Result<(TurnRequest, bool), ApiError> {
+    let config = app.config();
+    if !config.allows_model(&model) {
+        return Err(ApiError::bad_request(
+            "model",
+            format!(
+                "model \"{model}\" is not offered by this server; use one of: {} (GET /v1/models lists them)",
+                config.offered_models().join(", ")
+            ),
+        ));
+    }
+    let known = match extras.session_id {
+        Some(id) => Some(id),
+        None => known_session(app, conversation)?,
+    };
+    let prompt = match known {
+        Some(_) => conversation.new.clone(),
+        None if conversation.history.is_empty() => conversation.new.clone(),
+        None => conversation.replayed(),
+    };
+    let continued = known.is_some();
+    let request = TurnRequest {
+        prompt,
+        session_id: known,
+        project_path: extras.project_path,
+        model: Some(model),
+        append_system_prompt: conversation.system.clone(),
+        metadata,
+        ..extras.template
+    };
+    Ok((request, continued))
+}
+
+/// The session holding exactly `conversation`'s history, if ccs answered its last message.
+fn known_session(app: &App, conversation: &Conversation) -> Result<Option<String>, ApiError> {
+    if conversation.history.is_empty() {
+        return Ok(None);
+    }
+    let Some(link) = app.store.conversations.get(&conversation.held_digest())? else { return Ok(None) };
+    let session = app.store.sessions.get(&link.session_id)?;
+    // A session that went on since (another client, or /api) no longer holds this history.
+    Ok(session
+        .filter(|s| s.messages_count == link.messages_count && s.status == SessionStatus::Active)
+        .map(|s| s.id.clone()))
+}
+
+/// Keeps the digest of the conversation as the client holds it after `answer`, with its
+/// session, in place of the session's earlier one. A failure is logged: the next request then
+/// replays the history instead of resuming.
+pub fn remember(app: &App, conversation: &Conversation, task: &Task, answer: &str) {
+    let Some(session_id) = task.session_id.as_deref() else { return };
+    if let Err(e) = link(app, conversation.digest_with(answer), session_id) {
+        log::warn!(
+            "session {session_id}: could not keep its conversation's digest ({e}); its next turn will replay it"
+        );
+    }
+}
+
+fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::store::StoreError> {
+    let Some(session) = app.store.sessions.get(session_id)? else { return Ok(()) };
+    let link = ConversationLink {
+        id: digest.clone(),
+        session_id: session_id.to_string(),
+        messages_count: session.messages_count,
+        created_at: now(),
+    };
+    app.store.conversations.put(&digest, link, Durable::Soon)?;
+    let mut earlier = None;
+    app.store.sessions.update(session_id, Durable::Now, |s| {
+        earlier = s.conversation.replace(digest.clone()).filter(|d| *d != digest);
+        true
+    })?;
+    if let Some(earlier) = earlier {
+        app.store.conversations.remove(&earlier, Durable::Soon)?;
+    }
+    Ok(())
+}
+
+/// The one task of a `/v1/` sync turn, finished: completed, or its error (`claude::task_reply`).
+pub fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
+    match ends.pop() {
+        Some(Ok(TaskEnd { task, error: None })) => {
+            super::claude::task_reply(task.clone())?;
+            Ok(task)
+        }
+        Some(Ok(TaskEnd { error: Some(err), .. }) | Err(err)) => Err(err.into()),
+        None => Err(ApiError::internal("a /v1 turn without its task")),
+    }
+}
+
+/// The error of a task that ended otherwise than completed, as its sync answer would be.
+pub fn end_error(task: &Task) -> ApiError {
+    match super::claude::task_reply(Arc::new(task.clone())) {
+        Err(error) => error,
+        Ok(_) => ApiError::internal("the end of a stream"),
+    }
+}
+
+/// The CLI's token counts of a turn.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_creation: u64,
+    pub cache_read: u64,
+}
+
+impl Usage {
+    /// From the CLI's `usage` (missing counts are 0).
+    pub fn of(usage: &Value) -> Usage {
+        let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+        Usage {
+            input: n("input_tokens"),
+            output: n("output_tokens"),
+            cache_creation: n("cache_creation_input_tokens"),
+            cache_read: n("cache_read_input_tokens"),
+        }
+    }
+
+    /// Every input token, cached or not (what OpenAI counts as the prompt).
+    pub fn prompt(&self) -> u64 {
+        self.input + self.cache_creation + self.cache_read
+    }
+}
+
+/// ccs's figures of a turn, added to the answers of both APIs as `ccs`.
+pub fn extension(task: &Task, continued: bool) -> Value {
+    json!({
+        "task_id": task.id,
+        "session_id": task.session_id,
+        "project_path": task.project_path,
+        "cost_usd": task.cost_usd.unwrap_or(0.0),
+        "duration_ms": task.duration_ms.unwrap_or(0),
+        "num_turns": task.num_turns,
+        "continued": continued,
+    })
+}
+
+/// The `x-ccs-*` headers of an answer.
+pub fn headers(task: &Task) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("x-ccs-task-id", task.id.clone())];
+    if let Some(session) = &task.session_id {
+        headers.push(("x-ccs-session-id", session.clone()));
+    }
+    headers
+}
+
+/// Checks a field the CLI has no equivalent for: taken if it has the type its API gives it,
+/// and ignored (the README says which).
+pub fn ignored_number(f: &Fields, name: &str, min: f64, max: f64) -> Result<(), ApiError> {
+    match f.number(name, min)? {
+        Some(n) if n > max => {
+            Err(ApiError::bad_request(name, format!("\"{name}\" must be a number from {min} to {max}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `tools` must be absent or empty: Claude Code runs its own tools (`allowed_tools` in ccs's
+/// config), it cannot call the client's functions.
+pub fn no_client_tools(f: &Fields) -> Result<(), ApiError> {
+    match f.raw("tools") {
+        None => Ok(()),
+        Some(Value::Array(tools)) if tools.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "tools",
+            "client-side tools are not supported: Claude Code runs its own tools (Read, Edit, Bash...) in the \
+             project folder, as the server's config allows; leave \"tools\" out",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> (Role, String) {
+        (Role::User, text.to_string())
+    }
+
+    fn assistant(text: &str) -> (Role, String) {
+        (Role::Assistant, text.to_string())
+    }
+
+    #[test]
+    fn a_conversation_splits_after_the_last_answer() {
+        let c =
+            Conversation::new(Some("Be brief.".into()), vec![user("a"), assistant("b"), user("c"), user("d")]).unwrap();
+        assert_eq!(c.history, vec![user("a"), assistant("b")]);
+        assert_eq!(c.new, "c\n\nd");
+        let first = Conversation::new(None, vec![user("hello")]).unwrap();
+        assert!(first.history.is_empty());
+        assert_eq!(first.new, "hello");
+        assert_eq!(Conversation::new(None, vec![user("a"), assistant("b")]).unwrap_err().status, 400);
+        assert_eq!(Conversation::new(None, vec![]).unwrap_err().status, 400);
+        assert_eq!(Conversation::new(None, vec![user("  ")]).unwrap_err().field.as_deref(), Some("messages"));
+    }
+
+    #[test]
+    fn the_next_request_of_a_conversation_has_the_digest_kept_after_its_answer() {
+        let first = Conversation::new(Some("sys".into()), vec![user("2+2?")]).unwrap();
+        let kept = first.digest_with("4");
+        let next = Conversation::new(Some("sys".into()), vec![user("2+2?"), assistant("4"), user("and 3+3?")]).unwrap();
+        assert_eq!(next.held_digest(), kept);
+        let edited = Conversation::new(Some("sys".into()), vec![user("2+2?"), assistant("5"), user("sure?")]).unwrap();
+        assert_ne!(edited.held_digest(), kept, "an edited answer is another conversation");
+        let other_system = Conversation::new(None, vec![user("2+2?"), assistant("4"), user("and 3+3?")]).unwrap();
+        assert_ne!(other_system.held_digest(), kept, "so is another system prompt");
+        let swapped =
+            Conversation::new(Some("sys".into()), vec![(Role::Assistant, "2+2?".into()), user("4"), user("x")]);
+        assert_ne!(swapped.unwrap().held_digest(), kept, "roles count");
+        assert_eq!(kept.len(), 64);
+    }
+
+    #[test]
+    fn an_unknown_history_is_replayed_in_the_first_prompt() {
+        let c = Conversation::new(None, vec![user("my name is Ada"), assistant("Hello Ada"), user("what is my name?")])
+            .unwrap();
+        let prompt = c.replayed();
+        assert!(prompt.contains("<user>\nmy name is Ada\n</user>"), "{prompt}");
+        assert!(prompt.contains("<assistant>\nHello Ada\n</assistant>"), "{prompt}");
+        assert!(prompt.ends_with("what is my name?"), "{prompt}");
+    }
+
+    #[test]
+    fn content_is_a_string_or_text_parts() {
+        assert_eq!(content_text(&json!("hi"), "c").unwrap(), "hi");
+        let parts = json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b", "cache_control": {}}]);
+        assert_eq!(content_text(&parts, "c").unwrap(), "a\nb");
+        let image = json!([{"type": "image_url", "image_url": {"url": "x"}}]);
+        assert!(content_text(&image, "messages[0].content").unwrap_err().message.contains("image_url"));
+        assert_eq!(content_text(&json!(5), "c").unwrap_err().status, 400);
+        assert_eq!(content_text(&json!([{"type": "text"}]), "c").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn usage_counts_every_input_token_in_the_prompt() {
+        let u = Usage::of(
+            &json!({"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5}),
+        );
+        assert_eq!((u.prompt(), u.output, u.cache_read), (115, 3, 100));
+        assert_eq!(Usage::of(&Value::Null), Usage::default());
+    }
+
+    #[test]
+    fn a_nested_field_error_names_its_path() {
+        let err = nested("ccs", ApiError::bad_request("priority", "\"priority\" must be an integer from 1 to 10"));
+        assert_eq!(err.field.as_deref(), Some("ccs.priority"));
+        assert!(err.message.starts_with("\"ccs.priority\""), "{}", err.message);
+    }
+}
