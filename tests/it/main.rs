@@ -14,6 +14,7 @@ mod live_cli;
 mod operations;
 mod real_cli;
 mod redis_cluster;
+mod sdk_clients;
 mod server_lifecycle;
 mod sessions_api;
 mod streaming;
