@@ -131,7 +131,11 @@ pub struct Extras {
 impl Extras {
     pub fn read(f: &Fields, ctx: &Ctx) -> Result<Extras, ApiError> {
         let ccs = f.object("ccs")?;
-        let c = Fields::new(ccs.as_ref(), CCS_FIELDS).map_err(|e| nested("ccs", e))?;
+        Extras::from_object(ccs.as_ref(), ctx).map_err(|e| nested("ccs", e))
+    }
+
+    fn from_object(ccs: Option<&Value>, ctx: &Ctx) -> Result<Extras, ApiError> {
+        let c = Fields::new(ccs, CCS_FIELDS)?;
         let header = |name: &str| ctx.header(name).map(str::to_string);
         Ok(Extras {
             session_id: c.text("session_id")?.or_else(|| header("x-ccs-session-id")),

@@ -7,6 +7,7 @@ mod support;
 mod architecture;
 mod claude_api;
 mod cli_versions;
+mod compat_api;
 mod crash_recovery;
 mod daemon;
 mod http_edge;
