@@ -10,7 +10,7 @@ use super::conversation::{self, Conversation, Extras, Role, Usage};
 use super::fields::Fields;
 use super::stream::{self, event, Format, TextDeltas};
 use crate::app::App;
-use crate::http::{AfterTasks, ApiError, Ctx, Dialect, Reply};
+use crate::http::{ApiError, Ctx, Dialect, Reply};
 use crate::model::{Task, TaskStatus};
 
 const FIELDS: &[&str] = &[
@@ -51,20 +51,7 @@ pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
             })
         });
     }
-    let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
-    let task = crate::tasks::submit_awaited(&app, request)?;
-    Ok(Reply::after_tasks(AfterTasks {
-        tasks: vec![Ok(task.id.clone())],
-        answer: Box::new(move |ends| {
-            let task = conversation::completed(ends)?;
-            let answer = task.result.clone().unwrap_or_default();
-            conversation::remember(&app, &conversation, &task, &answer);
-            let mut reply = Reply::ok(message(&task, &model, &answer, continued));
-            reply.headers = conversation::headers(&task);
-            Ok(reply)
-        }),
-        on_gone: Some(super::claude::cancel_run),
-    }))
+    conversation::run_sync(app, request, conversation, move |task, answer| message(task, &model, answer, continued))
 }
 
 /// `system` and `messages` (user and assistant, text content).

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::fields::Fields;
 use crate::app::App;
 use crate::events::TaskEnd;
-use crate::http::{ApiError, Awaited, Ctx};
+use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
 use crate::model::{now, ConversationLink, SessionStatus, Task, TurnRequest};
 use crate::store::Durable;
 
@@ -261,8 +261,33 @@ fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::store:
     Ok(())
 }
 
+/// Queues a `/v1/` turn answered when it ends: `body(task, answer)` with the `x-ccs-*` headers,
+/// or its error; the conversation is remembered for its next request. A client that leaves
+/// first has the task cancelled.
+pub fn run_sync(
+    app: &App,
+    request: TurnRequest,
+    conversation: Conversation,
+    body: impl FnOnce(&Task, &str) -> Value + Send + 'static,
+) -> Result<Reply, ApiError> {
+    let app = app.shared().ok_or_else(|| ApiError::new(503, "the server is shutting down"))?;
+    let task = crate::tasks::submit_awaited(&app, request)?;
+    Ok(Reply::after_tasks(AfterTasks {
+        tasks: vec![Ok(task.id.clone())],
+        answer: Box::new(move |ends| {
+            let task = completed(ends)?;
+            let answer = task.result.clone().unwrap_or_default();
+            remember(&app, &conversation, &task, &answer);
+            let mut reply = Reply::ok(body(&task, &answer));
+            reply.headers = headers(&task);
+            Ok(reply)
+        }),
+        on_gone: Some(super::claude::cancel_run),
+    }))
+}
+
 /// The one task of a `/v1/` sync turn, finished: completed, or its error (`claude::task_reply`).
-pub fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
+fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
     match ends.pop() {
         Some(Ok(TaskEnd { task, error: None })) => {
             super::claude::task_reply(task.clone())?;
