@@ -279,3 +279,39 @@ fn live_processes_carry_a_three_turn_conversation_and_report_each_turns_own_cost
     assert!((total - sum).abs() < 1e-9, "session total {total}, turns {sum}");
     assert!(turns[2].json["cost_usd"].as_f64().unwrap() > turns[0].json["cost_usd"].as_f64().unwrap());
 }
+
+#[test]
+fn the_v1_apis_run_the_real_cli_plain_streamed_and_as_a_conversation() {
+    let Some(claude) = real_claude("the_v1_apis_run_the_real_cli_plain_streamed_and_as_a_conversation") else {
+        return;
+    };
+    let mock = MockApi::start();
+    let (server, _cli_home) = server_for(&claude, &mock, json!({}));
+    let chat = |messages: Value| {
+        server.post("/v1/chat/completions", json!({"model": "claude-ccs-test-model", "messages": messages}))
+    };
+    let first =
+        chat(json!([{"role": "system", "content": "Marker 51c2."}, {"role": "user", "content": "My name is Ada."}]));
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json["choices"][0]["message"]["content"], "echo: My name is Ada.");
+    assert!(first.json["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 0, "{}", first.text);
+    let request = mock.requests().into_iter().find(|q| last_user_text(q) == "My name is Ada.").expect("the API call");
+    assert!(request["system"].to_string().contains("Marker 51c2."), "the system message is appended");
+    let second = chat(
+        json!([{"role": "system", "content": "Marker 51c2."}, {"role": "user", "content": "My name is Ada."},
+                             {"role": "assistant", "content": "echo: My name is Ada."}, {"role": "user", "content": "Who am I?"}]),
+    );
+    assert_eq!((second.status, second.json["ccs"]["continued"].as_bool()), (200, Some(true)), "{}", second.text);
+    let resumed = mock.requests().into_iter().rev().find(|q| last_user_text(q) == "Who am I?").expect("the API call");
+    assert!(resumed["messages"].to_string().contains("echo: My name is Ada."), "the CLI resumed the conversation");
+    // Streamed in Anthropic's events, from the real CLI's token deltas.
+    let body = json!({"model": "claude-ccs-test-model", "stream": true, "messages": [{"role": "user", "content": "stream it"}]});
+    let (_, events) = crate::support::sse_all(server.port, "POST", "/v1/messages", Some(&body));
+    let text: String = events
+        .iter()
+        .filter(|e| e.event == "content_block_delta")
+        .map(|e| e.data["delta"]["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(text, "echo: stream it", "{events:?}");
+    assert_eq!(events.last().map(|e| e.event.as_str()), Some("message_stop"));
+}
