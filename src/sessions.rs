@@ -40,6 +40,9 @@ pub struct Filter {
 /// whose task record is written `Now` before anyone hears of either).
 pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Session>, Error> {
     let config = app.config();
+    if let Some(model) = &new.model {
+        check_model(&config, model)?;
+    }
     let project_path = project::resolve(&new.project_path, &config)?;
     let now = crate::model::now();
     let session = Session {
@@ -180,8 +183,12 @@ pub(crate) fn session_for(
     match &req.session_id {
         Some(id) => {
             let session = get(app, id)?;
-            // The roots may have narrowed since the session began: every turn is checked.
+            // The roots (and the models) may have narrowed since the session began: every turn
+            // is checked.
             project::resolve(&session.project_path, config)?;
+            if req.model.is_none() && session.model != config.default_model {
+                check_model(config, &session.model).map_err(|_| session_model_refused(config, &session))?;
+            }
             if let Some(path) = &req.project_path {
                 if project::resolve(path, config)? != session.project_path {
                     return Err(Error::invalid(
@@ -208,6 +215,34 @@ pub(crate) fn session_for(
             Durable::Soon,
         ),
     }
+}
+
+/// With `models` in the config, only those models run (and `defaultModel`, when nobody named
+/// one): a session or a turn that names another is refused.
+pub(crate) fn check_model(config: &Config, model: &str) -> Result<(), Error> {
+    if config.models.is_empty() || config.allows_model(model) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "model",
+        format!(
+            "model \"{model}\" is not offered by this server; use one of: {} (the config's \"models\")",
+            config.models.join(", ")
+        ),
+    ))
+}
+
+fn session_model_refused(config: &Config, session: &Session) -> Error {
+    Error::invalid(
+        "model",
+        format!(
+            "session {} runs model \"{}\", which this server does not offer; send \"model\" with one of: {} \
+             (the config's \"models\")",
+            session.id,
+            session.model,
+            config.models.join(", ")
+        ),
+    )
 }
 
 pub(crate) fn check_takes_turns(session: &Session) -> Result<(), Error> {

@@ -31,7 +31,9 @@ pub fn submit_awaited(app: &App, req: TurnRequest) -> Result<Arc<Task>, Error> {
 fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Result<Arc<Task>, Error> {
     let config = app.config();
     check_caller_overrides(&config, &req)?;
-    check_model(&config, &req)?;
+    if let Some(model) = &req.model {
+        sessions::check_model(&config, model)?;
+    }
     if app.is_shutting_down() {
         return Err(shutting_down());
     }
@@ -143,20 +145,6 @@ fn check_caller_overrides(config: &Config, req: &TurnRequest) -> Result<(), Erro
             ),
         )),
         None => Ok(()),
-    }
-}
-
-/// With `models` in the config, a turn may ask for one of them only.
-fn check_model(config: &Config, req: &TurnRequest) -> Result<(), Error> {
-    match &req.model {
-        Some(model) if !config.models.is_empty() && !config.allows_model(model) => Err(Error::invalid(
-            "model",
-            format!(
-                "model \"{model}\" is not offered by this server; use one of: {} (the config's \"models\")",
-                config.models.join(", ")
-            ),
-        )),
-        _ => Ok(()),
     }
 }
 

@@ -300,3 +300,21 @@ fn the_same_history_from_another_key_or_for_another_folder_starts_its_own_sessio
     let same = as_key("key-a", json!({"model": "sonnet", "messages": history}), &[]);
     assert_eq!(same.json["ccs"]["session_id"], session, "{}", same.text);
 }
+
+#[test]
+fn a_session_cannot_run_a_model_the_config_does_not_offer() {
+    let server = Server::start();
+    let project = server.project.display().to_string();
+    let old = server.new_session(json!({"project_path": project, "model": "my-own-model"}));
+    server.edit_config(json!({"models": ["opus"]}));
+    assert!(eventually(10, || server.get("/v1/models").json["data"].as_array().map(Vec::len) == Some(1)));
+    let made = server.post("/api/sessions", json!({"project_path": project, "model": "my-own-model"}));
+    assert_eq!((made.status, made.json["field"].as_str()), (400, Some("model")), "{}", made.text);
+    let runs = server.post(&format!("/api/sessions/{old}/continue"), json!({"prompt": "hi"}));
+    assert_eq!((runs.status, runs.json["field"].as_str()), (400, Some("model")), "{}", runs.text);
+    assert!(runs.error().contains("send \"model\" with one of: opus"), "{}", runs.text);
+    let by_v1 =
+        post(&server, "/v1/messages", json!({"model": "opus", "messages": user("hi")}), &[("x-ccs-session-id", &old)]);
+    assert_eq!(by_v1.status, 200, "naming an offered model runs it: {}", by_v1.text);
+    assert!(server.starts().iter().all(|s| !crate::support::argv(s).contains(&"my-own-model".to_string())));
+}
