@@ -318,3 +318,18 @@ fn a_session_cannot_run_a_model_the_config_does_not_offer() {
     assert_eq!(by_v1.status, 200, "naming an offered model runs it: {}", by_v1.text);
     assert!(server.starts().iter().all(|s| !crate::support::argv(s).contains(&"my-own-model".to_string())));
 }
+
+#[test]
+fn a_system_prompt_the_cli_cannot_take_as_an_argument_is_a_400_not_a_cli_failure() {
+    let server = Server::start();
+    let long = json!({"model": "sonnet", "system": "s".repeat(200_000), "messages": user("hi")});
+    let (status, kind, message) = anthropic_error(&messages(&server, long));
+    assert_eq!((status, kind.as_str()), (400, "invalid_request_error"), "{message}");
+    assert!(message.contains("at most 131071 bytes"), "{message}");
+    let nul = json!({"model": "sonnet", "messages": [{"role": "system", "content": "a\u{0}b"}, {"role": "user", "content": "hi"}]});
+    let (status, _, param, message) = openai_error(&chat(&server, nul));
+    assert_eq!((status, param), (400, json!("append_system_prompt")), "{message}");
+    let own = server.post("/api/claude", json!({"prompt": "hi", "system_prompt": "x\u{0}"}));
+    assert_eq!((own.status, own.json["field"].as_str()), (400, Some("system_prompt")), "{}", own.text);
+    assert!(server.starts().is_empty(), "no run was started");
+}
