@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::conversation::{self, Conversation, Extras, Role, Usage};
-use super::fields::Fields;
+use super::fields::{Fields, MAX_OBJECT_BYTES};
 use super::stream::{self, Format, TextDeltas};
 use crate::app::App;
 use crate::http::{ApiError, Ctx, Dialect, Reply};
@@ -143,7 +143,16 @@ fn metadata(f: &Fields) -> Result<Option<Value>, ApiError> {
         }
     }
     if let Some(user) = f.text("user")? {
-        metadata.get_or_insert_with(|| json!({}))["user"] = Value::String(user);
+        let with_user = metadata.get_or_insert_with(|| json!({}));
+        with_user["user"] = Value::String(user);
+        // Kept with the task and its session, as `metadata` is: within the same size.
+        let size = with_user.to_string().len();
+        if size > MAX_OBJECT_BYTES {
+            return Err(ApiError::bad_request(
+                "user",
+                format!("\"user\" makes the metadata {size} bytes of JSON; at most {MAX_OBJECT_BYTES} are kept"),
+            ));
+        }
     }
     Ok(metadata)
 }

@@ -333,3 +333,15 @@ fn a_system_prompt_the_cli_cannot_take_as_an_argument_is_a_400_not_a_cli_failure
     assert_eq!((own.status, own.json["field"].as_str()), (400, Some("system_prompt")), "{}", own.text);
     assert!(server.starts().is_empty(), "no run was started");
 }
+
+#[test]
+fn the_openai_user_field_is_kept_within_the_metadata_size_limit() {
+    let server = Server::start();
+    let big = chat(&server, json!({"model": "sonnet", "messages": user("hi"), "user": "u".repeat(100_000)}));
+    let (status, _, param, message) = openai_error(&big);
+    assert_eq!((status, param), (400, json!("user")), "{message}");
+    let near = json!({"model": "sonnet", "messages": user("hi"), "metadata": {"k": "m".repeat(10_000)},
+                      "user": "u".repeat(10_000)});
+    assert_eq!(openai_error(&chat(&server, near)).2, json!("user"));
+    assert!(server.get("/api/tasks").json["tasks"].as_array().is_some_and(Vec::is_empty));
+}
