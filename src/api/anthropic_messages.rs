@@ -57,31 +57,10 @@ pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `system` and `messages` (user and assistant, text content).
 fn read_conversation(f: &Fields) -> Result<Conversation, ApiError> {
     let system = f.raw("system").map(|s| conversation::content_text(s, "system")).transpose()?;
-    let messages = match f.raw("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => messages,
-        Some(_) => return Err(ApiError::bad_request("messages", "\"messages\" must be a non-empty array of messages")),
-        None => return Err(ApiError::bad_request("messages", "\"messages\" is required")),
-    };
-    let mut turns = Vec::new();
-    for (i, message) in messages.iter().enumerate() {
-        let field = format!("messages[{i}]");
-        let m = Fields::new(Some(message), &["role", "content"]).map_err(|e| conversation::nested(&field, e))?;
-        let role = match m
-            .choice("role", &["user", "assistant"])
-            .map_err(|e| conversation::nested(&field, e))?
-            .as_deref()
-        {
-            Some("user") => Role::User,
-            Some(_) => Role::Assistant,
-            None => {
-                return Err(ApiError::bad_request(&format!("{field}.role"), format!("\"{field}.role\" is required")))
-            }
-        };
-        let content = m.raw("content").ok_or_else(|| {
-            ApiError::bad_request(&format!("{field}.content"), format!("\"{field}.content\" is required"))
-        })?;
-        turns.push((role, conversation::content_text(content, &format!("{field}.content"))?));
-    }
+    let turns = conversation::messages(f, &["role", "content"], &["user", "assistant"])?
+        .into_iter()
+        .map(|(role, text)| (if role == "user" { Role::User } else { Role::Assistant }, text))
+        .collect();
     Conversation::new(system, turns)
 }
 

@@ -66,31 +66,14 @@ pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `messages`: system and developer messages make the system prompt; user and assistant ones
 /// the conversation.
 fn read_messages(f: &Fields) -> Result<Conversation, ApiError> {
-    let messages = match f.raw("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => messages,
-        Some(_) => return Err(ApiError::bad_request("messages", "\"messages\" must be a non-empty array of messages")),
-        None => return Err(ApiError::bad_request("messages", "\"messages\" is required")),
-    };
+    let roles = ["system", "developer", "user", "assistant", "tool", "function"];
     let (mut system, mut turns) = (Vec::new(), Vec::new());
-    for (i, message) in messages.iter().enumerate() {
-        let field = format!("messages[{i}]");
-        let m =
-            Fields::new(Some(message), &["role", "content", "name"]).map_err(|e| conversation::nested(&field, e))?;
-        let role = m
-            .choice("role", &["system", "developer", "user", "assistant", "tool", "function"])
-            .map_err(|e| conversation::nested(&field, e))?;
-        let content = m.raw("content").ok_or_else(|| {
-            ApiError::bad_request(&format!("{field}.content"), format!("\"{field}.content\" is required"))
-        })?;
-        let text = conversation::content_text(content, &format!("{field}.content"))?;
-        match role.as_deref() {
-            Some("system" | "developer") => system.push(text),
-            Some("user") => turns.push((Role::User, text)),
-            Some("assistant") => turns.push((Role::Assistant, text)),
-            Some(_) => return Err(ApiError::bad_request(&format!("{field}.role"), TOOL_MESSAGES)),
-            None => {
-                return Err(ApiError::bad_request(&format!("{field}.role"), format!("\"{field}.role\" is required")))
-            }
+    for (i, (role, text)) in conversation::messages(f, &["role", "content", "name"], &roles)?.into_iter().enumerate() {
+        match role.as_str() {
+            "system" | "developer" => system.push(text),
+            "user" => turns.push((Role::User, text)),
+            "assistant" => turns.push((Role::Assistant, text)),
+            _ => return Err(ApiError::bad_request(&format!("messages[{i}].role"), TOOL_MESSAGES)),
         }
     }
     Conversation::new((!system.is_empty()).then(|| system.join("\n\n")), turns)

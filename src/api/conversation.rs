@@ -125,6 +125,35 @@ pub fn content_text(content: &Value, field: &str) -> Result<String, ApiError> {
     }
 }
 
+/// The `messages` of a request: a non-empty array of objects with only the `allowed` fields,
+/// each with a `role` from `roles` and a `content` (`content_text`); errors name the path
+/// (`messages[2].role`). Returns each message's role and text, in order.
+pub fn messages(f: &Fields, allowed: &[&str], roles: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let messages = match f.raw("messages") {
+        Some(Value::Array(messages)) if !messages.is_empty() => messages,
+        Some(_) => return Err(ApiError::bad_request("messages", "\"messages\" must be a non-empty array of messages")),
+        None => return Err(ApiError::bad_request("messages", "\"messages\" is required")),
+    };
+    let required = |field: String| ApiError::bad_request(&field, format!("\"{field}\" is required"));
+    let mut read = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let field = format!("messages[{i}]");
+        if !message.is_object() {
+            let roles = roles.join(", ");
+            return Err(ApiError::bad_request(
+                &field,
+                format!("\"{field}\" must be an object with \"role\" ({roles}) and \"content\""),
+            ));
+        }
+        let m = Fields::new(Some(message), allowed).map_err(|e| nested(&field, e))?;
+        let role =
+            m.choice("role", roles).map_err(|e| nested(&field, e))?.ok_or_else(|| required(format!("{field}.role")))?;
+        let content = m.raw("content").ok_or_else(|| required(format!("{field}.content")))?;
+        read.push((role, content_text(content, &format!("{field}.content"))?));
+    }
+    Ok(read)
+}
+
 /// The fields of the `ccs` extension object, which both APIs take.
 const CCS_FIELDS: &[&str] = &["session_id", "project_path", "priority", "timeout_ms", "max_turns", "max_budget_usd"];
 
@@ -441,6 +470,22 @@ mod tests {
         assert!(content_text(&image, "messages[0].content").unwrap_err().message.contains("image_url"));
         assert_eq!(content_text(&json!(5), "c").unwrap_err().status, 400);
         assert_eq!(content_text(&json!([{"type": "text"}]), "c").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn a_message_that_is_not_an_object_is_named_by_its_path() {
+        let body = json!({"messages": [{"role": "user", "content": "hi"}, null]});
+        let f = Fields::new(Some(&body), &["messages"]).unwrap();
+        let err = messages(&f, &["role", "content"], &["user", "assistant"]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("messages[1]"));
+        assert_eq!(err.message, "\"messages[1]\" must be an object with \"role\" (user, assistant) and \"content\"");
+        let body = json!({"messages": [{"content": "hi"}]});
+        let f = Fields::new(Some(&body), &["messages"]).unwrap();
+        let err = messages(&f, &["role", "content"], &["user"]).unwrap_err();
+        assert_eq!(
+            (err.field.as_deref(), err.message.as_str()),
+            (Some("messages[0].role"), "\"messages[0].role\" is required")
+        );
     }
 
     #[test]
