@@ -34,7 +34,7 @@ const FIELDS: &[&str] = &[
 pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), FIELDS)?;
     let model = f.required_text("model")?;
-    let conversation = read_conversation(&f)?.held_by(ctx.caller.key.clone());
+    let conversation = read_conversation(&f)?;
     check_ignored(&f)?;
     let metadata = metadata(&f)?;
     let extras = Extras::read(&f, ctx)?;

@@ -39,7 +39,7 @@ const FIELDS: &[&str] = &[
 pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), FIELDS)?;
     let model = f.required_text("model")?;
-    let conversation = read_messages(&f)?.held_by(ctx.caller.key.clone());
+    let conversation = read_messages(&f)?;
     check_ignored(&f)?;
     let include_usage = include_usage(&f)?;
     let metadata = metadata(&f)?;

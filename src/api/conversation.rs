@@ -37,9 +37,6 @@ pub struct Conversation {
     pub history: Vec<(Role, String)>,
     /// The user messages after the last assistant one, joined: the prompt of this turn.
     pub new: String,
-    /// The API key of the client that holds it (`held_by`): part of its digest, so one key's
-    /// history never continues a session another key's client had.
-    owner: Option<String>,
 }
 
 impl Conversation {
@@ -59,31 +56,18 @@ impl Conversation {
             return Err(ApiError::bad_request("messages", "the last user message has no text; send what to ask"));
         }
         let system = system.filter(|s| !s.trim().is_empty());
-        Ok(Conversation { system, history, new, owner: None })
-    }
-
-    /// The conversation as the client with `key` holds it (its API key, on a server with keys).
-    pub fn held_by(self, key: Option<String>) -> Conversation {
-        Conversation { owner: key, ..self }
+        Ok(Conversation { system, history, new })
     }
 
     /// The digest of what the client held before this request (system prompt and history).
     pub fn held_digest(&self) -> String {
-        self.digest(self.history.iter().map(|(r, t)| (*r, t.as_str())))
+        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())))
     }
 
     /// The digest of what the client holds once it has `answer`: its next request's history.
     pub fn digest_with(&self, answer: &str) -> String {
         let now = [(Role::User, self.new.as_str()), (Role::Assistant, answer)];
-        self.digest(self.history.iter().map(|(r, t)| (*r, t.as_str())).chain(now))
-    }
-
-    /// SHA-256 of the owner, the system prompt and `messages`, as hex (a store id); texts are
-    /// compared without surrounding blanks.
-    fn digest<'a>(&self, messages: impl Iterator<Item = (Role, &'a str)>) -> String {
-        let messages: Vec<Value> = messages.map(|(role, text)| json!([role == Role::User, text.trim()])).collect();
-        let canonical = json!([self.owner, self.system.as_deref().map(str::trim), messages]).to_string();
-        Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())).chain(now))
     }
 
     /// The whole conversation as the first prompt of a new session.
@@ -100,6 +84,13 @@ impl Conversation {
         prompt.push_str(&self.new);
         prompt
     }
+}
+
+/// SHA-256 of the conversation, as hex (a store id); text compared without surrounding blanks.
+fn digest<'a>(system: &Option<String>, messages: impl Iterator<Item = (Role, &'a str)>) -> String {
+    let messages: Vec<Value> = messages.map(|(role, text)| json!([role == Role::User, text.trim()])).collect();
+    let canonical = json!([system.as_deref().map(str::trim), messages]).to_string();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of a message's content: a string, or a list of text parts (`{"type": "text",
@@ -218,7 +209,7 @@ pub fn turn(
     }
     let known = match extras.session_id {
         Some(id) => Some(id),
-        None => known_session(app, conversation, extras.project_path.as_deref())?,
+        None => known_session(app, conversation)?,
     };
     let prompt = match known {
         Some(_) => conversation.new.clone(),
@@ -238,24 +229,17 @@ pub fn turn(
     Ok((request, continued))
 }
 
-/// The session holding exactly `conversation`'s history, if ccs answered its last message (in
-/// the `project` folder, when the request names one).
-fn known_session(app: &App, conversation: &Conversation, project: Option<&str>) -> Result<Option<String>, ApiError> {
+/// The session holding exactly `conversation`'s history, if ccs answered its last message.
+fn known_session(app: &App, conversation: &Conversation) -> Result<Option<String>, ApiError> {
     if conversation.history.is_empty() {
         return Ok(None);
     }
     let Some(link) = app.store.conversations.get(&conversation.held_digest())? else { return Ok(None) };
-    let Some(session) = app.store.sessions.get(&link.session_id)? else { return Ok(None) };
+    let session = app.store.sessions.get(&link.session_id)?;
     // A session that went on since (another client, or /api) no longer holds this history.
-    if session.messages_count != link.messages_count || session.status != SessionStatus::Active {
-        return Ok(None);
-    }
-    if let Some(project) = project {
-        if crate::project::resolve(project, &app.config())? != session.project_path {
-            return Ok(None);
-        }
-    }
-    Ok(Some(session.id.clone()))
+    Ok(session
+        .filter(|s| s.messages_count == link.messages_count && s.status == SessionStatus::Active)
+        .map(|s| s.id.clone()))
 }
 
 /// Keeps the digest of the conversation as the client holds it after `answer`, with its

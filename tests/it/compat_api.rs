@@ -274,34 +274,6 @@ fn a_client_that_hangs_up_cancels_its_v1_run() {
 }
 
 #[test]
-fn the_same_history_from_another_key_or_for_another_folder_starts_its_own_session() {
-    let server = Server::start_with(json!({"auth": {"apiKeys": ["key-a", "key-b"]}}));
-    let other = server.home.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let as_key = |key: &str, body: Value, extra: &[(&str, &str)]| {
-        let auth = format!("Bearer {key}");
-        let mut headers = vec![("Authorization", auth.as_str())];
-        headers.extend_from_slice(extra);
-        post(&server, "/v1/chat/completions", body, &headers)
-    };
-    let first = as_key("key-a", json!({"model": "sonnet", "messages": user("Say OK")}), &[]);
-    let session = first.json["ccs"]["session_id"].as_str().unwrap().to_string();
-    let history = json!([{"role": "user", "content": "Say OK"},
-                         {"role": "assistant", "content": first.json["choices"][0]["message"]["content"]},
-                         {"role": "user", "content": "what did I ask?"}]);
-    let other_key = as_key("key-b", json!({"model": "sonnet", "messages": history}), &[]);
-    assert_eq!(other_key.status, 200, "{}", other_key.text);
-    assert_ne!(other_key.json["ccs"]["session_id"], session, "another key's identical history");
-    let other_folder = other.display().to_string();
-    let elsewhere =
-        as_key("key-a", json!({"model": "sonnet", "messages": history}), &[("x-ccs-project-path", &other_folder)]);
-    assert_eq!(elsewhere.status, 200, "{}", elsewhere.text);
-    assert_ne!(elsewhere.json["ccs"]["session_id"], session, "the same history for another folder");
-    let same = as_key("key-a", json!({"model": "sonnet", "messages": history}), &[]);
-    assert_eq!(same.json["ccs"]["session_id"], session, "{}", same.text);
-}
-
-#[test]
 fn a_session_cannot_run_a_model_the_config_does_not_offer() {
     let server = Server::start();
     let project = server.project.display().to_string();
