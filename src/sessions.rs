@@ -141,10 +141,19 @@ fn remove_with_turns(app: &App, id: &str) -> Result<(), Error> {
     app.store.sessions.remove(id, Durable::Now)?;
     app.live.retire_session(id);
     if let Some(digest) = conversation {
-        app.store.conversations.remove(&digest, Durable::Soon)?;
+        forget_conversation(app, &digest, id)?;
     }
     for turn in turns(app, id)? {
         app.store.turns.remove(&Turn::key(id, turn.seq), Durable::Soon)?;
+    }
+    Ok(())
+}
+
+/// Removes the conversation link `digest` if it is still session `id`'s: another session
+/// with the same history may have taken the digest over since.
+pub(crate) fn forget_conversation(app: &App, digest: &str, id: &str) -> Result<(), Error> {
+    if app.store.conversations.get(digest)?.is_some_and(|link| link.session_id == id) {
+        app.store.conversations.remove(digest, Durable::Soon)?;
     }
     Ok(())
 }

@@ -39,13 +39,13 @@ const FIELDS: &[&str] = &[
 pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let f = Fields::new(ctx.body.as_ref(), FIELDS)?;
     let model = f.required_text("model")?;
-    let conversation = read_messages(&f)?;
+    let mut conversation = read_messages(&f)?;
     check_ignored(&f)?;
     let include_usage = include_usage(&f)?;
     let metadata = metadata(&f)?;
     let extras = Extras::read(&f, ctx)?;
     let stream = f.boolean("stream")? == Some(true);
-    let (request, continued) = conversation::turn(app, &conversation, model.clone(), metadata, extras)?;
+    let (request, continued) = conversation::turn(app, &mut conversation, model.clone(), metadata, extras)?;
     if stream {
         return stream::run_as(app, request, move |task| {
             Box::new(Chunks {

@@ -7,8 +7,11 @@
 //! header, as every answer gives it), or by the exact history. After each answer ccs keeps a
 //! digest of the conversation as the client now holds it (system prompt, messages, the answer)
 //! with the session (`ConversationLink`, one per session); a request whose earlier messages have
-//! that digest continues the session, provided the session has not gone on since. Any other
-//! history (edited, shortened, from elsewhere) becomes the first prompt of a new session.
+//! that digest continues the session, provided the session has not gone on since. The digest
+//! also covers the caller's API key and the project folder: two clients that happen to hold the
+//! same history (the same first question, the same answer) never continue each other's session,
+//! nor one in another folder. Any other history (edited, shortened, from elsewhere) becomes the
+//! first prompt of a new session.
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ use crate::app::App;
 use crate::events::TaskEnd;
 use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
 use crate::model::{now, ConversationLink, SessionStatus, Task, TurnRequest};
+use crate::project;
 use crate::store::Durable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,9 @@ pub struct Conversation {
     pub history: Vec<(Role, String)>,
     /// The user messages after the last assistant one, joined: the prompt of this turn.
     pub new: String,
+    /// The API key of the client that holds it (`None` without keys), set by `turn`: its
+    /// digests are of this key's conversations only.
+    caller: Option<String>,
 }
 
 impl Conversation {
@@ -56,18 +63,28 @@ impl Conversation {
             return Err(ApiError::bad_request("messages", "the last user message has no text; send what to ask"));
         }
         let system = system.filter(|s| !s.trim().is_empty());
-        Ok(Conversation { system, history, new })
+        Ok(Conversation { system, history, new, caller: None })
     }
 
-    /// The digest of what the client held before this request (system prompt and history).
-    pub fn held_digest(&self) -> String {
-        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())))
+    /// The digest of what the client held before this request (system prompt and history), in
+    /// the canonical project folder `project`.
+    pub fn held_digest(&self, project: &str) -> String {
+        self.digest(project, self.history.iter().map(|(r, t)| (*r, t.as_str())))
     }
 
-    /// The digest of what the client holds once it has `answer`: its next request's history.
-    pub fn digest_with(&self, answer: &str) -> String {
+    /// The digest of what the client holds once it has `answer`, in `project`: its next
+    /// request's history.
+    pub fn digest_with(&self, answer: &str, project: &str) -> String {
         let now = [(Role::User, self.new.as_str()), (Role::Assistant, answer)];
-        digest(&self.system, self.history.iter().map(|(r, t)| (*r, t.as_str())).chain(now))
+        self.digest(project, self.history.iter().map(|(r, t)| (*r, t.as_str())).chain(now))
+    }
+
+    /// SHA-256, as hex (a store id), of the caller, the project folder, the system prompt and
+    /// `messages`; text compared without surrounding blanks.
+    fn digest<'a>(&self, project: &str, messages: impl Iterator<Item = (Role, &'a str)>) -> String {
+        let messages: Vec<Value> = messages.map(|(role, text)| json!([role == Role::User, text.trim()])).collect();
+        let canonical = json!([self.caller, project, self.system.as_deref().map(str::trim), messages]).to_string();
+        Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The whole conversation as the first prompt of a new session.
@@ -84,13 +101,6 @@ impl Conversation {
         prompt.push_str(&self.new);
         prompt
     }
-}
-
-/// SHA-256 of the conversation, as hex (a store id); text compared without surrounding blanks.
-fn digest<'a>(system: &Option<String>, messages: impl Iterator<Item = (Role, &'a str)>) -> String {
-    let messages: Vec<Value> = messages.map(|(role, text)| json!([role == Role::User, text.trim()])).collect();
-    let canonical = json!([system.as_deref().map(str::trim), messages]).to_string();
-    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of a message's content: a string, or a list of text parts (`{"type": "text",
@@ -152,6 +162,8 @@ const CCS_FIELDS: &[&str] = &["session_id", "project_path", "priority", "timeout
 /// its `x-ccs-session-id` / `x-ccs-project-path` headers (the body wins).
 #[derive(Debug, Default)]
 pub struct Extras {
+    /// The caller's API key, whose conversations alone a history may continue.
+    caller: Option<String>,
     session_id: Option<String>,
     project_path: Option<String>,
     template: TurnRequest,
@@ -167,6 +179,7 @@ impl Extras {
         let c = Fields::new(ccs, CCS_FIELDS)?;
         let header = |name: &str| ctx.header(name).map(str::to_string);
         Ok(Extras {
+            caller: ctx.caller.key.clone(),
             session_id: c.text("session_id")?.or_else(|| header("x-ccs-session-id")),
             project_path: c.text("project_path")?.or_else(|| header("x-ccs-project-path")),
             template: TurnRequest {
@@ -189,10 +202,11 @@ pub fn nested(object: &str, mut err: ApiError) -> ApiError {
     err
 }
 
-/// The turn that answers `conversation`, and whether it continues a session.
+/// The turn that answers `conversation` (from now on the caller's), and whether it continues
+/// a session.
 pub fn turn(
     app: &App,
-    conversation: &Conversation,
+    conversation: &mut Conversation,
     model: String,
     metadata: Option<Value>,
     extras: Extras,
@@ -207,9 +221,10 @@ pub fn turn(
             ),
         ));
     }
+    conversation.caller = extras.caller;
     let known = match extras.session_id {
         Some(id) => Some(id),
-        None => known_session(app, conversation)?,
+        None => known_session(app, conversation, extras.project_path.as_deref())?,
     };
     let prompt = match known {
         Some(_) => conversation.new.clone(),
@@ -229,12 +244,14 @@ pub fn turn(
     Ok((request, continued))
 }
 
-/// The session holding exactly `conversation`'s history, if ccs answered its last message.
-fn known_session(app: &App, conversation: &Conversation) -> Result<Option<String>, ApiError> {
+/// The session holding exactly `conversation`'s history in the project folder asked for (or
+/// the default one), if ccs answered its last message.
+fn known_session(app: &App, conversation: &Conversation, project: Option<&str>) -> Result<Option<String>, ApiError> {
     if conversation.history.is_empty() {
         return Ok(None);
     }
-    let Some(link) = app.store.conversations.get(&conversation.held_digest())? else { return Ok(None) };
+    let project = project::resolve_or_default(project, &app.config())?;
+    let Some(link) = app.store.conversations.get(&conversation.held_digest(&project))? else { return Ok(None) };
     let session = app.store.sessions.get(&link.session_id)?;
     // A session that went on since (another client, or /api) no longer holds this history.
     Ok(session
@@ -247,14 +264,14 @@ fn known_session(app: &App, conversation: &Conversation) -> Result<Option<String
 /// replays the history instead of resuming.
 pub fn remember(app: &App, conversation: &Conversation, task: &Task, answer: &str) {
     let Some(session_id) = task.session_id.as_deref() else { return };
-    if let Err(e) = link(app, conversation.digest_with(answer), session_id) {
+    if let Err(e) = link(app, conversation.digest_with(answer, &task.project_path), session_id) {
         log::warn!(
             "session {session_id}: could not keep its conversation's digest ({e}); its next turn will replay it"
         );
     }
 }
 
-fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::store::StoreError> {
+fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::error::Error> {
     let Some(session) = app.store.sessions.get(session_id)? else { return Ok(()) };
     let link = ConversationLink {
         id: digest.clone(),
@@ -269,7 +286,7 @@ fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::store:
         true
     })?;
     if let Some(earlier) = earlier {
-        app.store.conversations.remove(&earlier, Durable::Soon)?;
+        crate::sessions::forget_conversation(app, &earlier, session_id)?;
     }
     Ok(())
 }
@@ -422,17 +439,27 @@ mod tests {
     #[test]
     fn the_next_request_of_a_conversation_has_the_digest_kept_after_its_answer() {
         let first = Conversation::new(Some("sys".into()), vec![user("2+2?")]).unwrap();
-        let kept = first.digest_with("4");
+        let kept = first.digest_with("4", "/p");
         let next = Conversation::new(Some("sys".into()), vec![user("2+2?"), assistant("4"), user("and 3+3?")]).unwrap();
-        assert_eq!(next.held_digest(), kept);
+        assert_eq!(next.held_digest("/p"), kept);
         let edited = Conversation::new(Some("sys".into()), vec![user("2+2?"), assistant("5"), user("sure?")]).unwrap();
-        assert_ne!(edited.held_digest(), kept, "an edited answer is another conversation");
+        assert_ne!(edited.held_digest("/p"), kept, "an edited answer is another conversation");
         let other_system = Conversation::new(None, vec![user("2+2?"), assistant("4"), user("and 3+3?")]).unwrap();
-        assert_ne!(other_system.held_digest(), kept, "so is another system prompt");
+        assert_ne!(other_system.held_digest("/p"), kept, "so is another system prompt");
         let swapped =
             Conversation::new(Some("sys".into()), vec![(Role::Assistant, "2+2?".into()), user("4"), user("x")]);
-        assert_ne!(swapped.unwrap().held_digest(), kept, "roles count");
+        assert_ne!(swapped.unwrap().held_digest("/p"), kept, "roles count");
         assert_eq!(kept.len(), 64);
+    }
+
+    #[test]
+    fn the_same_history_is_another_conversation_for_another_key_or_folder() {
+        let next = || Conversation::new(None, vec![user("hello"), assistant("Hi!"), user("next")]).unwrap();
+        let kept = Conversation::new(None, vec![user("hello")]).unwrap().digest_with("Hi!", "/p");
+        assert_eq!(next().held_digest("/p"), kept);
+        assert_ne!(next().held_digest("/q"), kept, "another project folder");
+        let other_key = Conversation { caller: Some("k-2".into()), ..next() };
+        assert_ne!(other_key.held_digest("/p"), kept, "another API key");
     }
 
     #[test]

@@ -317,3 +317,57 @@ fn the_openai_user_field_is_kept_within_the_metadata_size_limit() {
     assert_eq!(openai_error(&chat(&server, near)).2, json!("user"));
     assert!(server.get("/api/tasks").json["tasks"].as_array().is_some_and(Vec::is_empty));
 }
+
+#[test]
+fn a_history_continues_only_a_session_of_the_same_key_and_project_folder() {
+    let server = Server::start_with(json!({"auth": {"apiKeys": ["k-a", "k-b"]}}));
+    let folder = |name: &str| {
+        let path = server.home.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path.canonicalize().unwrap().display().to_string()
+    };
+    let (a, b) = (folder("a"), folder("b"));
+    let ask = |key: &str, project: &str, messages: Value| {
+        let auth = format!("Bearer {key}");
+        let body = json!({"model": "sonnet", "messages": messages});
+        post(&server, "/v1/chat/completions", body, &[("Authorization", &auth), ("x-ccs-project-path", project)])
+    };
+    let session = |r: &Response| r.json["ccs"]["session_id"].as_str().unwrap_or_default().to_string();
+    // Two clients start with the same question and get the same answer: the same history.
+    let first_b = ask("k-b", &b, user("hello"));
+    let first_a = ask("k-a", &a, user("hello"));
+    let answer = first_a.json["choices"][0]["message"]["content"].clone();
+    assert_eq!(answer, first_b.json["choices"][0]["message"]["content"]);
+    let next = json!([{"role": "user", "content": "hello"}, {"role": "assistant", "content": answer},
+                      {"role": "user", "content": "next"}]);
+    let b_next = ask("k-b", &b, next.clone());
+    assert_eq!(b_next.status, 200, "B's own conversation must not be refused for A's session: {}", b_next.text);
+    assert_eq!(
+        (b_next.json["ccs"]["continued"].as_bool(), session(&b_next), b_next.json["ccs"]["project_path"].as_str()),
+        (Some(true), session(&first_b), Some(b.as_str()))
+    );
+    let other_key = ask("k-b", &a, next.clone());
+    assert_eq!(
+        (other_key.status, other_key.json["ccs"]["continued"].as_bool()),
+        (200, Some(false)),
+        "{}",
+        other_key.text
+    );
+    assert_ne!(session(&other_key), session(&first_a), "key B continued key A's session");
+    let a_next = ask("k-a", &a, next);
+    assert_eq!((a_next.json["ccs"]["continued"].as_bool(), session(&a_next)), (Some(true), session(&first_a)));
+}
+
+#[test]
+fn deleting_a_session_keeps_the_link_another_session_with_the_same_history_took_over() {
+    let server = Server::start();
+    let first = chat(&server, json!({"model": "sonnet", "messages": user("hello")}));
+    let second = chat(&server, json!({"model": "sonnet", "messages": user("hello")}));
+    let session = |r: &Response| r.json["ccs"]["session_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(server.delete(&format!("/api/sessions/{}", session(&first))).status, 200);
+    let answer = second.json["choices"][0]["message"]["content"].clone();
+    let next = json!([{"role": "user", "content": "hello"}, {"role": "assistant", "content": answer},
+                      {"role": "user", "content": "next"}]);
+    let goes_on = chat(&server, json!({"model": "sonnet", "messages": next}));
+    assert_eq!((goes_on.json["ccs"]["continued"].as_bool(), session(&goes_on)), (Some(true), session(&second)));
+}
