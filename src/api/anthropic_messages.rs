@@ -156,7 +156,7 @@ impl Format for Events {
 
     fn ending(&mut self, app: &App, task: &Task) -> String {
         if task.status != TaskStatus::Completed {
-            let error = conversation::end_error(task);
+            let error = super::claude::task_error(task).unwrap_or_else(|| ApiError::internal("the end of a stream"));
             return event("error", &error.render(Dialect::Anthropic).1.to_string());
         }
         let mut text = text_delta(&self.text.rest(task.result.as_deref().unwrap_or_default()));

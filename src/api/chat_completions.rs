@@ -45,6 +45,9 @@ pub fn post(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let metadata = metadata(&f)?;
     let extras = Extras::read(&f, ctx)?;
     let stream = f.boolean("stream")? == Some(true);
+    if f.raw("stream_options").is_some() && !stream {
+        return Err(ApiError::bad_request("stream_options", "\"stream_options\" is only taken with \"stream\": true"));
+    }
     let (request, continued) = conversation::turn(app, &mut conversation, model.clone(), metadata, extras)?;
     if stream {
         return stream::run_as(app, request, move |task| {
@@ -218,7 +221,7 @@ impl Format for Chunks {
 
     fn ending(&mut self, app: &App, task: &Task) -> String {
         if task.status != TaskStatus::Completed {
-            let error = conversation::end_error(task);
+            let error = super::claude::task_error(task).unwrap_or_else(|| ApiError::internal("the end of a stream"));
             return data(&error.render(Dialect::OpenAi).1) + "data: [DONE]\n\n";
         }
         let rest = self.text.rest(task.result.as_deref().unwrap_or_default());

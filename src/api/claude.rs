@@ -121,10 +121,18 @@ pub fn cancel_run(app: &App, id: &str) {
 
 /// The answer to a finished sync task: 200 with the result, or the error status of its end.
 pub fn task_reply(task: Arc<Task>) -> Result<Reply, ApiError> {
+    match task_error(&task) {
+        None => Ok(Reply::ok(success_body(&task))),
+        Some(error) => Err(error),
+    }
+}
+
+/// The error a task that did not complete answers with (`None`: it completed).
+pub fn task_error(task: &Task) -> Option<ApiError> {
     let message = task.error.clone().unwrap_or_default();
     let (task_id, session_id) = (task.id.clone(), task.session_id.clone());
     let error = match task.status {
-        TaskStatus::Completed => return Ok(Reply::ok(success_body(&task))),
+        TaskStatus::Completed => return None,
         TaskStatus::Timeout => ApiError::from(Error::CliTimeout { message, task_id, session_id }),
         TaskStatus::Cancelled => ApiError::new(409, message).with("task_id", task_id).with("session_id", session_id),
         TaskStatus::Interrupted | TaskStatus::Pending | TaskStatus::Processing => {
@@ -132,7 +140,7 @@ pub fn task_reply(task: Arc<Task>) -> Result<Reply, ApiError> {
         }
         TaskStatus::Failed => ApiError::from(Error::CliFailed { message, task_id: Some(task_id), session_id }),
     };
-    Err(error.with("exit_code", task.exit_code))
+    Some(error.with("exit_code", task.exit_code))
 }
 
 fn success_body(task: &Task) -> Value {

@@ -52,7 +52,7 @@ impl Conversation {
         if messages.last().map(|(role, _)| *role) != Some(Role::User) {
             return Err(ApiError::bad_request(
                 "messages",
-                "the last message must be the user's: it is what ccs answers",
+                "the last message must be the user's: it is what ccs answers (an assistant prefill is not supported)",
             ));
         }
         let split = messages.iter().rposition(|(role, _)| *role == Role::Assistant).map_or(0, |i| i + 1);
@@ -281,7 +281,8 @@ fn link(app: &App, digest: String, session_id: &str) -> Result<(), crate::error:
     };
     app.store.conversations.put(&digest, link, Durable::Soon)?;
     let mut earlier = None;
-    app.store.sessions.update(session_id, Durable::Now, |s| {
+    // Soon: a link lost in a crash only makes the next request replay its history.
+    app.store.sessions.update(session_id, Durable::Soon, |s| {
         earlier = s.conversation.replace(digest.clone()).filter(|d| *d != digest);
         true
     })?;
@@ -316,23 +317,15 @@ pub fn run_sync(
     }))
 }
 
-/// The one task of a `/v1/` sync turn, finished: completed, or its error (`claude::task_reply`).
+/// The one task of a `/v1/` sync turn, finished: completed, or its error (`claude::task_error`).
 fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
     match ends.pop() {
-        Some(Ok(TaskEnd { task, error: None })) => {
-            super::claude::task_reply(task.clone())?;
-            Ok(task)
-        }
+        Some(Ok(TaskEnd { task, error: None })) => match super::claude::task_error(&task) {
+            None => Ok(task),
+            Some(error) => Err(error),
+        },
         Some(Ok(TaskEnd { error: Some(err), .. }) | Err(err)) => Err(err.into()),
         None => Err(ApiError::internal("a /v1 turn without its task")),
-    }
-}
-
-/// The error of a task that ended otherwise than completed, as its sync answer would be.
-pub fn end_error(task: &Task) -> ApiError {
-    match super::claude::task_reply(Arc::new(task.clone())) {
-        Err(error) => error,
-        Ok(_) => ApiError::internal("the end of a stream"),
     }
 }
 
