@@ -153,11 +153,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An optional http(s) URL.
+    /// An optional http(s) URL of at least 10 characters (characters, as the OpenAPI document's
+    /// `minLength` counts them, not bytes).
     pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
         let url = self.text(name)?;
         if let Some(u) = &url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.chars().count() < 10 {
                 return Err(bad(name, format!("\"{name}\" must be an http:// or https:// URL")));
             }
         }
@@ -241,6 +242,11 @@ mod tests {
         assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ())).message.contains("object"));
         let big = json!({"meta": {"k": "x".repeat(MAX_OBJECT_BYTES)}});
         assert!(err(big, |f| f.object("meta").map(|_| ())).message.contains("at most 16384"));
+        let url =
+            |u: &str| Fields::new(Some(&json!({"hook": u})), &["hook"]).unwrap().url("hook").map_err(|e| e.status);
+        assert_eq!(url("http://a.b"), Ok(Some("http://a.b".into())));
+        assert_eq!(url("https://é"), Err(400), "9 characters (10 bytes) is too short");
+        assert_eq!(url("ftp://example.com"), Err(400));
         let nulls = json!({"prompt": null});
         assert_eq!(Fields::new(Some(&nulls), &["prompt"]).unwrap().text("prompt").unwrap(), None);
     }
