@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::model::{Session, SessionStatus, Task, Turn, TurnRequest};
 use crate::money;
 use crate::project;
+use crate::runner::argv;
 use crate::store::Durable;
 
 /// What a new session starts with.
@@ -40,6 +41,10 @@ pub struct Filter {
 /// whose task record is written `Now` before anyone hears of either).
 pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Session>, Error> {
     let config = app.config();
+    // Both go on the command line of each of its turns.
+    for (field, value) in [("model", &new.model), ("system_prompt", &new.system_prompt)] {
+        value.as_deref().map_or(Ok(()), |v| check_argument(field, v))?;
+    }
     let project_path = project::resolve(&new.project_path, &config)?;
     let now = crate::model::now();
     let session = Session {
@@ -58,6 +63,18 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
     };
     log::info!("session {} created in {}", session.id, session.project_path);
     Ok(app.store.sessions.put(&session.id.clone(), session, durable)?)
+}
+
+/// Refuses a request value that goes on the claude command line and cannot: a 400 naming the
+/// field, not a CLI that fails to start (502) for what is the caller's mistake.
+pub(crate) fn check_argument(field: &str, value: &str) -> Result<(), Error> {
+    if argv::passable(value) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        format!("\"{field}\" must not contain a NUL character (\\u0000): it goes on the claude command line"),
+    ))
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {

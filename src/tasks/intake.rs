@@ -31,6 +31,7 @@ pub fn submit_awaited(app: &App, req: TurnRequest) -> Result<Arc<Task>, Error> {
 fn queue_turn(app: &App, mut req: TurnRequest, mode: Mode, keep_end: bool) -> Result<Arc<Task>, Error> {
     let config = app.config();
     check_caller_overrides(&config, &req)?;
+    check_arguments(&req)?;
     if app.is_shutting_down() {
         return Err(shutting_down());
     }
@@ -143,6 +144,21 @@ fn check_caller_overrides(config: &Config, req: &TurnRequest) -> Result<(), Erro
         )),
         None => Ok(()),
     }
+}
+
+/// Every request field that goes on the command line can (`sessions::check_argument`).
+fn check_arguments(req: &TurnRequest) -> Result<(), Error> {
+    let texts = [
+        ("model", &req.model),
+        ("system_prompt", &req.system_prompt),
+        ("append_system_prompt", &req.append_system_prompt),
+        ("agent", &req.agent),
+        ("mcp_config", &req.mcp_config),
+    ];
+    let lists = [("allowed_tools", &req.allowed_tools), ("disallowed_tools", &req.disallowed_tools)];
+    let singles = texts.into_iter().filter_map(|(field, value)| Some((field, value.as_deref()?)));
+    let items = lists.into_iter().flat_map(|(field, values)| values.iter().flatten().map(move |v| (field, v.as_str())));
+    singles.chain(items).try_for_each(|(field, value)| sessions::check_argument(field, value))
 }
 
 pub(super) fn shutting_down() -> Error {
