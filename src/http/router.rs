@@ -94,6 +94,13 @@ impl<H> Router<H> {
         self
     }
 
+    /// Every route as (method, pattern), in the order they were added: the tests hold the OpenAPI
+    /// document (`api::openapi`) to this list.
+    #[cfg(test)]
+    pub fn routes(&self) -> impl Iterator<Item = (Method, &str)> {
+        self.routes.iter().map(|route| (route.method, route.pattern.as_str()))
+    }
+
     /// The route for `method` on `path`; HEAD is served by the GET route (without its body).
     pub fn find(&self, method: Method, path: &str) -> Match<'_, H> {
         let method = if method == Method::Head { Method::Get } else { method };
@@ -208,5 +215,14 @@ mod tests {
         let param_first = Router::default().add(Method::Get, "/a/:id", "param").add(Method::Get, "/a/x", "literal");
         assert!(matches!(param_first.find(Method::Get, "/a/x"), Match::Found(Route { handler: "literal", .. }, _)));
         assert!(matches!(param_first.find(Method::Get, "/a/y"), Match::Found(Route { handler: "param", .. }, _)));
+    }
+
+    #[test]
+    fn routes_are_listed_as_written_in_order() {
+        let r = router();
+        let listed: Vec<(Method, &str)> = r.routes().collect();
+        assert_eq!(listed.len(), 5);
+        assert_eq!(listed[0], (Method::Get, "/health"));
+        assert_eq!(listed[4], (Method::Patch, "/api/sessions/:id/status"));
     }
 }
