@@ -24,7 +24,7 @@ REAL_CLI_ENV = CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
 	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
 	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}"
 
-.PHONY: run test lint fmt build release install deb bench demo real-cli clean
+.PHONY: run test lint fmt build release install deb bench demo real-cli clean pyenv api-test
 
 ## Build (release) and run the server in the foreground with ~/.claude-code-server.
 run:
@@ -56,6 +56,33 @@ $(REAL_CLI_DIR)/%/node_modules/.bin/claude:
 	cd $(REAL_CLI_DIR)/$* && npm install --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code@$*
 	$@ --version || node $(REAL_CLI_DIR)/$*/node_modules/@anthropic-ai/claude-code/install.cjs
 	$@ --version
+
+## The Python side of the tests in target/pyenv (the openai and anthropic clients, schemathesis:
+## tests/python/requirements.txt), made again only when that file changes.
+PYENV := $(CURDIR)/target/pyenv
+PYENV_STAMP := $(CURDIR)/target/pyenv.stamp
+pyenv: $(PYENV_STAMP)
+
+# Without the venv, the stamp says nothing.
+ifeq ($(wildcard $(PYENV)/bin/python),)
+.PHONY: $(PYENV_STAMP)
+endif
+$(PYENV_STAMP): tests/python/requirements.txt
+	test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+## A property test of the running API against its OpenAPI document (src/api/openapi.json) with
+## schemathesis: tests/python/api_test.sh starts the debug ccs with the fake claude CLI and
+## checks every documented operation (at most 50 examples each, 15 minutes at most).
+## API_TEST_ARGS go to `schemathesis run`. Until the /v1 endpoints are merged they are left
+## out (not with `--exclude-path-regex '^/v1/'`: with it, schemathesis 4.32.5 also leaves out
+## GET /openapi.json, counting 31 operations instead of 32); `make api-test API_TEST_ARGS=`
+## tests them as well.
+API_TEST_ARGS ?= --include-path-regex '^/(?!v1/)'
+api-test: pyenv
+	$(CARGO) build --bins
+	tests/python/api_test.sh $(API_TEST_ARGS)
 
 ## Formatting and clippy, warnings as errors.
 lint:
