@@ -76,19 +76,40 @@ def _session_has_budget(session_id):
         return False
 
 
+def _error_message(answer):
+    """The message of an error body: ccs's `{"error": "..."}`, or the OpenAI and Anthropic
+    shapes of /v1 (`{"error": {"message": "..."}}`)."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error if isinstance(error, str) else ""
+
+
+def _header(response, name):
+    for key, values in (response.headers or {}).items():
+        if key.lower() == name:
+            return values[0] if isinstance(values, list) and values else values
+    return None
+
+
 def _expected_server_error(case, response):
     """Why this 5xx is what the request asked for, or None."""
     body = case.body if isinstance(case.body, dict) else {}
+    # /v1 requests carry ccs's options in `ccs`.
+    if isinstance(body.get("ccs"), dict):
+        body = body["ccs"]
     try:
         answer = response.json()
-        error = answer.get("error", "")
     except Exception:
         return None
+    if not isinstance(answer, dict):
+        return None
+    error = _error_message(answer)
     if response.status_code == 502 and error.startswith("Reached maximum budget"):
         budget = body.get("max_budget_usd")
         if _number(budget) and budget < FAKE_COST_PER_CALL:
             return f"502: max_budget_usd {budget} is below the ${FAKE_COST_PER_CALL} of a run"
-        if _session_has_budget(answer.get("session_id")):
+        if _session_has_budget(answer.get("session_id") or _header(response, "x-ccs-session-id")):
             return "502: its session's own max_budget_usd ran out"
     timeout = body.get("timeout_ms")
     if response.status_code == 504 and _number(timeout) and timeout < SHORT_TIMEOUT_MS:
