@@ -19,12 +19,12 @@ REAL_CLI_1_0 := $(call real_cli_bin,$(REAL_CLI_1_0_VERSION))
 REAL_CLI_NEWEST := $(call real_cli_bin,$(REAL_CLI_NEWEST_VERSION))
 
 # The real CLIs the tests run (each test that needs one it lacks says SKIPPED).
-REAL_CLI_ENV = CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
+REAL_CLI_ENV = CCS_TEST_PYTHON=$(CURDIR)/target/pyenv/bin/python CCS_REAL_CLAUDE="$${CCS_REAL_CLAUDE:-$(wildcard $(REAL_CLI))}" \
 	CCS_REAL_CLAUDE_OLD="$${CCS_REAL_CLAUDE_OLD:-$(wildcard $(REAL_CLI_OLD))}" \
 	CCS_REAL_CLAUDE_1_0="$${CCS_REAL_CLAUDE_1_0:-$(wildcard $(REAL_CLI_1_0))}" \
 	CCS_REAL_CLAUDE_NEWEST="$${CCS_REAL_CLAUDE_NEWEST:-$(wildcard $(REAL_CLI_NEWEST))}"
 
-.PHONY: run test lint fmt build release install deb bench demo real-cli clean
+.PHONY: run test lint fmt build release install deb bench demo real-cli clean pyenv api-test
 
 ## Build (release) and run the server in the foreground with ~/.claude-code-server.
 run:
@@ -34,8 +34,10 @@ run:
 ## the vendored tiny_http's own tests,
 ## and the real claude CLI when `make real-cli` installed it or CCS_REAL_CLAUDE points to one);
 ## then the integration tests once more with live CLI processes off, and once on the Redis store
-## (each test server with a redis-server of its own; `apt-get install redis-server`).
-test:
+## (each test server with a redis-server of its own; `apt-get install redis-server`); the OpenAI
+## and Anthropic Python libraries (tests/it/sdk_clients.rs) from target/pyenv (`make pyenv`);
+## last, `make api-test`.
+test: pyenv
 	@for v in CCS_REAL_CLAUDE_1_0=$(REAL_CLI_1_0) CCS_REAL_CLAUDE_OLD=$(REAL_CLI_OLD) \
 	          CCS_REAL_CLAUDE=$(REAL_CLI) CCS_REAL_CLAUDE_NEWEST=$(REAL_CLI_NEWEST); do \
 	  name=$${v%%=*}; path=$$(printenv $$name || echo $${v#*=}); \
@@ -46,6 +48,8 @@ test:
 	$(REAL_CLI_ENV) CCS_TEST_LIVE_CLI=false $(CARGO) test --test it
 	@echo "== the integration tests again on the Redis store (storageType redis)"
 	$(REAL_CLI_ENV) CCS_TEST_STORAGE=redis $(CARGO) test --test it
+	@echo "== the API against its OpenAPI document (schemathesis)"
+	$(MAKE) api-test
 
 ## Installs the pinned claude CLI versions from npm into target/real-cli (no account needed:
 ## the tests point them at a mock API on 127.0.0.1).
@@ -56,6 +60,30 @@ $(REAL_CLI_DIR)/%/node_modules/.bin/claude:
 	cd $(REAL_CLI_DIR)/$* && npm install --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code@$*
 	$@ --version || node $(REAL_CLI_DIR)/$*/node_modules/@anthropic-ai/claude-code/install.cjs
 	$@ --version
+
+## The Python side of the tests in target/pyenv (the openai and anthropic clients, schemathesis:
+## tests/python/requirements.txt), made again only when that file changes.
+PYENV := $(CURDIR)/target/pyenv
+PYENV_STAMP := $(CURDIR)/target/pyenv.stamp
+pyenv: $(PYENV_STAMP)
+
+# Without the venv, the stamp says nothing.
+ifeq ($(wildcard $(PYENV)/bin/python),)
+.PHONY: $(PYENV_STAMP)
+endif
+$(PYENV_STAMP): tests/python/requirements.txt
+	test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+## A property test of the running API against its OpenAPI document (src/api/openapi.json) with
+## schemathesis: tests/python/api_test.sh starts the debug ccs with the fake claude CLI and
+## checks every documented operation (at most 50 examples each, 15 minutes at most).
+## API_TEST_ARGS go to `schemathesis run` (e.g. `--seed N` to repeat a run).
+API_TEST_ARGS ?=
+api-test: pyenv
+	$(CARGO) build --bins
+	tests/python/api_test.sh $(API_TEST_ARGS)
 
 ## Formatting and clippy, warnings as errors.
 lint:

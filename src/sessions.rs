@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::model::{Session, SessionStatus, Task, Turn, TurnRequest};
 use crate::money;
 use crate::project;
+use crate::runner::argv;
 use crate::store::Durable;
 
 /// What a new session starts with.
@@ -43,6 +44,10 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
     if let Some(model) = &new.model {
         check_model(&config, model)?;
     }
+    // Both go on the command line of each of its turns.
+    for (field, value) in [("model", &new.model), ("system_prompt", &new.system_prompt)] {
+        value.as_deref().map_or(Ok(()), |v| check_argument(field, v))?;
+    }
     let project_path = project::resolve(&new.project_path, &config)?;
     let now = crate::model::now();
     let session = Session {
@@ -62,6 +67,31 @@ pub fn create(app: &App, new: NewSession, durable: Durable) -> Result<Arc<Sessio
     };
     log::info!("session {} created in {}", session.id, session.project_path);
     Ok(app.store.sessions.put(&session.id.clone(), session, durable)?)
+}
+
+/// Refuses a request value that goes on the claude command line and cannot (a NUL character,
+/// or more than one argument may hold): a 400 naming the field, not a CLI that fails to start
+/// (502) for what is the caller's mistake.
+pub(crate) fn check_argument(field: &str, value: &str) -> Result<(), Error> {
+    if !argv::passable(value) {
+        return Err(Error::invalid(
+            field,
+            format!("\"{field}\" must not contain a NUL character (\\u0000): it goes on the claude command line"),
+        ));
+    }
+    if value.len() > argv::MAX_ARG_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "\"{field}\" is {} bytes; the claude CLI takes it as one argument, at most {} bytes \
+                 (a system prompt is one: on /v1 its system messages); shorten it, or send long context in \
+                 the prompt (the messages) instead",
+                value.len(),
+                argv::MAX_ARG_BYTES
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn get(app: &App, id: &str) -> Result<Arc<Session>, Error> {

@@ -61,12 +61,18 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An optional integer in `min..=max`; floats and numeric strings are refused.
+    /// An optional integer in `min..=max`; fractions and numeric strings are refused. `5.0` is
+    /// the integer 5, as JSON (and JSON Schema, and the original server's JavaScript) reads it:
+    /// a client that keeps its numbers as floats sends it so.
     pub fn integer(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        let whole = |v: &Value| {
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=max as f64).contains(f)).map(|f| f as u64))
+        };
         match self.get(name) {
             None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(n) if v.is_u64() && (min..=max).contains(&n) => Ok(Some(n)),
+            Some(v) => match whole(v) {
+                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(bad(name, format!("\"{name}\" must be an integer from {min} to {max}"))),
             },
         }
@@ -158,11 +164,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An optional http(s) URL.
+    /// An optional http(s) URL of at least 10 characters (characters, as the OpenAPI document's
+    /// `minLength` counts them, not bytes).
     pub fn url(&self, name: &str) -> Result<Option<String>, ApiError> {
         let url = self.text(name)?;
         if let Some(u) = &url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.chars().count() < 10 {
                 return Err(bad(name, format!("\"{name}\" must be an http:// or https:// URL")));
             }
         }
@@ -228,8 +235,16 @@ mod tests {
             let e = err(json!({"priority": bad_value}), |f| f.integer("priority", 1, 10).map(|_| ()));
             assert_eq!(e.message, "\"priority\" must be an integer from 1 to 10");
         }
-        let body = json!({"priority": 7});
-        assert_eq!(Fields::new(Some(&body), &["priority"]).unwrap().integer("priority", 1, 10).unwrap(), Some(7));
+        for (good, n) in [(json!(7), 7), (json!(7.0), 7), (json!(1), 1), (json!(10.0), 10)] {
+            let body = json!({"priority": good});
+            let fields = Fields::new(Some(&body), &["priority"]).unwrap();
+            assert_eq!(fields.integer("priority", 1, 10).unwrap(), Some(n), "{good}");
+        }
+        for huge in [json!(1e20), json!(-0.5), json!(f64::MAX)] {
+            let body = json!({"timeout_ms": huge});
+            let fields = Fields::new(Some(&body), &["timeout_ms"]).unwrap();
+            assert!(fields.integer("timeout_ms", 100, 86_400_000).is_err(), "{huge}");
+        }
     }
 
     #[test]
@@ -246,6 +261,11 @@ mod tests {
         assert!(err(json!({"meta": [1]}), |f| f.object("meta").map(|_| ())).message.contains("object"));
         let big = json!({"meta": {"k": "x".repeat(MAX_OBJECT_BYTES)}});
         assert!(err(big, |f| f.object("meta").map(|_| ())).message.contains("at most 16384"));
+        let url =
+            |u: &str| Fields::new(Some(&json!({"hook": u})), &["hook"]).unwrap().url("hook").map_err(|e| e.status);
+        assert_eq!(url("http://a.b"), Ok(Some("http://a.b".into())));
+        assert_eq!(url("https://é"), Err(400), "9 characters (10 bytes) is too short");
+        assert_eq!(url("ftp://example.com"), Err(400));
         let nulls = json!({"prompt": null});
         assert_eq!(Fields::new(Some(&nulls), &["prompt"]).unwrap().text("prompt").unwrap(), None);
     }

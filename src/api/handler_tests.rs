@@ -204,3 +204,30 @@ fn cancelling_a_waiting_task_that_cannot_be_saved_is_a_503() {
     assert_eq!(err.status, 503, "{}", err.message);
     assert!(err.message.contains("could not save"), "{}", err.message);
 }
+
+#[test]
+fn a_nul_in_a_field_that_goes_on_the_command_line_is_a_400_not_a_cli_that_cannot_start() {
+    let app = app();
+    let fields = [
+        ("disallowed_tools", json!(["Bash", "a\u{0}b"])),
+        ("model", json!("m\u{0}")),
+        ("system_prompt", json!("x\u{0}y")),
+        ("append_system_prompt", json!("\u{0}")),
+    ];
+    for (field, value) in fields {
+        for asynchronous in [false, true] {
+            let mut body = json!({"prompt": "x", "project_path": project(), "async": asynchronous});
+            body[field] = value.clone();
+            let err = error_of(super::claude::post(&app, &with_body(body)));
+            assert_eq!((err.status, err.field.as_deref()), (400, Some(field)), "{}", err.message);
+            assert!(err.message.contains("NUL"), "{}", err.message);
+        }
+    }
+    assert_eq!(app.queue.counts().unwrap(), (0, 0));
+    // A session's model and system prompt go on the command line of each of its turns.
+    let body = json!({"project_path": project(), "system_prompt": "a\u{0}"});
+    let err = error_of(super::sessions::create(&app, &with_body(body)));
+    assert_eq!((err.status, err.field.as_deref()), (400, Some("system_prompt")));
+    // The prompt goes to the CLI's stdin, where a NUL is only a character.
+    queue_async(&app, "a\u{0}b");
+}

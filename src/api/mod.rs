@@ -12,6 +12,7 @@ mod handler_tests;
 mod health;
 mod metrics;
 mod models;
+mod openapi;
 mod sessions;
 mod statistics;
 mod stream;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<Handler> {
     Router::<Handler>::default()
         .public(Get, "/health", health::get)
         .add(Get, "/metrics", metrics::get)
+        .add(Get, "/openapi.json", openapi::get)
         .add(Get, "/api/config", config::get)
         .add(Put, "/api/config", config::put)
         .add(Get, "/api/statistics", statistics::overview)

@@ -38,7 +38,7 @@ pub fn create(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let status = match ctx.query("status") {
+    let status = match ctx.query("status")? {
         None => None,
         Some(name) => Some(SessionStatus::parse(name).ok_or_else(|| {
             ApiError::bad_request("status", format!("\"status\" must be one of {}", SessionStatus::NAMES.join(", ")))
@@ -46,7 +46,7 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let filter = Filter {
         status,
-        project_path: ctx.query("project_path").map(str::to_string),
+        project_path: ctx.query("project_path")?.map(str::to_string),
         limit: ctx.query_number("limit", 50, 1000)?,
         offset: ctx.query_number("offset", 0, usize::MAX)?,
     };
@@ -55,7 +55,7 @@ pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 pub fn search(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let q = ctx.query("q").ok_or_else(|| {
+    let q = ctx.query("q")?.ok_or_else(|| {
         ApiError::bad_request("q", "\"q\" is required: GET /api/sessions/search?q=<text in the id or metadata>")
     })?;
     let limit = ctx.query_number("limit", 20, 1000)?;

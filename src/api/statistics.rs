@@ -29,7 +29,7 @@ pub fn daily(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 pub fn range(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
     let date = |name: &str| -> Result<NaiveDate, ApiError> {
         let text = ctx
-            .query(name)
+            .query(name)?
             .ok_or_else(|| ApiError::bad_request(name, format!("\"{name}\" is required (YYYY-MM-DD)")))?;
         NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
             ApiError::bad_request(name, format!("\"{name}\" must be a date like 2026-01-31 (got \"{text}\")"))

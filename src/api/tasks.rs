@@ -20,7 +20,7 @@ pub fn create_async(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 pub fn list(app: &App, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let status = match ctx.query("status") {
+    let status = match ctx.query("status")? {
         None => None,
         Some(name) => Some(parse_status(name).ok_or_else(|| {
             ApiError::bad_request("status", format!("\"status\" must be one of {}", STATUSES.join(", ")))

@@ -263,7 +263,11 @@ fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut Reques
                 ctx: Ctx { params, query: target.query, body: None, caller, headers },
             })
         }
-        Match::WrongMethod(allowed) => Err(ApiError::method_not_allowed(info.method.name(), &target.path, &allowed)),
+        Match::WrongMethod(allowed) => {
+            // As the client sent it: `Method::name` calls every method ccs does not know "other".
+            let sent = target::shown(rq.method().as_str());
+            Err(ApiError::method_not_allowed(&sent, &target.shown(), &allowed))
+        }
         Match::NotFound => Err(ApiError::not_found(&target.shown())),
     }
 }
@@ -595,6 +599,34 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(edge.pending.load(Ordering::SeqCst), 0, "the answer (a 500) was sent and counted");
+    }
+
+    #[test]
+    fn a_405_names_the_method_as_sent_and_the_methods_the_path_takes() {
+        let app = App::for_tests(crate::store::Store::in_memory());
+        let edge = EdgeState {
+            routes: Router::default().add(Method::Post, "/api/claude", |_, _| Ok(Reply::ok(serde_json::json!({})))),
+            limiter: RateLimiter::default(),
+            failures: RateLimiter::default(),
+            stopping: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+        };
+        for (method, name) in [(tiny_http::Method::Options, "OPTIONS"), (tiny_http::Method::Delete, "DELETE")] {
+            let rq: tiny_http::Request =
+                tiny_http::TestRequest::new().with_method(method).with_path("/api/claude").into();
+            let mut info = RequestInfo {
+                method: Method::parse(rq.method().as_str()),
+                line: String::new(),
+                route: "other".into(),
+                headers: Vec::new(),
+                dialect: Dialect::Ccs,
+                started: Instant::now(),
+            };
+            let Err(err) = admit(&app, &edge, &rq, &mut info) else { panic!("{name} must be refused") };
+            assert_eq!(err.status, 405);
+            assert_eq!(err.message, format!("/api/claude does not take {name}; it takes POST"));
+            assert_eq!(err.headers, vec![("Allow", "POST".to_string())]);
+        }
     }
 
     #[test]

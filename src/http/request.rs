@@ -26,8 +26,15 @@ impl Ctx {
         self.params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
     }
 
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    /// The value of query parameter `name`; an empty one (`?limit=`) counts as absent. One given
+    /// twice is a 400: which of them should count is anyone's guess.
+    pub fn query(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(name, format!("\"{name}\" is given more than once; send it once")));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
     }
 
     /// The value of the `x-ccs-*` header `name` (lower case), when sent and not blank.
@@ -37,7 +44,7 @@ impl Ctx {
 
     /// A non-negative integer query parameter, `default` when absent, at most `max`.
     pub fn query_number(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.query(name) {
+        match self.query(name)? {
             None => Ok(default),
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if n <= max => Ok(n),
@@ -96,6 +103,23 @@ mod tests {
         let err = read_body(&mut Stalled, 10, 30_000).unwrap_err();
         assert_eq!(err.status, 408);
         assert!(err.message.contains("http.readTimeoutMs"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_query_parameter_counts_once_an_empty_one_not_at_all() {
+        let ctx = |pairs: &[(&str, &str)]| Ctx {
+            query: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Ctx::default()
+        };
+        assert_eq!(ctx(&[("limit", "5"), ("q", "x")]).query("limit").unwrap(), Some("5"));
+        assert_eq!(ctx(&[("limit", "")]).query("limit").unwrap(), None);
+        assert_eq!(ctx(&[("limit", "")]).query_number("limit", 7, 10).unwrap(), 7);
+        // `?limit=&limit=junk` once read as "absent" and answered with the default.
+        for twice in [ctx(&[("limit", ""), ("limit", "junk")]), ctx(&[("limit", "5"), ("limit", "5")])] {
+            let err = twice.query_number("limit", 7, 10).unwrap_err();
+            assert_eq!((err.status, err.field.as_deref()), (400, Some("limit")));
+            assert!(err.message.contains("more than once"), "{}", err.message);
+        }
     }
 
     #[test]

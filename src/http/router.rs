@@ -1,8 +1,9 @@
 //! Routing by method and canonical path (`target::Target`, already decoded: nothing here decodes
-//! again). Patterns are `/`-separated with `:name` segments; the first pattern that matches wins,
-//! so literal routes go before `:id` ones. A path that matches a pattern under another method is
-//! a 405 (with the methods it takes), not a 404. Every route needs a key when keys are set,
-//! but those added with `public`.
+//! again). Patterns are `/`-separated with `:name` segments. A path is the resource of its most
+//! specific matching pattern, a literal segment beating a `:name` one whatever the order the
+//! routes were added in: `/api/sessions/search` is the search, never the session "search". A
+//! method that resource lacks is a 405 with the methods it takes, not a 404. Every route needs
+//! a key when keys are set, but those added with `public`.
 
 use std::collections::BTreeSet;
 
@@ -93,12 +94,24 @@ impl<H> Router<H> {
         self
     }
 
+    /// Every route as (method, pattern), in the order they were added: the tests hold the OpenAPI
+    /// document (`api::openapi`) to this list.
+    #[cfg(test)]
+    pub fn routes(&self) -> impl Iterator<Item = (Method, &str)> {
+        self.routes.iter().map(|route| (route.method, route.pattern.as_str()))
+    }
+
     /// The route for `method` on `path`; HEAD is served by the GET route (without its body).
     pub fn find(&self, method: Method, path: &str) -> Match<'_, H> {
         let method = if method == Method::Head { Method::Get } else { method };
         let parts: Vec<&str> = segments(path).collect();
+        let matches = |route: &&Route<H>| match_pattern(&route.segments, &parts).is_some();
+        // Only the routes of the most specific pattern answer: they are the path's resource.
+        let Some(resource) = self.routes.iter().filter(matches).map(Route::shape).min() else {
+            return Match::NotFound;
+        };
         let mut allowed = BTreeSet::new();
-        for route in &self.routes {
+        for route in self.routes.iter().filter(|route| route.shape() == resource) {
             let Some(params) = match_pattern(&route.segments, &parts) else {
                 continue;
             };
@@ -107,11 +120,15 @@ impl<H> Router<H> {
             }
             allowed.insert(route.method);
         }
-        if allowed.is_empty() {
-            Match::NotFound
-        } else {
-            Match::WrongMethod(allowed.into_iter().map(Method::name).collect())
-        }
+        Match::WrongMethod(allowed.into_iter().map(Method::name).collect())
+    }
+}
+
+impl<H> Route<H> {
+    /// Which segments are `:params`: of two patterns that match a path, the smaller shape is the
+    /// more specific (a literal segment, `false`, sorts before a parameter).
+    fn shape(&self) -> Vec<bool> {
+        self.segments.iter().map(|s| s.starts_with(':')).collect()
     }
 }
 
@@ -186,5 +203,26 @@ mod tests {
         }
         assert!(matches!(r.find(Method::Get, "/health"), Match::Found(Route { public: true, .. }, _)));
         assert!(matches!(r.find(Method::Head, "/health"), Match::Found(Route { handler: "health", .. }, _)));
+    }
+
+    #[test]
+    fn a_literal_path_is_a_resource_of_its_own() {
+        // DELETE /api/sessions/:id does not make `search` deletable: 405 saying GET, not DELETE.
+        match router().find(Method::Delete, "/api/sessions/search") {
+            Match::WrongMethod(allowed) => assert_eq!(allowed, ["GET"]),
+            _ => panic!("expected 405"),
+        }
+        let param_first = Router::default().add(Method::Get, "/a/:id", "param").add(Method::Get, "/a/x", "literal");
+        assert!(matches!(param_first.find(Method::Get, "/a/x"), Match::Found(Route { handler: "literal", .. }, _)));
+        assert!(matches!(param_first.find(Method::Get, "/a/y"), Match::Found(Route { handler: "param", .. }, _)));
+    }
+
+    #[test]
+    fn routes_are_listed_as_written_in_order() {
+        let r = router();
+        let listed: Vec<(Method, &str)> = r.routes().collect();
+        assert_eq!(listed.len(), 5);
+        assert_eq!(listed[0], (Method::Get, "/health"));
+        assert_eq!(listed[4], (Method::Patch, "/api/sessions/:id/status"));
     }
 }

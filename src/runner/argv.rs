@@ -1,6 +1,15 @@
 //! The claude command line for one run (SPEC 4, CLI.md). Pure: no I/O, unit-tested.
 //! The prompt is never in argv: it goes to stdin, so it can never be read as a flag.
 
+/// The most bytes one argument of a program may have on Linux (`MAX_ARG_STRLEN`, less its NUL).
+pub const MAX_ARG_BYTES: usize = 128 * 1024 - 1;
+
+/// Whether `value` can be an element of the command line: no OS passes a NUL character in an
+/// argument (the CLI would not even start).
+pub fn passable(value: &str) -> bool {
+    !value.contains('\0')
+}
+
 /// How a run relates to a CLI session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionFlag {

@@ -149,42 +149,19 @@ fn check_caller_overrides(config: &Config, req: &TurnRequest) -> Result<(), Erro
     }
 }
 
-/// The most bytes one argument of a program may have on Linux (`MAX_ARG_STRLEN`, less its NUL).
-const MAX_ARG_BYTES: usize = 128 * 1024 - 1;
-
-/// The request's values that become arguments of the CLI: one that `execve` refuses (too long,
-/// or with a NUL byte) would fail the run at its start, a 502 for what is the caller's mistake.
+/// Every request field that goes on the command line can (`sessions::check_argument`).
 fn check_arguments(req: &TurnRequest) -> Result<(), Error> {
-    let single = [
+    let texts = [
+        ("model", &req.model),
         ("system_prompt", &req.system_prompt),
         ("append_system_prompt", &req.append_system_prompt),
-        ("model", &req.model),
         ("agent", &req.agent),
         ("mcp_config", &req.mcp_config),
     ];
-    let values = single.into_iter().filter_map(|(field, value)| Some((field, value.as_deref()?)));
-    let tools = [("allowed_tools", &req.allowed_tools), ("disallowed_tools", &req.disallowed_tools)];
-    let tools = tools.into_iter().flat_map(|(field, list)| list.iter().flatten().map(move |t| (field, t.as_str())));
-    for (field, value) in values.chain(tools) {
-        if value.contains('\0') {
-            return Err(Error::invalid(
-                field,
-                format!("\"{field}\" contains a NUL character, which no command-line argument can carry; remove it"),
-            ));
-        }
-        if value.len() > MAX_ARG_BYTES {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "\"{field}\" is {} bytes; the claude CLI takes it as one argument, at most {MAX_ARG_BYTES} bytes \
-                     (a system prompt is one: on /v1 its system messages); shorten it, or send long context in \
-                     the prompt (the messages) instead",
-                    value.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let lists = [("allowed_tools", &req.allowed_tools), ("disallowed_tools", &req.disallowed_tools)];
+    let singles = texts.into_iter().filter_map(|(field, value)| Some((field, value.as_deref()?)));
+    let items = lists.into_iter().flat_map(|(field, values)| values.iter().flatten().map(move |v| (field, v.as_str())));
+    singles.chain(items).try_for_each(|(field, value)| sessions::check_argument(field, value))
 }
 
 pub(super) fn shutting_down() -> Error {
