@@ -147,6 +147,9 @@ pub fn messages(f: &Fields, allowed: &[&str], roles: &[&str]) -> Result<Vec<(Str
             ));
         }
         let m = Fields::new(Some(message), allowed).map_err(|e| nested(&field, e))?;
+        if m.raw("name").is_some_and(|name| !name.is_string()) {
+            return Err(ApiError::bad_request(&format!("{field}.name"), format!("\"{field}.name\" must be a string")));
+        }
         let role =
             m.choice("role", roles).map_err(|e| nested(&field, e))?.ok_or_else(|| required(format!("{field}.role")))?;
         let content = m.raw("content").ok_or_else(|| required(format!("{field}.content")))?;

@@ -228,9 +228,13 @@ fn serve(app: &Arc<App>, edge: &Arc<EdgeState>, rq: tiny_http::Request) {
 
 /// Routing, auth and rate limiting: everything decided from the request head.
 fn admit(app: &App, edge: &EdgeState, rq: &tiny_http::Request, info: &mut RequestInfo) -> Result<Admitted, ApiError> {
+    // From the raw path first, so a target refused below is answered in its API's shape too.
+    let anthropic_version = header(rq, "anthropic-version").is_some();
+    let raw_path = rq.url().split('?').next().unwrap_or_default();
+    info.dialect = Dialect::of(raw_path, anthropic_version);
     let target = Target::parse(rq.url())?;
     info.line = format!("{} {}", info.method.name(), target.shown());
-    info.dialect = Dialect::of(&target.path, header(rq, "anthropic-version").is_some());
+    info.dialect = Dialect::of(&target.path, anthropic_version);
     let config = app.config();
     let headers = browser::Headers {
         host: header(rq, "Host"),

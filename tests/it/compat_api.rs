@@ -62,6 +62,9 @@ fn errors_on_the_v1_paths_take_the_shape_of_the_api_called() {
     let big = messages(&server, json!({"model": "sonnet", "messages": user(&"x".repeat(5000))}));
     let (status, kind, _) = anthropic_error(&big);
     assert_eq!((status, kind.as_str()), (413, "request_too_large"));
+    // A path refused before routing is answered in its API's shape too.
+    let bad_path = server.get("/v1/models/a%2Fb");
+    assert_eq!(openai_error(&bad_path).0, 400, "{}", bad_path.text);
     let unknown = server.get("/v1/nothing");
     assert_eq!(openai_error(&unknown).0, 404);
     let wrong_method = server.get("/v1/chat/completions");

@@ -12,7 +12,7 @@
 # project folders limited to the temp home (a generated `project_path` such as "/" is 403, the
 # fake CLI never runs elsewhere).
 #
-# Arguments are passed on to `schemathesis run` (e.g. --include-path-regex '^/(?!v1/)', --seed N).
+# Arguments are passed on to `schemathesis run` (e.g. --seed N, or --include-path-regex '^/v1/' for some operations only).
 # Environment: PYENV (default target/pyenv), API_TEST_MAX_EXAMPLES (50), API_TEST_TIME_LIMIT
 # (seconds for the whole schemathesis run, 900), API_TEST_WORKERS (2), API_TEST_KEEP=1 keeps
 # the temp home (server log, schemathesis report) for a look after a failure.

@@ -12,6 +12,11 @@ Generated values that name things outside the API, which a schema cannot know:
   machine instead, so the test sends nothing off it; a URL that ccs refuses (not http(s), too
   short) is left as generated, so its 400 is still tested.
 
+- the `/v1/` APIs' `model` and last message: a valid case asks for a model the server offers
+  (`sonnet`: the test config sets no `models`) and ends with a user message that has text (what
+  ccs answers; a rule across array items no schema states), so valid bodies run a turn; `ccs`
+  options get the project folder like `project_path` above.
+
 And the 5xx a correct server gives: a run of the fake CLI costs $0.0125, so a run whose budget is
 below that ends "Reached maximum budget" (502), and one whose `timeout_ms` is below what a start
 of the fake takes on a busy machine ends 504. `filter_failure` drops the server-error failure of
@@ -54,7 +59,23 @@ def map_case(context, case):
     positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
     if PROJECT and positive and isinstance(body.get("project_path"), str):
         body["project_path"] = PROJECT
+    if positive and isinstance(body.get("messages"), list) and "model" in body:
+        _make_answerable(body)
     return case
+
+
+def _make_answerable(body):
+    """A /v1 body the server can run: an offered model, a last user message with text, and
+    `stream_options` only with `stream: true` (as OpenAI)."""
+    body["model"] = "sonnet"
+    last = {"role": "user", "content": "hello"}
+    if not body["messages"] or body["messages"][-1] != last:
+        body["messages"] = body["messages"] + [last]
+    if "stream_options" in body:
+        body["stream"] = True
+    options = body.get("ccs")
+    if PROJECT and isinstance(options, dict) and isinstance(options.get("project_path"), str):
+        options["project_path"] = PROJECT
 
 
 def _number(value):
