@@ -15,26 +15,60 @@ use crate::{cli_support, project, sessions};
 use super::ends::{end_unsaved, end_without_running, finished};
 use super::live;
 
-/// Runs a task the queue handed out, records how it ended, and tells whoever waits.
-pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
+/// Runs a task the queue handed out, records how it ended, and tells whoever waits. While the
+/// store cannot be reached (Redis down) before the CLI has the prompt, the task waits to start
+/// and is then started as if just taken: an accepted task is never failed for an outage it
+/// could wait out. False: it did not start and is still pending, because the server stops or
+/// lost its claim on the queue meanwhile (`Cancel::is_interrupt`): the caller queues it again.
+pub fn execute(app: &App, task_id: &str, cancel: &Cancel) -> bool {
+    let mut pause = std::time::Duration::from_millis(100);
+    while let Err(e) = start_and_run(app, task_id, cancel) {
+        if cancel.is_interrupt() || app.is_shutting_down() {
+            log::warn!("{e}; task {task_id} did not start and waits in the queue again");
+            return false;
+        }
+        log::warn!("task {task_id} waits to start until the store can be reached: {e}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+    true
+}
+
+/// Whether `err` is a store out of reach (`StoreError::is_unreachable`), which may come back.
+fn store_unreachable(err: &Error) -> bool {
+    matches!(err, Error::Storage(e) if e.is_unreachable())
+}
+
+/// `execute` once: `Err` when the store could not be reached before the CLI got the prompt
+/// (nothing of the task was saved: it is still pending).
+fn start_and_run(app: &App, task_id: &str, cancel: &Cancel) -> Result<(), Error> {
     let task = match app.store.tasks.get(task_id) {
         Ok(Some(task)) => task,
-        Ok(None) => return,
+        Ok(None) => return Ok(()),
+        Err(e) if e.is_unreachable() => return Err(e.into()),
         // Left pending in the store (the next start's recovery queues it again): nothing else
         // can be done with a task whose record cannot be read.
-        Err(e) => return log::error!("{e}; task {task_id} is not run now"),
+        Err(e) => {
+            log::error!("{e}; task {task_id} is not run now");
+            return Ok(());
+        }
     };
     if task.status != TaskStatus::Pending {
-        return; // cancelled while it waited
+        return Ok(()); // cancelled while it waited
     }
     let config = app.config();
     let (session, budget, caps) = match prepare(app, &config, &task, cancel) {
         Ok(ready) => ready,
-        Err(err) => return end_without_running(app, task_id, TaskStatus::Failed, err),
+        Err(err) if store_unreachable(&err) => return Err(err),
+        Err(err) => {
+            end_without_running(app, task_id, TaskStatus::Failed, err);
+            return Ok(());
+        }
     };
     if cancel.is_cancelled() {
         let err = Error::Conflict(format!("task {task_id} was cancelled before it started"));
-        return end_without_running(app, task_id, TaskStatus::Cancelled, err);
+        end_without_running(app, task_id, TaskStatus::Cancelled, err);
+        return Ok(());
     }
     // The task is marked started, with its CLI's process group (a start after a crash kills
     // it), once that CLI runs and before it gets its prompt (so it can do nothing before). An
@@ -55,8 +89,13 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let outcome = run_cli(app, &config, &task, &session, budget, caps.as_ref(), cancel, lines, &mut record_start);
     let started = match start {
         Some(Ok(Some(started))) => started,
-        Some(Ok(None)) => return, // it ended meanwhile; its CLI was killed before its prompt
-        Some(Err(e)) => return end_unsaved(app, task_id, e.into(), Some(&task)),
+        Some(Ok(None)) => return Ok(()), // it ended meanwhile; its CLI was killed before its prompt
+        // Its CLI was killed before its prompt: the task waits to start again.
+        Some(Err(e)) if e.is_unreachable() => return Err(e.into()),
+        Some(Err(e)) => {
+            end_unsaved(app, task_id, e.into(), Some(&task));
+            return Ok(());
+        }
         // The CLI could not be started: the end goes on the task as it waited.
         None => task,
     };
@@ -78,14 +117,18 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) {
     let ended = save_end(app, task_id, |t| record_outcome(t, &outcome, cancel, at));
     let task = match ended {
         Ok(Some(task)) => task,
-        Ok(None) => return,
-        Err(e) => return end_unsaved(app, task_id, e.into(), Some(&started)),
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            end_unsaved(app, task_id, e.into(), Some(&started));
+            return Ok(());
+        }
     };
     log::info!("task {task_id} {}", describe(&task));
     if let Ok(run) = &outcome {
         app.metrics.observe_cli(run.duration_ms as f64 / 1000.0);
     }
     finished(app, task, None);
+    Ok(())
 }
 
 /// Writes a run's end with `record`. While the store cannot be reached (Redis down) it waits

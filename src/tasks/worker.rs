@@ -38,11 +38,18 @@ fn run(app: &App) {
     while let Some((entry, cancel)) = app.queue.take() {
         let task_id = entry.task_id.clone();
         // A bug in one task must not take a worker (and the queue's bookkeeping) with it.
-        if catch_unwind(AssertUnwindSafe(|| super::execute(app, &task_id, &cancel))).is_err() {
+        let started = catch_unwind(AssertUnwindSafe(|| super::execute(app, &task_id, &cancel)));
+        if started.is_err() {
             log::error!("task {task_id} failed with an internal error");
             super::fail_internally(app, &task_id);
         }
         super::ends::save_shown_end(app, &task_id);
         app.queue.done(&task_id);
+        if matches!(started, Ok(false)) {
+            // Still pending: queued again (else a restart's recovery, or the sweep, queues it).
+            if let Err(e) = app.queue.push(entry) {
+                log::warn!("task {task_id} could not be queued again ({e}); recovery will");
+            }
+        }
     }
 }
