@@ -144,9 +144,13 @@ fn priorities_hold_across_servers() {
         assert_eq!(cluster.servers[0].wait_final(id)["status"], "completed");
     }
     let order: Vec<String> = cluster.starts().iter().skip(2).map(prompt_of).collect();
+    // Every high one is taken before any low one; but the two servers start what they took on
+    // their own, so the high one the other server took at the same moment may start (and log)
+    // just after the first low one: at most one, with two workers.
     let first_low = order.iter().position(|p| p.starts_with("low")).unwrap();
-    let last_high = order.iter().rposition(|p| p.starts_with("high")).unwrap();
-    assert!(last_high < first_low, "every high-priority task started before any low one: {order:?}");
+    let highs_after = order[first_low..].iter().filter(|p| p.starts_with("high")).count();
+    assert!(highs_after <= 1, "every high-priority task was taken before any low one: {order:?}");
+    assert!(order[..first_low].iter().filter(|p| p.starts_with("high")).count() >= 5, "{order:?}");
 }
 
 #[test]
