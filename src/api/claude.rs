@@ -105,9 +105,17 @@ pub fn run_sync(app: &App, request: TurnRequest) -> Result<Reply, ApiError> {
     }))
 }
 
-fn answer_run(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+fn answer_run(ends: Vec<Awaited>) -> Result<Reply, ApiError> {
+    completed(ends).map(|task| Reply::ok(success_body(&task)))
+}
+
+/// The one task of a sync run, completed; else the error of its end (`task_error`).
+pub fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
     match ends.pop() {
-        Some(Ok(TaskEnd { task, error: None })) => task_reply(task),
+        Some(Ok(TaskEnd { task, error: None })) => match task_error(&task) {
+            None => Ok(task),
+            Some(error) => Err(error),
+        },
         Some(Ok(TaskEnd { error: Some(err), .. }) | Err(err)) => Err(err.into()),
         None => Err(ApiError::internal("a sync run without its task")),
     }
@@ -117,14 +125,6 @@ fn answer_run(mut ends: Vec<Awaited>) -> Result<Reply, ApiError> {
 pub fn cancel_run(app: &App, id: &str) {
     log::info!("task {id}: its sync client went away; cancelling it");
     let _ = tasks::cancel(app, id, "its client went away before the answer");
-}
-
-/// The answer to a finished sync task: 200 with the result, or the error status of its end.
-pub fn task_reply(task: Arc<Task>) -> Result<Reply, ApiError> {
-    match task_error(&task) {
-        None => Ok(Reply::ok(success_body(&task))),
-        Some(error) => Err(error),
-    }
 }
 
 /// The error a task that did not complete answers with (`None`: it completed).

@@ -13,15 +13,12 @@
 //! nor one in another folder. Any other history (edited, shortened, from elsewhere) becomes the
 //! first prompt of a new session.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::fields::Fields;
 use crate::app::App;
-use crate::events::TaskEnd;
-use crate::http::{AfterTasks, ApiError, Awaited, Ctx, Reply};
+use crate::http::{AfterTasks, ApiError, Ctx, Reply};
 use crate::model::{now, ConversationLink, SessionStatus, Task, TurnRequest};
 use crate::project;
 use crate::store::Durable;
@@ -175,16 +172,23 @@ pub struct Extras {
 impl Extras {
     pub fn read(f: &Fields, ctx: &Ctx) -> Result<Extras, ApiError> {
         let ccs = f.object("ccs")?;
-        Extras::from_object(ccs.as_ref(), ctx).map_err(|e| nested("ccs", e))
+        let mut extras = Extras::from_object(ccs.as_ref()).map_err(|e| nested("ccs", e))?;
+        extras.caller = ctx.caller.key.clone();
+        if extras.session_id.is_none() {
+            extras.session_id = ctx.header("x-ccs-session-id")?.map(str::to_string);
+        }
+        if extras.project_path.is_none() {
+            extras.project_path = ctx.header("x-ccs-project-path")?.map(str::to_string);
+        }
+        Ok(extras)
     }
 
-    fn from_object(ccs: Option<&Value>, ctx: &Ctx) -> Result<Extras, ApiError> {
+    fn from_object(ccs: Option<&Value>) -> Result<Extras, ApiError> {
         let c = Fields::new(ccs, CCS_FIELDS)?;
-        let header = |name: &str| ctx.header(name).map(str::to_string);
         Ok(Extras {
-            caller: ctx.caller.key.clone(),
-            session_id: c.text("session_id")?.or_else(|| header("x-ccs-session-id")),
-            project_path: c.text("project_path")?.or_else(|| header("x-ccs-project-path")),
+            caller: None,
+            session_id: c.text("session_id")?,
+            project_path: c.text("project_path")?,
             template: TurnRequest {
                 priority: c.priority()?.unwrap_or_default(),
                 timeout_ms: c.integer("timeout_ms", 100, 86_400_000)?,
@@ -309,7 +313,7 @@ pub fn run_sync(
     Ok(Reply::after_tasks(AfterTasks {
         tasks: vec![Ok(task.id.clone())],
         answer: Box::new(move |ends| {
-            let task = completed(ends)?;
+            let task = super::claude::completed(ends)?;
             let answer = task.result.clone().unwrap_or_default();
             remember(&app, &conversation, &task, &answer);
             let mut reply = Reply::ok(body(&task, &answer));
@@ -318,18 +322,6 @@ pub fn run_sync(
         }),
         on_gone: Some(super::claude::cancel_run),
     }))
-}
-
-/// The one task of a `/v1/` sync turn, finished: completed, or its error (`claude::task_error`).
-fn completed(mut ends: Vec<Awaited>) -> Result<Arc<Task>, ApiError> {
-    match ends.pop() {
-        Some(Ok(TaskEnd { task, error: None })) => match super::claude::task_error(&task) {
-            None => Ok(task),
-            Some(error) => Err(error),
-        },
-        Some(Ok(TaskEnd { error: Some(err), .. }) | Err(err)) => Err(err.into()),
-        None => Err(ApiError::internal("a /v1 turn without its task")),
-    }
 }
 
 /// The CLI's token counts of a turn.

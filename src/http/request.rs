@@ -37,9 +37,15 @@ impl Ctx {
         Ok(first.filter(|v| !v.is_empty()))
     }
 
-    /// The value of the `x-ccs-*` header `name` (lower case), when sent and not blank.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    /// The value of the `x-ccs-*` header `name` (lower case), when sent and not blank; one
+    /// given twice is a 400, as a query parameter is.
+    pub fn header(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(name, format!("header {name} is given more than once; send it once")));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
     }
 
     /// A non-negative integer query parameter, `default` when absent, at most `max`.

@@ -250,6 +250,15 @@ fn a_history_ccs_does_not_hold_is_replayed_in_a_new_session() {
         &[("x-ccs-session-id", "no-such-session")],
     );
     assert_eq!(anthropic_error(&unknown).1, "not_found_error");
+    let twice = post(
+        &server,
+        "/v1/messages",
+        json!({"model": "sonnet", "messages": user("hi")}),
+        &[("x-ccs-session-id", &session), ("X-Ccs-Session-Id", "another")],
+    );
+    let (status, _, message) = anthropic_error(&twice);
+    assert_eq!(status, 400, "a header given twice: which one counts is anyone's guess");
+    assert!(message.contains("more than once"), "{message}");
 }
 
 fn next_after(answer: &Response, history: &[Value]) -> Value {
