@@ -114,10 +114,12 @@ fn check_ignored(f: &Fields) -> Result<(), ApiError> {
 /// `stream_options.include_usage`: a last chunk with the usage.
 fn include_usage(f: &Fields) -> Result<bool, ApiError> {
     let options = f.object("stream_options")?;
-    let o = Fields::new(options.as_ref(), &["include_usage", "include_obfuscation"])
-        .map_err(|e| conversation::nested("stream_options", e))?;
-    o.boolean("include_obfuscation").map_err(|e| conversation::nested("stream_options", e))?;
-    Ok(o.boolean("include_usage").map_err(|e| conversation::nested("stream_options", e))? == Some(true))
+    let read = || {
+        let o = Fields::new(options.as_ref(), &["include_usage", "include_obfuscation"])?;
+        o.boolean("include_obfuscation")?;
+        Ok(o.boolean("include_usage")? == Some(true))
+    };
+    read().map_err(|e| conversation::nested("stream_options", e))
 }
 
 /// The task's metadata: `metadata` (string values, as OpenAI's), and `user` when given.

@@ -55,6 +55,9 @@ fn errors_on_the_v1_paths_take_the_shape_of_the_api_called() {
     let options =
         chat(&server, json!({"model": "sonnet", "messages": user("hi"), "stream_options": {"include_usage": true}}));
     assert_eq!(openai_error(&options).2, json!("stream_options"), "only with stream: true, as OpenAI");
+    let wrong_type =
+        json!({"model": "sonnet", "messages": user("hi"), "stream": true, "stream_options": {"include_usage": "yes"}});
+    assert_eq!(openai_error(&chat(&server, wrong_type)).2, json!("stream_options.include_usage"));
     let not_json = http(server.port, "POST", "/v1/chat/completions", Some(b"{nope"), &[]);
     assert_eq!(openai_error(&not_json).0, 400);
     let (status, kind, _) = anthropic_error(&messages(&server, json!({"model": "sonnet"})));
