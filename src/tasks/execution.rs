@@ -27,7 +27,9 @@ pub fn execute(app: &App, task_id: &str, cancel: &Cancel) -> bool {
             log::warn!("{e}; task {task_id} did not start and waits in the queue again");
             return false;
         }
-        log::warn!("task {task_id} waits to start until the store can be reached: {e}");
+        if pause.as_millis() == 100 {
+            log::warn!("task {task_id} waits to start until the store can be reached: {e}");
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_secs(2));
     }
