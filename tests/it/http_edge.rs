@@ -479,7 +479,7 @@ fn running_out_of_file_descriptors_does_not_stop_the_listener_for_good() {
     within(10, "accept hits the limit (EMFILE) and says so", || {
         server.log_text().lines().any(|l| l.contains("Error accepting new client") && l.contains("Too many open files"))
     });
-    assert!(crate::support::alive(server.pid()));
+    assert!(crate::support::alive(server.pid()), "the server died; its log:\n{}", server.log_text());
     drop(flood);
     within(15, "the server accepts again once connections close", || {
         let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
