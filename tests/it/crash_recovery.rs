@@ -48,6 +48,9 @@ fn a_sync_request_waiting_at_kill_9_is_cancelled_at_the_next_start_and_never_run
         id = pending[0]["id"].as_str().unwrap_or_default().to_string();
         !id.is_empty()
     }));
+    // A sync task is written `Soon` (its client hears only its end): visible at once, on disk
+    // within milliseconds. A kill before that loses it, which is right but not this test's case.
+    assert!(eventually(10, || saved(&server, &id)), "the waiting task reached the disk");
 
     server.restart(); // kill -9: the sync client is disconnected
 
@@ -289,4 +292,21 @@ fn a_read_only_data_folder_refuses_writes_says_so_and_recovers_by_itself() {
     assert_eq!(server.get(&format!("/api/tasks/{task}")).json["task"]["status"], "completed");
     let sessions = server.get("/api/sessions").json;
     assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(3), "two created, one by the task: {sessions}");
+}
+
+/// Whether the record `id` is durable: in a file of the data folder (the journal or its record
+/// file); in Redis a write is durable when it returns.
+fn saved(server: &Server, id: &str) -> bool {
+    fn holds(dir: &std::path::Path, id: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                holds(&path, id)
+            } else {
+                std::fs::read(&path).is_ok_and(|bytes| bytes.windows(id.len()).any(|w| w == id.as_bytes()))
+            }
+        })
+    }
+    crate::support::redis_server::redis_in_tests() || holds(&server.state_dir().join("data"), id)
 }
